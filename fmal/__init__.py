@@ -1,0 +1,55 @@
+"""fmal: choose what to label first, with foundation-model embeddings.
+
+    pool -> encoder -> embedding store -> FAISS index -> seed -> labels -> probe -> query -> ...
+"""
+
+from fmal._version import __version__
+from fmal.api import EmbedResult, PoolStatus, Selection, embed, query, seed, status
+from fmal.encoders import SentenceTransformerEncoder, load_encoder
+from fmal.exceptions import (
+    CorruptPoolError,
+    FmalError,
+    InvalidInputError,
+    LabelsError,
+    ModelLoadError,
+    ModelMismatchError,
+    PoolError,
+    PoolExhaustedError,
+    PoolExistsError,
+    PoolNotFoundError,
+)
+from fmal.probe import LinearProbe
+from fmal.query import QUERY_STRATEGIES, QueryContext, QueryResult
+from fmal.seed import SEED_STRATEGIES, SeedResult
+from fmal.store import Pool, open_pool
+
+__all__ = [
+    "QUERY_STRATEGIES",
+    "SEED_STRATEGIES",
+    "CorruptPoolError",
+    "EmbedResult",
+    "FmalError",
+    "InvalidInputError",
+    "LabelsError",
+    "LinearProbe",
+    "ModelLoadError",
+    "ModelMismatchError",
+    "Pool",
+    "PoolError",
+    "PoolExhaustedError",
+    "PoolExistsError",
+    "PoolNotFoundError",
+    "PoolStatus",
+    "QueryContext",
+    "QueryResult",
+    "SeedResult",
+    "Selection",
+    "SentenceTransformerEncoder",
+    "__version__",
+    "embed",
+    "load_encoder",
+    "open_pool",
+    "query",
+    "seed",
+    "status",
+]

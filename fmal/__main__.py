@@ -1,0 +1,3 @@
+from fmal.cli import main
+
+main()

@@ -1,0 +1,71 @@
+"""The ``fmal`` command line: a thin shell over :mod:`fmal.api`.
+
+Each command parses its options, calls one API function and prints the result. Every FmalError
+becomes one line on stderr and exit code 2, here in one place (``command``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from fmal._version import __version__
+from fmal.exceptions import FmalError
+
+app = typer.Typer(
+    name="fmal",
+    help="Choose what to label first: embed a pool of texts, pick a diverse cold-start set, then "
+    "query the rows a linear probe is least sure about.\n\n"
+    "Typical loop: fmal embed data.csv --pool P; fmal seed --pool P --budget 20; label the picks; "
+    "fmal query --pool P --labels labels.csv --budget 20; repeat.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``app.command`` that turns FmalError into a one-line message and a non-zero exit code."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            try:
+                return fn(*a, **kw)
+            except FmalError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(exc.exit_code) from None
+            except KeyboardInterrupt:
+                typer.echo("interrupted: finished work is kept; rerun the same command to resume", err=True)
+                raise typer.Exit(130) from None
+
+        return app.command(*args, **kwargs)(wrapper)
+
+    return deco
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fmal {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what fmal does (INFO level)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+from fmal.cli import embed, query, seed, status  # noqa: E402,F401  (register the commands)
+
+
+def main() -> None:
+    app()

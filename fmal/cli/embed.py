@@ -1,0 +1,57 @@
+"""fmal embed"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from tqdm.auto import tqdm
+
+from fmal import api
+from fmal.cli import command
+
+
+@command("embed")
+def embed_cmd(
+    input: Path = typer.Argument(..., help="Texts to embed: .csv, .tsv, .jsonl, .parquet, or .txt (one text a line)."),
+    pool: str = typer.Option(..., "--pool", "-p", help="Name of the pool to build (a folder under --index-dir)."),
+    text_col: str = typer.Option("text", "--text-col", help="Column holding the texts."),
+    id_col: Optional[str] = typer.Option(None, "--id-col", help="Column holding unique ids (default: 'id' if present, else stable ids made from the text)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="sentence-transformers model: a local folder or a hub name (default: the bundled all-MiniLM-L6-v2)."),
+    index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Texts per forward pass."),
+    chunk_size: int = typer.Option(2048, "--chunk-size", help="Distinct texts per saved chunk: an interrupted run loses at most one chunk."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild the pool even if it exists (drops its session and labels)."),
+    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Let the model run code from its folder (off by default)."),
+) -> None:
+    """Embed a file of texts into a pool: L2-normalised embeddings, ids, texts and a FAISS index.
+
+    Identical texts are embedded once. Work is saved chunk by chunk: rerun the same command after
+    an interruption to resume; rerunning a finished embed does nothing.
+    """
+    bar: dict[str, tqdm] = {}
+
+    def on_start(n: int) -> None:
+        bar["b"] = tqdm(total=n, unit="rows", desc=f"embedding {pool}", dynamic_ncols=True)
+
+    def on_progress(done: int) -> None:
+        bar["b"].update(done - bar["b"].n)
+
+    try:
+        res = api.embed(
+            input, pool, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
+            batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite,
+            trust_remote_code=trust_remote_code, on_start=on_start, on_progress=on_progress,
+        )
+    finally:
+        if "b" in bar:
+            bar["b"].close()
+    if res.skipped:
+        typer.echo(f"pool {res.pool_path} is already built from this input and model: nothing to do")
+        return
+    resumed = f", {res.n_chunks_reused} chunk(s) reused from an interrupted run" if res.n_chunks_reused else ""
+    typer.echo(
+        f"pool {res.pool_path}: {res.n_rows:,} rows ({res.n_unique:,} distinct texts, {res.n_embedded:,} embedded now{resumed}), "
+        f"dim {res.dim}, model {res.model}, {res.seconds:.1f} s"
+    )

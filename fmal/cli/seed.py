@@ -1,0 +1,41 @@
+"""fmal seed"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fmal import api
+from fmal.cli import _print, command
+from fmal.seed import SEED_STRATEGIES
+
+
+def _strategies_help() -> str:
+    lines = []
+    for name in SEED_STRATEGIES:
+        doc = (SEED_STRATEGIES.get(name).__doc__ or "").strip().split("\n")[0]
+        lines.append(f"{name}: {doc}")
+    return "Strategy. " + " | ".join(lines)
+
+
+@command("seed")
+def seed_cmd(
+    pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
+    budget: int = typer.Option(..., "--budget", "-b", help="How many rows to pick."),
+    strategy: str = typer.Option(api.DEFAULT_SEED_STRATEGY, "--strategy", "-s", help=_strategies_help()),
+    labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="id,label file of rows already labeled: picks extend that set."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the picks (.csv or .jsonl; default: the pool's rounds/ folder)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: same inputs and seed give the same picks."),
+    index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
+) -> None:
+    """Pick a diverse, typical cold-start set to label first: no labels needed."""
+    sel = api.seed(pool, budget, strategy, index_dir=index_dir, labels=labels, output=output, random_state=seed)
+    again = " (same as the last round: reused)" if sel.reused else ""
+    typer.echo(f"round {sel.round}: {len(sel.picks)} rows picked by {strategy}{again}")
+    _print.table(sel.picks, ["id", "score", "cluster", "text"])
+    _print.info(sel.info)
+    typer.echo(f"wrote {sel.output}")
+    typer.echo("next: label these rows (add a 'label' column), then: "
+               f"fmal query --pool {pool} --labels {sel.output} --budget {budget}")

@@ -1,0 +1,28 @@
+"""fmal status"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fmal import api
+from fmal.cli import _print, command
+
+
+@command("status")
+def status_cmd(
+    pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
+    index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
+) -> None:
+    """Show a pool: rows, model, index, labels, and the history of rounds."""
+    st = api.status(pool, index_dir=index_dir)
+    m = st.manifest
+    typer.echo(f"pool {st.path}: {m['n_rows']:,} rows, dim {m['dim']}, model {m['model']['name']}")
+    typer.echo(f"  index: {m['index']['type']} ({m['index']['metric']}), {m['index']['ntotal']:,} vectors")
+    typer.echo(f"  labels: {st.n_labels:,}")
+    if len(st.rounds):
+        _print.table(st.rounds, list(st.rounds.columns), limit=1000)
+    else:
+        typer.echo("  no rounds yet: fmal seed --pool ... --budget N")

@@ -1,0 +1,253 @@
+"""Reading pools and label files from CSV, TSV, JSONL, Parquet or plain text, and writing
+selections. Every reader validates and raises InvalidInputError naming file, row and column."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from fmal._atomic import atomic_path
+from fmal.exceptions import InvalidInputError, LabelsError
+
+READ_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".txt": "txt",
+}
+WRITE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """Texts read from one input file, with their ids and any other columns."""
+
+    path: Path
+    format: str
+    ids: list[str]
+    texts: list[str]
+    text_col: str
+    id_col: str | None
+    fingerprint: str
+    frame: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def detect_format(path: Path, allowed: dict[str, str] = READ_FORMATS) -> str:
+    fmt = allowed.get(path.suffix.lower())
+    if fmt is None:
+        raise InvalidInputError(
+            f"{path}: cannot tell the format from the extension {path.suffix or '(none)'!r}; "
+            f"use one of {', '.join(sorted(set(allowed)))}"
+        )
+    return fmt
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise InvalidInputError(f"{path}: file not found; check the path")
+    if path.is_dir():
+        raise InvalidInputError(f"{path}: is a folder, expected a file")
+    return path.read_bytes()
+
+
+def _decode(path: Path, data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidInputError(
+            f"{path}: line {line}: byte 0x{data[exc.start]:02x} is not valid UTF-8; "
+            "re-save the file as UTF-8"
+        ) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
+    """Read a file into a DataFrame of strings (no NaN guessing: 'NA' stays a text).
+
+    Returns (frame, format, sha256 of the bytes). Plain text gives one column, ``text``.
+    Missing JSON values and Parquet nulls become None.
+    """
+    path = Path(path)
+    fmt = detect_format(path)
+    data = _read_bytes(path)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    if fmt == "parquet":
+        try:
+            frame = pd.read_parquet(io.BytesIO(data))
+        except Exception as exc:  # pyarrow raises many types for a bad file
+            raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from None
+        return frame, fmt, digest
+    text = _decode(path, data)
+    if fmt == "txt":
+        lines = text.splitlines()
+        return pd.DataFrame({"text": lines}, dtype=object), fmt, digest
+    if fmt == "jsonl":
+        records = []
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(
+                    f"{path}: line {lineno}: not valid JSON ({exc.msg}); write one JSON object a line"
+                ) from None
+            if not isinstance(rec, dict):
+                raise InvalidInputError(f"{path}: line {lineno}: expected a JSON object, got {type(rec).__name__}")
+            records.append(rec)
+        return pd.DataFrame.from_records(records), fmt, digest
+    sep = "," if fmt == "csv" else "\t"
+    if not text.strip():
+        return pd.DataFrame(), fmt, digest
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, na_filter=False)
+    except pd.errors.ParserError as exc:
+        raise InvalidInputError(f"{path}: cannot parse as {fmt.upper()} ({str(exc).strip()})") from None
+    return frame, fmt, digest
+
+
+def _column(path: Path, frame: pd.DataFrame, col: str, option: str) -> pd.Series:
+    if col not in frame.columns:
+        cols = ", ".join(map(str, frame.columns)) or "(none)"
+        raise InvalidInputError(f"{path}: no column {col!r} (columns: {cols}); pass {option}")
+    return frame[col]
+
+
+def _is_blank(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def generate_ids(texts: list[str]) -> list[str]:
+    """Stable ids from content: the first 12 hex digits of sha1(text), '-2', '-3'... for repeats.
+
+    Stable under reordering and appending, unlike row numbers.
+    """
+    seen: Counter[str] = Counter()
+    out = []
+    for t in texts:
+        h = hashlib.sha1(t.encode("utf-8")).hexdigest()[:12]
+        seen[h] += 1
+        out.append(h if seen[h] == 1 else f"{h}-{seen[h]}")
+    return out
+
+
+def load_texts(
+    path: str | os.PathLike[str], *, text_col: str = "text", id_col: str | None = None
+) -> TextTable:
+    """Read and validate the texts of a pool.
+
+    ``id_col=None`` uses a column named ``id`` when there is one, else generates stable ids.
+    Rows are numbered from 1, counting data rows (not the header).
+    """
+    path = Path(path)
+    frame, fmt, digest = read_table(path)
+    if len(frame) == 0:
+        raise InvalidInputError(f"{path}: no rows; give a file with at least one text")
+    if fmt == "txt":
+        text_col = "text"
+    texts_s = _column(path, frame, text_col, "--text-col")
+    texts: list[str] = []
+    for i, v in enumerate(texts_s.tolist(), start=1):
+        if _is_blank(v):
+            raise InvalidInputError(
+                f"{path}: row {i}: empty or missing text in column {text_col!r}; remove the row or fill it"
+            )
+        texts.append(v if isinstance(v, str) else str(v))
+    used_id_col = id_col
+    if id_col is None and "id" in frame.columns:
+        used_id_col = "id"
+    if used_id_col is None:
+        ids = generate_ids(texts)
+    else:
+        ids_s = _column(path, frame, used_id_col, "--id-col")
+        ids = []
+        for i, v in enumerate(ids_s.tolist(), start=1):
+            if _is_blank(v):
+                raise InvalidInputError(f"{path}: row {i}: empty id in column {used_id_col!r}; every row needs an id")
+            ids.append(str(v).strip())
+        first: dict[str, int] = {}
+        for i, x in enumerate(ids, start=1):
+            if x in first:
+                raise InvalidInputError(
+                    f"{path}: rows {first[x]} and {i}: duplicate id {x!r} in column {used_id_col!r}; ids must be unique"
+                )
+            first[x] = i
+    return TextTable(path, fmt, ids, texts, text_col, used_id_col, digest, frame)
+
+
+def read_labels(
+    path: str | os.PathLike[str], *, id_col: str = "id", label_col: str = "label"
+) -> dict[str, str]:
+    """Read an ``id,label`` file (CSV, TSV, JSONL or Parquet) into {id: label}.
+
+    Rows whose label is blank are skipped (a picks file not yet fully annotated); an id given
+    two different labels is an error.
+    """
+    path = Path(path)
+    try:
+        frame, _, _ = read_table(path)
+    except InvalidInputError as exc:
+        raise LabelsError(str(exc)) from None
+    for col, opt in ((id_col, "an 'id' column"), (label_col, "a 'label' column")):
+        if col not in frame.columns:
+            cols = ", ".join(map(str, frame.columns)) or "(none)"
+            raise LabelsError(f"{path}: no column {col!r} (columns: {cols}); a labels file needs {opt}")
+    out: dict[str, str] = {}
+    where: dict[str, int] = {}
+    for i, (rid, lab) in enumerate(zip(frame[id_col].tolist(), frame[label_col].tolist()), start=1):
+        if _is_blank(rid):
+            raise LabelsError(f"{path}: row {i}: empty id; every labeled row needs the id of a pool row")
+        if _is_blank(lab):
+            continue
+        rid, lab = str(rid).strip(), str(lab).strip()
+        if rid in out and out[rid] != lab:
+            raise LabelsError(
+                f"{path}: rows {where[rid]} and {i}: id {rid!r} has two labels ({out[rid]!r}, {lab!r}); keep one"
+            )
+        out[rid] = lab
+        where.setdefault(rid, i)
+    return out
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write ``frame`` atomically as CSV, TSV, JSONL or Parquet, chosen by extension."""
+    path = Path(path)
+    fmt = detect_format(path, WRITE_FORMATS)
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            frame.to_csv(tmp, index=False)
+        elif fmt == "tsv":
+            frame.to_csv(tmp, index=False, sep="\t")
+        elif fmt == "jsonl":
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for rec in frame.to_dict(orient="records"):
+                    fh.write(json.dumps(rec, ensure_ascii=False, default=_json_default) + "\n")
+        else:
+            frame.to_parquet(tmp, index=False)
+    return path
+
+
+def _json_default(obj: object) -> object:
+    if hasattr(obj, "item"):
+        return obj.item()  # numpy scalars
+    raise TypeError(f"cannot serialise {type(obj).__name__}")

@@ -1,0 +1,57 @@
+"""What every query strategy takes and returns, and the registry that names them.
+
+A query strategy ranks the candidate rows given the probe's probabilities on them; it does no I/O:
+
+    @QUERY_STRATEGIES.register("mine")
+    def mine(ctx: QueryContext, budget: int) -> QueryResult: ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from fmal.registry import Registry
+
+
+@dataclass
+class QueryContext:
+    """Everything a strategy may look at.
+
+    ``candidates``: pool rows that may be picked; ``proba``: the probe's probabilities on them
+    (columns in ``classes`` order); ``X``: the whole pool's embeddings (memory-mapped);
+    ``labeled``: rows already labeled; ``index``: the pool's FAISS index.
+    """
+
+    X: np.ndarray
+    candidates: np.ndarray
+    proba: np.ndarray
+    classes: np.ndarray
+    labeled: np.ndarray
+    index: Any = None
+    probe: Any = None
+    random_state: int = 0
+
+
+@dataclass
+class QueryResult:
+    """Rows picked (pool row numbers, in order of preference) and each one's score."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class QueryStrategy(Protocol):
+    def __call__(self, ctx: QueryContext, budget: int, **params: Any) -> QueryResult: ...
+
+
+QUERY_STRATEGIES: Registry[QueryStrategy] = Registry("query strategy")
+
+
+def top_k(scores: np.ndarray, k: int, random_state: int = 0) -> np.ndarray:
+    """Positions of the ``k`` highest scores; ties broken at random with ``random_state``."""
+    tiebreak = np.random.default_rng(random_state).random(scores.shape[0])
+    return np.lexsort((tiebreak, -np.asarray(scores, dtype=np.float64)))[:k]

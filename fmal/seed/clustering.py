@@ -1,0 +1,170 @@
+"""Clustering-based cold start: k-means centroids and TypiClust (Hacohen et al., 2022).
+
+Both cluster the pool into ``budget + n_labeled`` clusters with FAISS k-means (which trains on a
+sample of at most 256 points per centroid, so the cost does not grow with the pool), treat
+clusters that hold a labeled row as covered, and pick one row in each of the largest uncovered
+clusters. Memory stays linear in the pool: no N x N matrix is ever formed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faiss
+import numpy as np
+
+from fmal._validation import check_budget, check_embeddings, check_indices
+from fmal.seed.base import SEED_STRATEGIES, SeedResult
+
+#: typicality inside a cluster larger than this is computed on a random sample of this many rows
+TYPICALITY_SAMPLE = 2000
+
+
+def kmeans(
+    X: np.ndarray, k: int, *, random_state: int = 0, niter: int = 20, batch: int = 65536
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FAISS (Euclidean) k-means. Returns (centroids [k, d], assignment [n], sim to own centroid [n])."""
+    X = check_embeddings(X) if not isinstance(X, np.memmap) else X
+    n, d = X.shape
+    k = int(min(k, n))
+    km = faiss.Kmeans(d, k, niter=niter, seed=int(random_state) % (2**31), verbose=False)
+    max_train = km.cp.max_points_per_centroid * k
+    if n > max_train:  # sample ourselves, so a memmap is never loaded whole
+        rows = np.sort(np.random.default_rng(random_state).choice(n, size=max_train, replace=False))
+        train = np.ascontiguousarray(X[rows], dtype=np.float32)
+    else:
+        train = np.ascontiguousarray(X, dtype=np.float32)
+    km.train(train)
+    assign = np.empty(n, dtype=np.int64)
+    sim = np.empty(n, dtype=np.float32)
+    # assign by L2 (what k-means minimises); centroids are not unit-norm, so IP would differ
+    idx_l2 = faiss.IndexFlatL2(d)
+    idx_l2.add(km.centroids)
+    for s in range(0, n, batch):
+        xb = np.ascontiguousarray(X[s : s + batch], dtype=np.float32)
+        _, a = idx_l2.search(xb, 1)
+        assign[s : s + len(xb)] = a[:, 0]
+        sim[s : s + len(xb)] = np.einsum("ij,ij->i", xb, km.centroids[a[:, 0]])
+    return km.centroids, assign, sim
+
+
+def typicality(Xc: np.ndarray, k: int = 20) -> np.ndarray:
+    """1 / mean Euclidean distance to the ``k`` nearest neighbours within ``Xc`` (exact, FAISS)."""
+    m = Xc.shape[0]
+    if m <= 1:
+        return np.ones(m, dtype=np.float64)
+    k = min(k, m - 1)
+    D, _ = faiss.knn(np.ascontiguousarray(Xc, dtype=np.float32), np.ascontiguousarray(Xc, dtype=np.float32), k + 1)
+    # squared L2 distances; drop the self match (first column)
+    dist = np.sqrt(np.maximum(D[:, 1:], 0.0)).mean(axis=1)
+    return 1.0 / (dist + 1e-8)
+
+
+def _cluster_sizes(assign: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(assign, minlength=k)
+
+
+def _uncovered_order(assign: np.ndarray, k: int, labeled: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Clusters without a labeled row, largest first (ties broken at random); and all sizes."""
+    sizes = _cluster_sizes(assign, k)
+    covered = np.zeros(k, dtype=bool)
+    covered[assign[labeled]] = True
+    cand = np.nonzero(~covered & (sizes > 0))[0]
+    tiebreak = rng.random(cand.size)
+    order = cand[np.lexsort((tiebreak, -sizes[cand]))]
+    return order, sizes
+
+
+def _fill_random(picks: list[int], budget: int, n: int, labeled: np.ndarray, rng: np.random.Generator) -> int:
+    """Top up ``picks`` with random unlabeled rows when there are fewer clusters than slots."""
+    missing = budget - len(picks)
+    if missing <= 0:
+        return 0
+    taken = np.zeros(n, dtype=bool)
+    taken[labeled] = True
+    taken[picks] = True
+    free = np.nonzero(~taken)[0]
+    extra = rng.choice(free, size=missing, replace=False)
+    picks.extend(int(i) for i in extra)
+    return missing
+
+
+def _members(assign: np.ndarray, k: int) -> list[np.ndarray]:
+    order = np.argsort(assign, kind="stable")
+    bounds = np.searchsorted(assign[order], np.arange(k + 1))
+    return [order[bounds[c] : bounds[c + 1]] for c in range(k)]
+
+
+def _cluster_pick(
+    X: np.ndarray, budget: int, labeled: np.ndarray | None, random_state: int, score_cluster
+) -> SeedResult:
+    n = X.shape[0]
+    labeled = check_indices(labeled, n)
+    budget = check_budget(budget, n - labeled.size)
+    rng = np.random.default_rng(random_state)
+    k = min(budget + labeled.size, n)
+    _, assign, sim = kmeans(X, k, random_state=random_state)
+    order, sizes = _uncovered_order(assign, k, labeled, rng)
+    members = _members(assign, k)
+    is_labeled = np.zeros(n, dtype=bool)
+    is_labeled[labeled] = True
+    picks: list[int] = []
+    scores: list[float] = []
+    clusters: list[int] = []
+    for c in order[:budget]:
+        rows = members[c][~is_labeled[members[c]]]
+        if rows.size == 0:
+            continue
+        row, score = score_cluster(rows, sim, rng)
+        picks.append(int(row))
+        scores.append(float(score))
+        clusters.append(int(c))
+    filled = _fill_random(picks, budget, n, labeled, rng)
+    scores += [float("nan")] * filled
+    clusters += [-1] * filled
+    info = {
+        "n_clusters": int(k),
+        "clusters_represented": int(len(set(clusters) - {-1}) + np.unique(assign[labeled]).size),
+        "largest_uncovered_cluster": int(sizes[order[budget]]) if order.size > budget else 0,
+        "filled_at_random": int(filled),
+    }
+    return SeedResult(np.asarray(picks, dtype=np.int64), np.asarray(scores), np.asarray(clusters, dtype=np.int64), info)
+
+
+@SEED_STRATEGIES.register("kmeans")
+def kmeans_seed(
+    X: np.ndarray, budget: int, *, index: Any = None, labeled: np.ndarray | None = None, random_state: int = 0, **_: Any
+) -> SeedResult:
+    """In each of the largest uncovered k-means clusters, the real row nearest its centroid
+    (score: cosine similarity to the centroid)."""
+
+    def nearest(rows: np.ndarray, sim: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
+        j = int(np.argmax(sim[rows]))
+        return int(rows[j]), float(sim[rows[j]])
+
+    return _cluster_pick(X, budget, labeled, random_state, nearest)
+
+
+@SEED_STRATEGIES.register("typiclust")
+def typiclust_seed(
+    X: np.ndarray,
+    budget: int,
+    *,
+    index: Any = None,
+    labeled: np.ndarray | None = None,
+    random_state: int = 0,
+    k_neighbors: int = 20,
+    **_: Any,
+) -> SeedResult:
+    """TypiClust: in each of the largest uncovered clusters, the most typical row, typicality being
+    1 / mean distance to its ``k_neighbors`` nearest neighbours in the cluster (score: typicality).
+    Clusters above TYPICALITY_SAMPLE rows are scored on a random sample of that many rows."""
+
+    def most_typical(rows: np.ndarray, sim: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
+        if rows.size > TYPICALITY_SAMPLE:
+            rows = np.sort(rng.choice(rows, size=TYPICALITY_SAMPLE, replace=False))
+        t = typicality(np.asarray(X[rows]), k_neighbors)
+        j = int(np.argmax(t))
+        return int(rows[j]), float(t[j])
+
+    return _cluster_pick(X, budget, labeled, random_state, most_typical)

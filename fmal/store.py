@@ -1,0 +1,337 @@
+"""The embedding store of a pool: one folder with a JSON manifest, the rows (ids and texts, Parquet),
+the embeddings (.npy, read memory-mapped) and a FAISS index.
+
+    indexes/NAME/
+        manifest.json     written last: its presence means the pool is complete
+        rows.parquet      id, text
+        embeddings.npy    float32 [n_rows, dim], L2-normalised
+        index.faiss       FAISS index over embeddings.npy
+        session.json      rounds of selection (fmal.session)
+        labels.csv        every label fmal was given (fmal.session)
+        .partial/         while embedding: progress.json + one .npy per finished chunk
+
+Embedding is resumable: chunks of unique texts are written one at a time (temp file, then
+rename); a rerun with the same input and model skips the finished ones, and since a chunk's
+batches do not depend on what ran before, the result is byte-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fmal import index as fmal_index
+from fmal._atomic import atomic_path, write_json
+from fmal._validation import check_pool_name
+from fmal._version import __version__
+from fmal.encoders import Encoder
+from fmal.exceptions import CorruptPoolError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
+from fmal.io import TextTable
+
+log = logging.getLogger(__name__)
+
+FORMAT = "fmal-pool"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ROWS = "rows.parquet"
+EMBEDDINGS = "embeddings.npy"
+INDEX = "index.faiss"
+PARTIAL = ".partial"
+DEFAULT_INDEX_DIR = Path("indexes")
+
+
+def pool_path(pool: str | Path, index_dir: str | Path | None = None) -> Path:
+    """Folder of a pool given its name (under ``index_dir``, default ``./indexes``) or its path."""
+    p = Path(pool)
+    if len(p.parts) > 1 or (p.is_dir() and (p / MANIFEST).exists() and index_dir is None):
+        return p
+    check_pool_name(str(pool))
+    return Path(index_dir if index_dir is not None else DEFAULT_INDEX_DIR) / str(pool)
+
+
+@dataclass
+class Pool:
+    """A built pool, opened read-only: manifest, ids, texts, memory-mapped embeddings, index."""
+
+    path: Path
+    manifest: dict[str, Any]
+    ids: np.ndarray
+    _row_of: dict[str, int] = field(default_factory=dict, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def n(self) -> int:
+        return int(self.manifest["n_rows"])
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @cached_property
+    def texts(self) -> np.ndarray:
+        return _read_rows(self.path, ["text"])["text"].to_numpy(dtype=object)
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:
+        """[n, dim] float32, memory-mapped (not loaded into RAM)."""
+        f = self.path / EMBEDDINGS
+        try:
+            X = np.load(f, mmap_mode="r", allow_pickle=False)
+        except Exception:
+            raise CorruptPoolError(f"{f}: unreadable embeddings; rebuild with fmal embed --overwrite") from None
+        if X.shape != (self.n, self.dim):
+            raise CorruptPoolError(
+                f"{f}: shape {X.shape} disagrees with the manifest ({self.n}, {self.dim}); "
+                "rebuild with fmal embed --overwrite"
+            )
+        return X
+
+    @cached_property
+    def index(self):  # -> faiss.Index
+        return fmal_index.load_index(self.path / INDEX, n=self.n, dim=self.dim)
+
+    def rows_of(self, ids: list[str] | np.ndarray, *, source: str = "labels") -> np.ndarray:
+        """Row numbers of ``ids``; unknown ids are an error naming a few of them."""
+        if not self._row_of:
+            self._row_of = {str(x): i for i, x in enumerate(self.ids)}
+        missing = [x for x in ids if x not in self._row_of]
+        if missing:
+            shown = ", ".join(repr(x) for x in missing[:5])
+            raise LabelsError(
+                f"{source}: {len(missing)} id(s) are not in pool {self.name!r} ({shown}"
+                f"{', ...' if len(missing) > 5 else ''}); check the file belongs to this pool"
+            )
+        return np.fromiter((self._row_of[x] for x in ids), dtype=np.int64, count=len(ids))
+
+
+def _read_rows(path: Path, columns: list[str]) -> pd.DataFrame:
+    f = path / ROWS
+    try:
+        return pd.read_parquet(f, columns=columns)
+    except Exception:
+        raise CorruptPoolError(f"{f}: missing or unreadable; rebuild with fmal embed --overwrite") from None
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of a pool folder, None when there is none, CorruptPoolError when unreadable."""
+    f = path / MANIFEST
+    if not f.exists():
+        return None
+    try:
+        m = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise CorruptPoolError(f"{f}: not valid JSON; rebuild with fmal embed --overwrite") from None
+    if not isinstance(m, dict) or m.get("format") != FORMAT or "n_rows" not in m or "dim" not in m:
+        raise CorruptPoolError(f"{f}: not an fmal pool manifest; rebuild with fmal embed --overwrite")
+    return m
+
+
+def open_pool(pool: str | Path, index_dir: str | Path | None = None) -> Pool:
+    """Open a built pool: the one way every command loads a pool."""
+    path = pool_path(pool, index_dir)
+    m = read_manifest(path)
+    if m is None:
+        hint = " (an embed was interrupted: rerun it to finish)" if (path / PARTIAL).exists() else ""
+        raise PoolNotFoundError(
+            f"{path}: no pool there{hint}; build it with: fmal embed INPUT --pool {path.name}"
+            + (f" --index-dir {path.parent}" if index_dir is not None else "")
+        )
+    ids = _read_rows(path, ["id"])["id"].to_numpy(dtype=object)
+    if len(ids) != int(m["n_rows"]):
+        raise CorruptPoolError(f"{path / ROWS}: {len(ids)} rows, the manifest says {m['n_rows']}; rebuild the pool")
+    return Pool(path=path, manifest=m, ids=ids)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    n_rows: int
+    n_unique: int
+    n_embedded: int
+    n_chunks_reused: int
+    skipped: bool
+
+
+def _unique(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """Unique texts in first-seen order and, per row, the index of its unique text."""
+    first: dict[str, int] = {}
+    inverse = np.empty(len(texts), dtype=np.int64)
+    for i, t in enumerate(texts):
+        inverse[i] = first.setdefault(t, len(first))
+    return list(first), inverse
+
+
+def _same_build(m: dict[str, Any], table: TextTable, encoder: Encoder) -> bool:
+    return (
+        m.get("input", {}).get("fingerprint") == table.fingerprint
+        and m.get("input", {}).get("text_col") == table.text_col
+        and m.get("input", {}).get("id_col") == table.id_col
+        and m.get("model", {}).get("fingerprint") == encoder.fingerprint
+    )
+
+
+def check_existing(path: Path, table: TextTable, model_name: str, model_fingerprint: str | None) -> dict | None:
+    """If ``path`` holds a finished pool: return its manifest when it was built from this input
+    (and model, when given), raise when it was not. None when there is no finished pool."""
+    m = read_manifest(path)
+    if m is None:
+        return None
+    inp = m.get("input", {})
+    if (inp.get("fingerprint"), inp.get("text_col"), inp.get("id_col")) != (table.fingerprint, table.text_col, table.id_col):
+        raise PoolExistsError(
+            f"{path}: pool exists, built from other input ({inp.get('path')}); "
+            "pass --overwrite to rebuild it or choose another --pool"
+        )
+    mm = m.get("model", {})
+    if model_fingerprint is not None and mm.get("fingerprint") != model_fingerprint:
+        raise ModelMismatchError(
+            f"{path}: pool was built with model {mm.get('name')!r} ({str(mm.get('fingerprint'))[:19]}), "
+            f"not {model_name!r}; pass --overwrite to rebuild it or choose another --pool"
+        )
+    return m
+
+
+def build_pool(
+    table: TextTable,
+    encoder: Encoder,
+    path: Path,
+    *,
+    batch_size: int = 64,
+    chunk_size: int = 2048,
+    index_kind: str = "flat",
+    overwrite: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+) -> BuildResult:
+    """Embed ``table`` with ``encoder`` into the pool folder ``path``, resuming unfinished work.
+
+    ``on_progress(n)`` is called with the number of rows finished after each chunk.
+    """
+    if overwrite and path.exists():
+        for name in (MANIFEST, ROWS, EMBEDDINGS, INDEX, PARTIAL, "session.json", "labels.csv"):
+            p = path / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    elif (m := check_existing(path, table, encoder.name, encoder.fingerprint)) is not None:
+        return BuildResult(path, int(m["n_rows"]), int(m["n_unique_texts"]), 0, 0, skipped=True)
+
+    uniq, inverse = _unique(table.texts)
+    n_chunks = (len(uniq) + chunk_size - 1) // chunk_size
+    partial = path / PARTIAL
+    progress = {
+        "input_fingerprint": table.fingerprint,
+        "text_col": table.text_col,
+        "id_col": table.id_col,
+        "model_fingerprint": encoder.fingerprint,
+        "chunk_size": chunk_size,
+        "batch_size": batch_size,
+        "n_unique": len(uniq),
+        "dim": encoder.dim,
+    }
+    pfile = partial / "progress.json"
+    if partial.exists():
+        try:
+            old = json.loads(pfile.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if old != progress:
+            log.info("discarding unfinished work in %s: it was for other input or settings", partial)
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    if not pfile.exists():
+        write_json(pfile, progress)
+
+    n_embedded = reused = 0
+    rows_done = 0
+    rows_per_unique = np.bincount(inverse, minlength=len(uniq))
+    for c in range(n_chunks):
+        lo, hi = c * chunk_size, min((c + 1) * chunk_size, len(uniq))
+        f = partial / f"chunk-{c:06d}.npy"
+        emb = _load_chunk(f, hi - lo, encoder.dim)
+        if emb is None:
+            emb = encoder.encode(uniq[lo:hi], batch_size=batch_size, normalize=True)
+            with atomic_path(f) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, emb, allow_pickle=False)
+            n_embedded += hi - lo
+        else:
+            reused += 1
+        rows_done += int(rows_per_unique[lo:hi].sum())
+        if on_progress:
+            on_progress(rows_done)
+
+    # assemble: rows, embeddings (row order, duplicates expanded), index, then the manifest
+    X_path = path / EMBEDDINGS
+    with atomic_path(X_path) as tmp:
+        X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(table), encoder.dim))
+        for c in range(n_chunks):
+            lo, hi = c * chunk_size, min((c + 1) * chunk_size, len(uniq))
+            emb = np.load(partial / f"chunk-{c:06d}.npy", allow_pickle=False)
+            rows = np.nonzero((inverse >= lo) & (inverse < hi))[0]
+            X[rows] = emb[inverse[rows] - lo]
+        X.flush()
+        del X
+    with atomic_path(path / ROWS) as tmp:
+        pd.DataFrame({"id": table.ids, "text": table.texts}).to_parquet(tmp, index=False)
+    X = np.load(X_path, mmap_mode="r", allow_pickle=False)
+    idx = fmal_index.build_index(X, index_kind)
+    fmal_index.save_index(idx, path / INDEX)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "fmal_version": __version__,
+        "n_rows": len(table),
+        "n_unique_texts": len(uniq),
+        "dim": encoder.dim,
+        "dtype": "float32",
+        "normalized": True,
+        "model": {
+            "name": encoder.name,
+            "fingerprint": encoder.fingerprint,
+            "max_seq_length": getattr(encoder, "max_seq_length", None),
+        },
+        "input": {
+            "path": str(table.path),
+            "format": table.format,
+            "fingerprint": table.fingerprint,
+            "text_col": table.text_col,
+            "id_col": table.id_col,
+            "ids_generated": table.id_col is None,
+        },
+        "embedding": {"batch_size": batch_size, "chunk_size": chunk_size},
+        "index": fmal_index.describe(idx, index_kind),
+        "files": {"rows": ROWS, "embeddings": EMBEDDINGS, "index": INDEX},
+    }
+    write_json(path / MANIFEST, manifest)
+    shutil.rmtree(partial, ignore_errors=True)
+    return BuildResult(path, len(table), len(uniq), n_embedded, reused, skipped=False)
+
+
+def _load_chunk(f: Path, n: int, dim: int) -> np.ndarray | None:
+    if not f.exists():
+        return None
+    try:
+        emb = np.load(f, allow_pickle=False)
+    except Exception:
+        log.warning("re-embedding unreadable chunk %s", f)
+        return None
+    if emb.shape != (n, dim) or emb.dtype != np.float32:
+        log.warning("re-embedding chunk %s of the wrong shape", f)
+        return None
+    return emb

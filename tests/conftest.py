@@ -1,0 +1,89 @@
+"""Shared fixtures. Everything runs offline (HF_HUB_OFFLINE=1) on real components: a tiny
+random-weight BERT (hidden 32, 2 layers) built once per session, real FAISS, real scikit-learn."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CSV = REPO / "examples" / "data" / "trec6_demo.csv"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight BERT (hidden 32, 2 layers) saved as a plain transformers folder, with the
+    bundled model's tokenizer. sentence-transformers loads it with mean pooling."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from fmal.encoders import default_model_path
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128)
+    BertModel(cfg).eval().save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_csv() -> Path:
+    return DEMO_CSV
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "indexes"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def small_csv(tmp_path: Path) -> Path:
+    """200 demo rows (id,text,label,split) as a CSV."""
+    df = pd.read_csv(DEMO_CSV, dtype=str).head(200)
+    p = tmp_path / "small.csv"
+    df.to_csv(p, index=False)
+    return p
+
+
+@pytest.fixture(scope="session")
+def _tiny_pool_template(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    import fmal
+
+    d = tmp_path_factory.mktemp("tiny-pool")
+    src = d / "small.csv"
+    pd.read_csv(DEMO_CSV, dtype=str).head(200).to_csv(src, index=False)
+    fmal.embed(src, "tiny", index_dir=d / "indexes", model=tiny_model_dir)
+    return d
+
+
+@pytest.fixture
+def tiny_pool(tmp_path: Path, _tiny_pool_template: Path) -> tuple[Path, str, Path]:
+    """A freshly copied 200-row pool built with the tiny model: (index_dir, pool name, source csv)."""
+    d = tmp_path / "tp"
+    shutil.copytree(_tiny_pool_template, d)
+    return d / "indexes", "tiny", d / "small.csv"
+
+
+def clustered(n: int = 600, d: int = 16, k: int = 6, spread: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors in ``k`` well separated clusters, and each row's cluster (a known answer)."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, d))
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    y = rng.integers(0, k, size=n)
+    X = centers[y] + spread * rng.normal(size=(n, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), y
