@@ -91,9 +91,10 @@ class Pool:
             X = np.load(f, mmap_mode="r", allow_pickle=False)
         except Exception:
             raise CorruptPoolError(f"{f}: unreadable embeddings; rebuild with fmal embed --overwrite") from None
-        if X.shape != (self.n, self.dim):
+        dtype = str(self.manifest.get("dtype", "float32"))
+        if X.shape != (self.n, self.dim) or X.dtype != np.dtype(dtype):
             raise CorruptPoolError(
-                f"{f}: shape {X.shape} disagrees with the manifest ({self.n}, {self.dim}); "
+                f"{f}: shape {X.shape} {X.dtype} disagrees with the manifest ({self.n}, {self.dim}) {dtype}; "
                 "rebuild with fmal embed --overwrite"
             )
         return X
@@ -135,6 +136,13 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
         raise CorruptPoolError(f"{f}: not valid JSON; rebuild with fmal embed --overwrite") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT or "n_rows" not in m or "dim" not in m:
         raise CorruptPoolError(f"{f}: not an fmal pool manifest; rebuild with fmal embed --overwrite")
+    bad = [k for k in ("n_rows", "dim") if isinstance(m[k], bool) or not isinstance(m[k], int) or m[k] < 1]
+    bad += [k for k in ("model", "input", "index") if not isinstance(m.get(k), dict)]
+    if bad:
+        raise CorruptPoolError(
+            f"{f}: field(s) {', '.join(bad)} missing or invalid (n_rows and dim must be positive integers); "
+            "rebuild with fmal embed --overwrite"
+        )
     return m
 
 

@@ -78,6 +78,38 @@ def tiny_pool(tmp_path: Path, _tiny_pool_template: Path) -> tuple[Path, str, Pat
     return d / "indexes", "tiny", d / "small.csv"
 
 
+@pytest.fixture
+def cli():
+    """Run the fmal CLI in-process: ``cli("seed", "--pool", ...)`` -> click Result (stdout and stderr
+    apart: this click has no ``mix_stderr``; ``.output`` holds both)."""
+    from typer.testing import CliRunner
+
+    from fmal.cli import app
+
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args])
+
+
+def assert_cli_error(result, *needles: str) -> str:
+    """A failed command: non-zero exit, one line on stderr starting 'error:' that names ``needles``,
+    nothing on stdout, no traceback. Returns the line."""
+    assert result.exit_code not in (0, None), result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert result.stdout == ""
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def cli_error():
+    """``assert_cli_error`` as a fixture (tests do not import conftest)."""
+    return assert_cli_error
+
+
 def clustered(n: int = 600, d: int = 16, k: int = 6, spread: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors in ``k`` well separated clusters, and each row's cluster (a known answer)."""
     rng = np.random.default_rng(seed)

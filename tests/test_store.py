@@ -1,0 +1,230 @@
+"""fmal.store: the pool folder, resumable chunked embedding, duplicate texts, and every way a pool
+folder can be missing or corrupt. Uses a fast deterministic encoder (vectors from a text hash)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fmal import store
+from fmal._version import __version__
+from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
+from fmal.io import load_texts
+
+POOL_FILES = ("embeddings.npy", "rows.parquet", "index.faiss", "manifest.json")
+
+
+class HashEncoder:
+    """Deterministic unit vectors from each text's hash; records every text it is asked to embed."""
+
+    def __init__(self, dim: int = 8, name: str = "hash", fail_after_chunks: int | None = None) -> None:
+        self.dim, self.name, self.fingerprint = dim, name, f"{name}:{dim}"
+        self.seen: list[str] = []
+        self.calls = 0
+        self.fail_after_chunks = fail_after_chunks
+
+    def encode(self, texts, *, batch_size=64, normalize=True):
+        if self.fail_after_chunks is not None and self.calls >= self.fail_after_chunks:
+            raise KeyboardInterrupt
+        self.calls += 1
+        self.seen += list(texts)
+        out = [np.random.default_rng(int(hashlib.sha1(t.encode()).hexdigest()[:8], 16)).normal(size=self.dim) for t in texts]
+        X = np.asarray(out, dtype=np.float32)
+        return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def _table(tmp_path: Path, texts: list[str], name: str = "in.csv"):
+    p = tmp_path / name
+    pd.DataFrame({"id": [f"r{i}" for i in range(len(texts))], "text": texts}).to_csv(p, index=False)
+    return load_texts(p)
+
+
+TEXTS = [f"sentence number {i % 23}" for i in range(40)]  # 23 distinct texts, 40 rows
+
+
+@pytest.fixture
+def built(tmp_path):
+    table = _table(tmp_path, TEXTS)
+    enc = HashEncoder()
+    res = store.build_pool(table, enc, tmp_path / "pools" / "p", chunk_size=5)
+    return table, enc, res, tmp_path / "pools" / "p"
+
+
+def test_pool_folder_holds_manifest_rows_embeddings_index(built):
+    table, enc, res, path = built
+    assert (res.n_rows, res.n_unique, res.n_embedded, res.skipped) == (40, 23, 23, False)
+    assert sorted(p.name for p in path.iterdir()) == sorted(POOL_FILES)  # .partial is gone
+    m = json.loads((path / "manifest.json").read_text())
+    assert m["n_rows"] == 40 and m["n_unique_texts"] == 23 and m["dim"] == 8
+    assert m["normalized"] is True and m["dtype"] == "float32" and m["fmal_version"] == __version__
+    assert m["model"]["name"] == "hash" and m["model"]["fingerprint"] == "hash:8"
+    assert m["input"]["fingerprint"] == table.fingerprint and m["input"]["text_col"] == "text"
+    assert m["index"]["type"] == "flat" and m["index"]["ntotal"] == 40
+    pool = store.open_pool(path)
+    assert pool.ids.tolist() == table.ids and pool.texts.tolist() == TEXTS
+    X = np.asarray(pool.embeddings)
+    assert X.dtype == np.float32 and X.shape == (40, 8)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-5)
+    assert pool.index.ntotal == 40
+
+
+def test_identical_texts_are_embedded_once_yet_every_row_has_its_vector(built):
+    _, enc, _, path = built
+    assert sorted(enc.seen) == sorted(set(TEXTS))  # each distinct text exactly once
+    X = np.asarray(store.open_pool(path).embeddings)
+    ref = HashEncoder().encode(TEXTS)
+    np.testing.assert_array_equal(X, ref)  # rows 0 and 23 share a text, and a vector
+
+
+def test_rerun_of_a_finished_pool_is_a_no_op(built):
+    table, _, _, path = built
+    before = {f: (path / f).read_bytes() for f in POOL_FILES}
+    enc = HashEncoder()
+    res = store.build_pool(table, enc, path, chunk_size=5)
+    assert res.skipped and res.n_embedded == 0 and enc.calls == 0
+    assert before == {f: (path / f).read_bytes() for f in POOL_FILES}
+
+
+def test_other_input_or_model_is_refused_unless_overwrite(built, tmp_path):
+    table, _, _, path = built
+    other = _table(tmp_path, TEXTS[:10], "other.csv")
+    with pytest.raises(PoolExistsError, match="built from other input.*--overwrite"):
+        store.build_pool(other, HashEncoder(), path)
+    with pytest.raises(ModelMismatchError, match=r"built with model 'hash'.*not 'hash2'.*--overwrite"):
+        store.build_pool(table, HashEncoder(name="hash2"), path)
+    (path / "session.json").write_text("{}")
+    res = store.build_pool(other, HashEncoder(name="hash2"), path, overwrite=True)
+    assert res.n_rows == 10 and not (path / "session.json").exists()
+    assert store.open_pool(path).manifest["model"]["name"] == "hash2"
+
+
+def test_interrupted_build_resumes_byte_identical(tmp_path):
+    table = _table(tmp_path, TEXTS)
+    ref = tmp_path / "ref"
+    store.build_pool(table, HashEncoder(), ref, chunk_size=5)
+    path = tmp_path / "p"
+    with pytest.raises(KeyboardInterrupt):
+        store.build_pool(table, HashEncoder(fail_after_chunks=2), path, chunk_size=5)
+    assert not (path / "manifest.json").exists()
+    assert sorted(p.name for p in (path / ".partial").iterdir()) == ["chunk-000000.npy", "chunk-000001.npy", "progress.json"]
+    with pytest.raises(PoolNotFoundError, match="interrupted: rerun it"):
+        store.open_pool(path)
+    enc = HashEncoder()
+    res = store.build_pool(table, enc, path, chunk_size=5)
+    assert res.n_chunks_reused == 2 and res.n_embedded == 23 - 10 and len(enc.seen) == 13
+    for f in POOL_FILES:
+        assert (path / f).read_bytes() == (ref / f).read_bytes(), f
+    assert not (path / ".partial").exists()
+    assert not list(path.glob(".*.tmp"))
+
+
+def test_unfinished_work_for_other_settings_is_discarded(tmp_path):
+    table = _table(tmp_path, TEXTS)
+    path = tmp_path / "p"
+    with pytest.raises(KeyboardInterrupt):
+        store.build_pool(table, HashEncoder(fail_after_chunks=2), path, chunk_size=5)
+    res = store.build_pool(table, HashEncoder(), path, chunk_size=7)  # another chunk size: start over
+    assert res.n_chunks_reused == 0 and res.n_embedded == 23
+
+
+def test_a_corrupt_chunk_is_embedded_again(tmp_path):
+    table = _table(tmp_path, TEXTS)
+    path = tmp_path / "p"
+    with pytest.raises(KeyboardInterrupt):
+        store.build_pool(table, HashEncoder(fail_after_chunks=2), path, chunk_size=5)
+    (path / ".partial" / "chunk-000001.npy").write_bytes(b"\x93NUMPY garbage")
+    res = store.build_pool(table, HashEncoder(), path, chunk_size=5)
+    assert res.n_chunks_reused == 1
+    np.testing.assert_array_equal(np.asarray(store.open_pool(path).embeddings), HashEncoder().encode(TEXTS))
+
+
+# ----------------------------------------------------------------------------- opening
+
+
+def test_pool_path_from_name_or_folder(tmp_path):
+    assert store.pool_path("demo") == Path("indexes") / "demo"
+    assert store.pool_path("demo", tmp_path) == tmp_path / "demo"
+    assert store.pool_path(tmp_path / "x" / "demo") == tmp_path / "x" / "demo"
+    for bad in ("a b", ".hidden", "", "x" * 200):
+        with pytest.raises(InvalidInputError, match="pool name must be"):
+            store.pool_path(bad, tmp_path)
+
+
+def test_missing_pool(tmp_path):
+    with pytest.raises(PoolNotFoundError, match=r"no pool there; build it with: fmal embed INPUT --pool nope"):
+        store.open_pool("nope", tmp_path)
+
+
+def test_rows_of_names_unknown_ids(built):
+    pool = store.open_pool(built[3])
+    assert pool.rows_of(["r3", "r0"]).tolist() == [3, 0]
+    with pytest.raises(LabelsError, match=r"lab.csv: 2 id\(s\) are not in pool 'p' \('zz', 'yy'\)"):
+        pool.rows_of(["r1", "zz", "yy"], source="lab.csv")
+
+
+def _corrupt(path: Path, what: str) -> None:
+    m = json.loads((path / "manifest.json").read_text())
+    if what == "manifest-json":
+        (path / "manifest.json").write_text('{"format": "fmal-pool", ')
+    elif what == "manifest-other":
+        (path / "manifest.json").write_text('["not", "a", "manifest"]')
+    elif what == "manifest-n_rows":
+        m["n_rows"] = "forty"
+        (path / "manifest.json").write_text(json.dumps(m))
+    elif what == "manifest-model":
+        del m["model"]
+        (path / "manifest.json").write_text(json.dumps(m))
+    elif what == "rows-missing":
+        (path / "rows.parquet").unlink()
+    elif what == "rows-count":
+        pd.DataFrame({"id": ["a"], "text": ["b"]}).to_parquet(path / "rows.parquet")
+    elif what == "emb-shape":
+        np.save(path / "embeddings.npy", np.zeros((10, 8), np.float32))
+    elif what == "emb-dtype":
+        np.save(path / "embeddings.npy", np.zeros((40, 8), np.float64))
+    elif what == "emb-truncated":
+        b = (path / "embeddings.npy").read_bytes()
+        (path / "embeddings.npy").write_bytes(b[: len(b) // 2])
+    elif what == "emb-missing":
+        (path / "embeddings.npy").unlink()
+    elif what == "index-missing":
+        (path / "index.faiss").unlink()
+    elif what == "index-truncated":
+        b = (path / "index.faiss").read_bytes()
+        (path / "index.faiss").write_bytes(b[: len(b) // 2])
+    elif what == "index-other":
+        store.build_pool(_table(path.parent, TEXTS[:5], "five.csv"), HashEncoder(), path.parent / "five")
+        (path / "index.faiss").write_bytes((path.parent / "five" / "index.faiss").read_bytes())
+
+
+@pytest.mark.parametrize(
+    "what, needle",
+    [
+        ("manifest-json", "manifest.json: not valid JSON"),
+        ("manifest-other", "manifest.json: not an fmal pool manifest"),
+        ("manifest-n_rows", "manifest.json"),
+        ("manifest-model", "manifest.json"),
+        ("rows-missing", "rows.parquet: missing or unreadable"),
+        ("rows-count", "rows.parquet: 1 rows, the manifest says 40"),
+        ("emb-shape", "embeddings.npy: shape (10, 8) float32 disagrees"),
+        ("emb-dtype", "embeddings.npy: shape (40, 8) float64 disagrees with the manifest (40, 8) float32"),
+        ("emb-truncated", "embeddings.npy: unreadable"),
+        ("emb-missing", "embeddings.npy"),
+        ("index-missing", "index.faiss: index file missing"),
+        ("index-truncated", "index.faiss: index file is unreadable"),
+        ("index-other", "index.faiss: index holds 5 vectors"),
+    ],
+)
+def test_corrupt_pool_is_a_clear_error(built, what, needle):
+    path = built[3]
+    _corrupt(path, what)
+    with pytest.raises(CorruptPoolError) as exc:
+        pool = store.open_pool(path)
+        pool.texts, pool.embeddings, pool.index  # noqa: B018  (load every part)
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+    assert "rebuild" in str(exc.value)
