@@ -4,7 +4,7 @@
 """
 
 from fmal._version import __version__
-from fmal.api import EmbedResult, PoolStatus, Selection, embed, query, seed, status
+from fmal.api import EmbedResult, PoolStatus, Selection, SimulationResult, embed, query, seed, simulate, status
 from fmal.encoders import SentenceTransformerEncoder, load_encoder
 from fmal.exceptions import (
     CorruptPoolError,
@@ -45,11 +45,13 @@ __all__ = [
     "SeedResult",
     "Selection",
     "SentenceTransformerEncoder",
+    "SimulationResult",
     "__version__",
     "embed",
     "load_encoder",
     "open_pool",
     "query",
     "seed",
+    "simulate",
     "status",
 ]

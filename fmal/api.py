@@ -23,6 +23,7 @@ from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext
 from fmal.seed import SEED_STRATEGIES
 from fmal.session import Session, params_key
+from fmal.simulate import SimulationResult, simulate  # noqa: F401  (fmal simulate lives in its own module)
 
 log = logging.getLogger(__name__)
 
