@@ -4,7 +4,24 @@
 """
 
 from fmal._version import __version__
-from fmal.api import EmbedResult, PoolStatus, Selection, SimulationResult, embed, query, seed, simulate, status
+from fmal.api import (
+    AuditResult,
+    EmbedResult,
+    ExportResult,
+    ImportResult,
+    PoolStatus,
+    Selection,
+    SimulationResult,
+    audit,
+    embed,
+    export,
+    import_labels,
+    query,
+    report,
+    seed,
+    simulate,
+    status,
+)
 from fmal.encoders import SentenceTransformerEncoder, load_encoder
 from fmal.exceptions import (
     CorruptPoolError,
@@ -26,9 +43,12 @@ from fmal.store import Pool, open_pool
 __all__ = [
     "QUERY_STRATEGIES",
     "SEED_STRATEGIES",
+    "AuditResult",
     "CorruptPoolError",
     "EmbedResult",
+    "ExportResult",
     "FmalError",
+    "ImportResult",
     "InvalidInputError",
     "LabelsError",
     "LinearProbe",
@@ -47,10 +67,14 @@ __all__ = [
     "SentenceTransformerEncoder",
     "SimulationResult",
     "__version__",
+    "audit",
     "embed",
+    "export",
+    "import_labels",
     "load_encoder",
     "open_pool",
     "query",
+    "report",
     "seed",
     "simulate",
     "status",

@@ -287,3 +287,215 @@ def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolSt
     rows = [{"round": r["round"], "kind": r["kind"], "strategy": r["strategy"], "picks": len(r["ids"]),
              "labels_then": r.get("n_labeled", 0), "created": r["created"]} for r in s.rounds]
     return PoolStatus(p.path, p.manifest, len(s.labels), pd.DataFrame(rows))
+
+
+# ----------------------------------------------------------------------------- the annotation loop
+# export -> (annotators) -> import-labels; audit; report   (fmal.export, fmal.audit, fmal.report)
+
+from fmal.audit import DEFAULT_FOLDS, LabelAudit, audit_info, audit_labels  # noqa: E402
+from fmal.report import DEFAULT_CLUSTERS, DEFAULT_RARE_RATIO, BiasReport, class_balance, rounds_balance, unlabeled_clusters  # noqa: E402
+from fmal.report import write as write_report  # noqa: E402
+from fmal.export import FORMATS, Answer, Disagreement, collapse  # noqa: E402
+from fmal.seed.clustering import kmeans as fmal_seed_kmeans  # noqa: E402
+from fmal.session import LabelConflict  # noqa: E402
+
+
+def _check_output(fmt_name: str, output: PathLike | None, default: Path) -> Path:
+    fmt = FORMATS.get(fmt_name)
+    out = Path(output) if output is not None else default.with_suffix(fmt.suffixes[0])
+    if out.suffix.lower() not in fmt.suffixes:
+        raise InvalidInputError(f"--output {out}: a {fmt.name} file must end in {' or '.join(fmt.suffixes)}")
+    return out
+
+
+def _classes(session: Session, *extra: Any) -> list[str]:
+    """Every class seen so far: stored labels and any suggested labels."""
+    seen = set(session.labels.values())
+    for values in extra:
+        seen |= {str(v) for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))}
+    return sorted(seen)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export`` wrote: a round's picks as one annotation tool's import file."""
+
+    round: int
+    format: str
+    output: Path
+    n_tasks: int
+    n_suggestions: int
+    classes: list[str]
+
+
+def export(
+    pool: str | PathLike,
+    round: int | None = None,
+    format: str = "csv",
+    *,
+    index_dir: PathLike | None = None,
+    output: PathLike | None = None,
+) -> ExportResult:
+    """Write the picks of round ``round`` (default: the last) for an annotation tool.
+
+    Query rounds carry the probe's suggested label and probability, written as the tool's
+    pre-annotation (Label Studio predictions, Prodigy preselected option and score, Argilla
+    suggestions, ``predicted_label``/``predicted_proba`` columns in CSV/JSONL).
+    Default output: the pool's ``exports/round-NNN-FORMAT.EXT``.
+    """
+    fmt = FORMATS.get(format)
+    p = store.open_pool(pool, index_dir)
+    session = Session(p.path)
+    if not session.rounds:
+        raise InvalidInputError(f"pool {p.name!r} has no rounds yet; pick rows first with fmal seed --pool {p.name} --budget N")
+    numbers = [r["round"] for r in session.rounds]
+    if round is None:
+        round = numbers[-1]
+    rec = next((r for r in session.rounds if r["round"] == round), None)
+    if rec is None:
+        raise InvalidInputError(f"--round must be one of the pool's rounds ({', '.join(map(str, numbers))}), got {round}")
+    frame = _frame_of_round(p, rec)
+    out = _check_output(fmt.name, output, p.path / "exports" / f"round-{round:03d}-{fmt.name}")
+    classes = _classes(session, frame.get("predicted_label", []))
+    fmt.write(frame, out, classes)
+    n_sugg = int(frame["predicted_label"].notna().sum()) if "predicted_label" in frame else 0
+    return ExportResult(round, fmt.name, out, len(frame), n_sugg, classes)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What ``import_labels`` found in a file and did to the pool's labels."""
+
+    path: Path
+    format: str
+    on_conflict: str
+    n_records: int
+    n_answers: int
+    added: int
+    changed: int
+    unchanged: int
+    kept: int
+    conflicts: tuple[LabelConflict, ...]  # stored label vs the file's, and what the policy did
+    disagreements: tuple[Disagreement, ...]  # ids the file itself answers differently
+    unknown: tuple[Answer, ...]  # answers for ids not in the pool (not imported)
+    skipped: tuple[tuple[str, str], ...]  # (where, why) records with no usable answer
+
+
+def import_labels(
+    file: PathLike,
+    pool: str | PathLike,
+    format: str = "csv",
+    *,
+    on_conflict: str = "error",
+    index_dir: PathLike | None = None,
+) -> ImportResult:
+    """Read an annotation tool's export and merge its answers into the pool's labels.
+
+    Answers for ids not in the pool are reported, not imported. A file that answers an id twice
+    differently, or answers a labeled id differently from the stored label, is a conflict:
+    ``on_conflict`` = ``error`` (default: nothing is written), ``keep`` (the stored / first answer
+    wins) or ``replace`` (the file's / last answer wins; the old label is kept in session.json's
+    ``relabels``). Importing the same file again changes nothing.
+    """
+    fmt = FORMATS.get(format)
+    p = store.open_pool(pool, index_dir)
+    session = Session(p.path)
+    path = Path(file)
+    got = fmt.read(path)
+    in_pool = set(p.ids.tolist())
+    unknown = tuple(a for a in got.answers if a.id not in in_pool)
+    if got.answers and len(unknown) == len(got.answers):
+        shown = ", ".join(repr(a.id) for a in unknown[:5])
+        raise LabelsError(f"{path}: none of the {len(unknown)} answered ids are in pool {p.name!r} ({shown}); check the file belongs to this pool")
+    labels, dis = collapse([a for a in got.answers if a.id in in_pool], on_conflict, str(path))
+    merge = session.add_labels(labels, source=f"{fmt.name}:{path.name}", on_conflict=on_conflict)
+    return ImportResult(path, fmt.name, on_conflict, got.n_records, len(got.answers), merge.added, merge.changed,
+                        merge.unchanged, merge.kept, merge.conflicts, tuple(dis), unknown, tuple(got.skipped))
+
+
+@dataclass
+class AuditResult:
+    """The labels most likely wrong, ranked, with the suggested label (``audit.table``)."""
+
+    audit: LabelAudit
+    output: Path | None
+    format: str | None
+    info: dict[str, Any]
+
+
+def audit(
+    pool: str | PathLike,
+    *,
+    index_dir: PathLike | None = None,
+    output: PathLike | None = None,
+    format: str | None = None,
+    include_all: bool = False,
+    n_folds: int = DEFAULT_FOLDS,
+    random_state: int = 0,
+) -> AuditResult:
+    """Cross-validated probe probabilities on every labeled row, then cleanlab's label-issue
+    detection: the likely wrong labels, most suspicious first, each with a suggested label.
+
+    With ``output``, the flagged rows (all audited rows with ``include_all``) are written for
+    re-review in ``format`` (default: from the extension, .csv -> csv, .jsonl -> jsonl), with the
+    suggestion as pre-annotation and the given label as ``given_label``.
+    """
+    p = store.open_pool(pool, index_dir)
+    session = Session(p.path)
+    known = session.labels
+    if not known:
+        raise LabelsError(f"pool {p.name!r} has no labels yet; import some first with fmal import-labels FILE --pool {p.name}")
+    ids = sorted(known)
+    rows = p.rows_of(ids, source="labels")
+    res = audit_labels(np.asarray(p.embeddings[rows]), ids, [known[i] for i in ids], n_folds=n_folds, random_state=random_state)
+    out = None
+    if output is not None:
+        if format is None:
+            format = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl"}.get(Path(output).suffix.lower())
+            if format is None:
+                raise InvalidInputError(f"--output {output}: pass --format ({', '.join(FORMATS.names())}) for this extension")
+        out = _check_output(format, output, Path(output))
+        table = res.table if include_all else res.issues
+        frame = table.assign(text=p.texts[p.rows_of(table["id"].tolist(), source="labels")], audit_rank=table["rank"])
+        frame = frame[["id", "text", "predicted_label", "predicted_proba", "given_label", "label_quality", "audit_rank"]]
+        FORMATS.get(format).write(frame, out, _classes(session))
+    return AuditResult(res, out, format if out else None, audit_info(res))
+
+
+def report(
+    pool: str | PathLike,
+    *,
+    index_dir: PathLike | None = None,
+    output: PathLike | None = None,
+    n_clusters: int = DEFAULT_CLUSTERS,
+    rare_ratio: float = DEFAULT_RARE_RATIO,
+    random_state: int = 0,
+) -> BiasReport:
+    """Labeled class distribution vs the probe's predicted distribution over the pool (with a
+    warning per class far rarer among the labels than predicted), k-means clusters holding no
+    label, and the class balance round by round; written as markdown (``output``, default the
+    pool's ``reports/report.md``) and a PNG beside it."""
+    check_positive(n_clusters, "n_clusters", integer=True)
+    check_positive(rare_ratio, "rare_ratio")
+    p = store.open_pool(pool, index_dir)
+    session = Session(p.path)
+    known = session.labels
+    if not known:
+        raise LabelsError(f"pool {p.name!r} has no labels yet; import some first with fmal import-labels FILE --pool {p.name}")
+    out = Path(output) if output is not None else p.path / "reports" / "report.md"
+    if out.suffix.lower() != ".md":
+        raise InvalidInputError(f"--output {out}: the report is markdown, use a .md file name (the PNG goes beside it)")
+    ids = sorted(known)
+    rows = p.rows_of(ids, source="labels")
+    y = [known[i] for i in ids]
+    probe = LinearProbe(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))
+    proba = _proba_batched(probe, p.embeddings, np.arange(p.n))
+    predicted = probe.classes_[proba.argmax(axis=1)]
+    balance, warns = class_balance(y, predicted, rare_ratio)
+    k = int(min(n_clusters, p.n))
+    _, assign, sim = fmal_seed_kmeans(p.embeddings, k, random_state=random_state)
+    clusters = unlabeled_clusters(assign, sim, rows, predicted, p.texts, k)
+    rounds = rounds_balance(session.rounds, known, balance["class"].tolist())
+    rep = BiasReport(balance, clusters, rounds, warns, p.n, len(known), k)
+    write_report(rep, out, p.name)
+    return rep

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from fmal._atomic import write_json
-from fmal.exceptions import CorruptPoolError
+from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError
 from fmal.io import write_table
 
 SESSION = "session.json"
@@ -33,11 +33,26 @@ def params_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+ON_CONFLICT = ("keep", "replace", "error")
+
+
+@dataclass(frozen=True)
+class LabelConflict:
+    """An id whose stored label differs from the incoming one, and what the policy did with it."""
+
+    id: str
+    stored: str
+    incoming: str
+    resolution: str  # "kept" | "replaced"
+
+
 @dataclass(frozen=True)
 class LabelMerge:
     added: int
     changed: int
     unchanged: int
+    kept: int = 0
+    conflicts: tuple[LabelConflict, ...] = ()
 
 
 class Session:
@@ -72,17 +87,38 @@ class Session:
         labeled = set(self._labels["id"])
         return {i for r in self.rounds for i in r["ids"] if i not in labeled}
 
-    def add_labels(self, new: dict[str, str], source: str) -> LabelMerge:
-        """Merge ``new`` into the stored labels (and write them) without losing any answer."""
+    def add_labels(self, new: dict[str, str], source: str, *, on_conflict: str = "replace") -> LabelMerge:
+        """Merge ``new`` into the stored labels (and write them) without losing any answer.
+
+        An id stored with another label is a conflict, resolved by ``on_conflict``: ``replace``
+        (the new answer wins, the old one is kept in ``relabels``), ``keep`` (the stored answer
+        stays) or ``error`` (LabelsError naming the conflicts; nothing is written). Merging the
+        same labels twice changes nothing.
+        """
+        if on_conflict not in ON_CONFLICT:
+            raise InvalidInputError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}")
         stored = {i: (lab, src) for i, lab, src in zip(self._labels["id"], self._labels["label"], self._labels["source"])}
-        added = changed = 0
+        clashes = [(rid, stored[rid][0], lab) for rid, lab in new.items() if rid in stored and stored[rid][0] != lab]
+        if clashes and on_conflict == "error":
+            shown = "; ".join(f"{rid!r}: stored {old!r}, new {lab!r}" for rid, old, lab in clashes[:5])
+            raise LabelsError(
+                f"{source}: {len(clashes)} id(s) already have another label ({shown}"
+                f"{'; ...' if len(clashes) > 5 else ''}); pass --on-conflict keep or --on-conflict replace"
+            )
+        added = changed = kept = 0
+        conflicts: list[LabelConflict] = []
         now = _now()
         for rid, lab in new.items():
             old = stored.get(rid)
             if old is None:
                 added += 1
             elif old[0] != lab:
+                if on_conflict == "keep":
+                    kept += 1
+                    conflicts.append(LabelConflict(rid, old[0], lab, "kept"))
+                    continue
                 changed += 1
+                conflicts.append(LabelConflict(rid, old[0], lab, "replaced"))
                 self.relabels.append({"id": rid, "old": old[0], "new": lab, "source": source, "time": now})
             else:
                 continue
@@ -93,7 +129,7 @@ class Session:
             )
             write_table(self._labels, self.dir / LABELS)
             self._save()
-        return LabelMerge(added, changed, len(new) - added - changed)
+        return LabelMerge(added, changed, len(new) - added - changed - kept, kept, tuple(conflicts))
 
     def last_round_like(self, key: str) -> dict[str, Any] | None:
         """The most recent round, if it was run with the same parameters (a rerun)."""

@@ -119,3 +119,30 @@ def clustered(n: int = 600, d: int = 16, k: int = 6, spread: float = 0.05, seed:
     X = centers[y] + spread * rng.normal(size=(n, d))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     return X.astype(np.float32), y
+
+
+class _TableEncoder:
+    """An encoder that looks each text's vector up in a table: a pool with embeddings chosen by the test."""
+
+    def __init__(self, vectors: dict[str, np.ndarray]) -> None:
+        self.vectors = vectors
+        self.dim = len(next(iter(vectors.values())))
+        self.name = "table-encoder"
+        self.fingerprint = "table:" + str(len(vectors))
+
+    def encode(self, texts: list[str], *, batch_size: int = 64, normalize: bool = True) -> np.ndarray:
+        return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
+
+
+def vector_pool(index_dir: Path, name: str, X: np.ndarray, texts: list[str] | None = None, ids: list[str] | None = None) -> Path:
+    """Build pool ``name`` under ``index_dir`` whose embeddings are exactly ``X`` (unit rows)."""
+    from fmal.io import TextTable
+    from fmal.store import build_pool
+
+    n = X.shape[0]
+    texts = texts or [f"text {i}" for i in range(n)]
+    ids = ids or [f"r{i}" for i in range(n)]
+    table = TextTable(Path("vectors.csv"), "csv", ids, texts, "text", "id", f"sha256:{n}", pd.DataFrame({"id": ids, "text": texts}))
+    path = Path(index_dir) / name
+    build_pool(table, _TableEncoder(dict(zip(texts, X))), path)
+    return path

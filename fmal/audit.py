@@ -1,0 +1,92 @@
+"""Label audit: which labels look wrong, from cross-validated probe probabilities and cleanlab.
+
+Every labeled row gets out-of-fold class probabilities from a LinearProbe (k stratified folds, C
+chosen once on all labels); cleanlab's ``find_label_issues`` flags the likely wrong labels and its
+self-confidence score (the out-of-fold probability of the given label) ranks them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from fmal._validation import check_embeddings, check_positive
+from fmal.exceptions import LabelsError
+from fmal.probe import LinearProbe
+
+DEFAULT_FOLDS = 5
+
+
+@dataclass
+class LabelAudit:
+    """Every audited label, most suspicious first.
+
+    ``table`` columns: rank, id, given_label, predicted_label (the suggested label: the most probable
+    out-of-fold class), predicted_proba, label_quality (out-of-fold probability of the given
+    label), is_issue (flagged by cleanlab).
+    """
+
+    table: pd.DataFrame
+    n_folds: int
+    C: float
+    classes: list[str]
+    excluded: dict[str, int] = field(default_factory=dict)  # classes too small to audit: {class: count}
+
+    @property
+    def issues(self) -> pd.DataFrame:
+        return self.table[self.table["is_issue"]]
+
+
+def audit_labels(X: np.ndarray, ids: list[str], y: list[str], *, n_folds: int = DEFAULT_FOLDS, random_state: int = 0) -> LabelAudit:
+    """Audit labels ``y`` of rows ``X`` (ids ``ids``). Classes with a single label cannot be
+    cross-validated: they are left out and named in ``excluded``."""
+    check_positive(n_folds, "n_folds", integer=True)
+    X = check_embeddings(X)
+    y_arr = np.asarray(y, dtype=str)
+    ids_arr = np.asarray(ids, dtype=object)
+    classes, counts = np.unique(y_arr, return_counts=True)
+    excluded = {str(c): int(n) for c, n in zip(classes, counts) if n < 2}
+    keep = ~np.isin(y_arr, list(excluded))
+    X, y_arr, ids_arr = X[keep], y_arr[keep], ids_arr[keep]
+    classes, counts = np.unique(y_arr, return_counts=True)
+    if classes.size < 2:
+        raise LabelsError(
+            f"an audit needs two classes with at least 2 labels each, got {dict(zip(classes.tolist(), counts.tolist()))}"
+            f"{f' (and single labels of {sorted(excluded)})' if excluded else ''}; label more rows first"
+        )
+    k = int(min(max(2, n_folds), counts.min()))
+    probe = LinearProbe(random_state=random_state).fit(X, y_arr)
+    folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        proba = cross_val_predict(LinearProbe(C=probe.C_, random_state=random_state), X, y_arr, cv=folds, method="predict_proba")
+    y_int = np.searchsorted(classes, y_arr)
+    issue = _find_issues(y_int, proba)
+    quality = proba[np.arange(y_int.size), y_int]
+    best = proba.argmax(axis=1)
+    table = pd.DataFrame({
+        "id": ids_arr, "given_label": y_arr, "predicted_label": classes[best],
+        "predicted_proba": proba[np.arange(best.size), best].round(4), "label_quality": quality.round(4), "is_issue": issue,
+    })
+    table = table.iloc[np.lexsort((quality, ~issue))].reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return LabelAudit(table, k, float(probe.C_), classes.tolist(), excluded)
+
+
+def _find_issues(labels: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    from cleanlab.filter import find_label_issues
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cleanlab warns on tiny classes; the result is still usable
+        return np.asarray(find_label_issues(labels=labels, pred_probs=proba), dtype=bool)
+
+
+def audit_info(a: LabelAudit) -> dict[str, Any]:
+    return {"labels_audited": len(a.table), "issues": int(a.table["is_issue"].sum()), "folds": a.n_folds,
+            "probe_C": a.C, "classes": len(a.classes), "classes_left_out": a.excluded or None}

@@ -1,0 +1,31 @@
+"""fmal report"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fmal import api
+from fmal.cli import _print, command
+
+
+@command("report")
+def report_cmd(
+    pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Markdown file (default: the pool's reports/report.md); the PNG goes beside it."),
+    clusters: int = typer.Option(20, "--clusters", help="k-means clusters to look for unlabeled regions."),
+    rare_ratio: float = typer.Option(0.5, "--rare-ratio", help="Warn where a class's labeled share is below this times its predicted share."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (probe, k-means)."),
+    index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
+) -> None:
+    """Report what was labeled against what the pool holds: class balance vs the probe's
+    predictions, clusters with no label, and the balance round by round (markdown + PNG)."""
+    rep = api.report(pool, index_dir=index_dir, output=output, n_clusters=clusters, rare_ratio=rare_ratio, random_state=seed)
+    typer.echo(f"{rep.n_labeled:,} of {rep.n_pool:,} rows labeled")
+    _print.table(rep.balance, list(rep.balance.columns), limit=1000)
+    typer.echo(f"{len(rep.clusters)} of {rep.n_clusters} clusters hold no label")
+    for w in rep.warnings:
+        typer.echo(f"WARNING: {w}", err=True)
+    typer.echo(f"wrote {rep.paths['markdown']} and {rep.paths['png']}")

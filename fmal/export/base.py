@@ -1,0 +1,142 @@
+"""What every annotation-tool format shares: the tasks going out, the answers coming back.
+
+Going out, a format writes a *tasks frame*: one row per text to label, with the columns ``id`` and
+``text``, optionally ``predicted_label`` and ``predicted_proba`` (the probe's suggestion, written as
+the tool's pre-annotation), and any other columns (round, strategy, score, ...) as metadata.
+
+Coming back, a format reads the tool's export into :class:`Answers`: every answer it found, in file
+order, each with where it came from, and every record it skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fmal._atomic import write_text
+from fmal.exceptions import LabelsError
+from fmal.io import _decode, _read_bytes
+
+#: metadata key that carries fmal's row id through every tool
+ID_KEY = "fmal_id"
+#: name of the single-choice question / control in every tool
+LABEL_KEY = "label"
+#: who made the pre-annotations
+AGENT = "fmal-probe"
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One label given to one id, and where in the file it was found (``"record 3"``, ``"line 7"``)."""
+
+    id: str
+    label: str
+    where: str
+
+
+@dataclass
+class Answers:
+    """What a tool's export holds: answers in file order, and skipped records with the reason."""
+
+    answers: list[Answer] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
+    n_records: int = 0
+
+
+@dataclass(frozen=True)
+class Format:
+    """An annotation-tool format: how to write tasks for it and how to read its export back."""
+
+    name: str
+    suffixes: tuple[str, ...]  # file name endings it writes; the first is the default
+    write: Callable[[pd.DataFrame, Path, list[str]], None]
+    read: Callable[[Path], Answers]
+    description: str
+
+
+def clean(value: Any) -> Any:
+    """A JSON-ready value: NaN/None -> None, numpy scalars -> Python scalars."""
+    if value is None:
+        return None
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The tasks frame as records of JSON-ready values."""
+    return [{k: clean(v) for k, v in rec.items()} for rec in frame.to_dict(orient="records")]
+
+
+def meta_of(rec: dict[str, Any]) -> dict[str, Any]:
+    """The columns of a task that are neither id, text nor the suggestion."""
+    return {k: v for k, v in rec.items() if k not in {"id", "text", "predicted_label", "predicted_proba"}}
+
+
+def suggestion(rec: dict[str, Any]) -> tuple[str | None, float | None]:
+    lab = rec.get("predicted_label")
+    if lab is None or (isinstance(lab, str) and not lab.strip()):
+        return None, None
+    p = rec.get("predicted_proba")
+    return str(lab), (None if p is None else round(float(p), 4))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def read_records(path: Path, what: str) -> list[tuple[str, dict[str, Any]]]:
+    """Records of a JSON array file or a JSONL file, each with its place (``record N`` / ``line N``)."""
+    path = Path(path)
+    try:
+        text = _decode(path, _read_bytes(path))
+    except Exception as exc:  # InvalidInputError from io: re-raise as a labels problem
+        raise LabelsError(str(exc)) from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LabelsError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}); give the {what} export as it was saved") from None
+        out = []
+        for i, rec in enumerate(data, start=1):
+            if not isinstance(rec, dict):
+                raise LabelsError(f"{path}: record {i}: expected a JSON object, got {type(rec).__name__}; is this a {what} export?")
+            out.append((f"record {i}", rec))
+        return out
+    out = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LabelsError(f"{path}: line {lineno}: not valid JSON ({exc.msg}); write one JSON object a line") from None
+        if not isinstance(rec, dict):
+            raise LabelsError(f"{path}: line {lineno}: expected a JSON object, got {type(rec).__name__}; is this a {what} export?")
+        out.append((f"line {lineno}", rec))
+    return out
+
+
+def text_label(value: Any) -> str | None:
+    """A label value as a stripped string, None when blank."""
+    value = clean(value)
+    if value is None:
+        return None
+    s = str(value).strip()
+    return s or None

@@ -1,0 +1,86 @@
+"""Prodigy: choice tasks in JSONL, answers from ``prodigy db-out`` JSONL.
+
+Out: ``{"text", "options": [{"id", "text"}...], "accept": [suggested], "meta": {"score", ...},
+"fmal_id"}`` a line: the ``choice`` interface (as in ``textcat.manual`` with several labels) shows
+the options with the probe's suggestion preselected and its probability in the meta panel.
+
+In: every line's ``answer``: ``accept`` with exactly one option in ``accept`` (choice tasks) or with
+a ``label`` (binary ``textcat.teach``-style tasks) is a label; ``reject`` and ``ignore`` are
+reported as skipped, since a rejected label does not say which class is right. The id comes from
+``fmal_id`` (or ``meta.fmal_id``, then ``meta.id``), which Prodigy keeps in its saved tasks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from fmal.export import register
+from fmal.export.base import ID_KEY, Answer, Answers, Format, meta_of, read_records, rows, suggestion, text_label, write_jsonl
+
+
+def tasks(frame: pd.DataFrame, classes: list[str]) -> list[dict[str, Any]]:
+    """The tasks frame as Prodigy choice tasks."""
+    out = []
+    for rec in rows(frame):
+        lab, p = suggestion(rec)
+        options = list(classes) + ([lab] if lab is not None and lab not in classes else [])
+        meta: dict[str, Any] = {ID_KEY: str(rec["id"]), **meta_of(rec)}
+        task: dict[str, Any] = {"text": rec["text"], "options": [{"id": c, "text": c} for c in options]}
+        if lab is not None:
+            task["accept"] = [lab]
+            meta["suggested"] = lab
+            if p is not None:
+                meta["score"] = p
+        task["meta"] = meta
+        task[ID_KEY] = str(rec["id"])
+        out.append(task)
+    return out
+
+
+def _write(frame: pd.DataFrame, path: Path, classes: list[str]) -> None:
+    write_jsonl(path, tasks(frame, classes))
+
+
+def _id_of(rec: dict[str, Any]) -> str | None:
+    meta = rec.get("meta") if isinstance(rec.get("meta"), dict) else {}
+    for v in (rec.get(ID_KEY), meta.get(ID_KEY), meta.get("id")):
+        if text_label(v) is not None:
+            return text_label(v)
+    return None
+
+
+def _read(path: Path) -> Answers:
+    records = read_records(path, "Prodigy db-out")
+    res = Answers(n_records=len(records))
+    for where, rec in records:
+        rid = _id_of(rec)
+        if rid is None:
+            res.skipped.append((where, f"no {ID_KEY!r} (nor meta.{ID_KEY} or meta.id); was the task exported by fmal?"))
+            continue
+        answer = rec.get("answer")
+        if answer is None:
+            res.skipped.append((where, "no answer (not annotated)"))
+            continue
+        if answer in ("ignore", "reject"):
+            res.skipped.append((where, f"answer {answer!r}"))
+            continue
+        if answer != "accept":
+            res.skipped.append((where, f"unknown answer {answer!r} (Prodigy answers are accept, reject, ignore)"))
+            continue
+        if isinstance(rec.get("accept"), list) and (rec.get("options") or rec["accept"]):
+            chosen = [text_label(a) for a in rec["accept"] if text_label(a) is not None]
+            if len(chosen) != 1:
+                res.skipped.append((where, f"accepted with {len(chosen)} options chosen; fmal needs exactly one"))
+                continue
+            res.answers.append(Answer(rid, chosen[0], where))  # type: ignore[arg-type]
+        elif text_label(rec.get("label")) is not None:
+            res.answers.append(Answer(rid, text_label(rec["label"]), where))  # type: ignore[arg-type]
+        else:
+            res.skipped.append((where, "accepted, but with neither an 'accept' option nor a 'label'"))
+    return res
+
+
+register(Format("prodigy", (".jsonl",), _write, _read, "Prodigy choice tasks; reads db-out JSONL"))

@@ -1,0 +1,49 @@
+"""Plain tables: CSV and JSONL. Out: every task column plus an empty ``label`` column to fill in.
+In: rows with an ``id`` and a non-empty ``label`` (other columns are ignored)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from fmal.exceptions import InvalidInputError, LabelsError
+from fmal.export import register
+from fmal.export.base import Answer, Answers, Format, text_label
+from fmal.io import read_table, write_table
+
+
+def _write(frame: pd.DataFrame, path: Path, classes: list[str]) -> None:
+    out = frame.copy()
+    if "label" in out.columns:  # e.g. an audit's current label: keep it, but under another name
+        out = out.rename(columns={"label": "given_label"})
+    cols = ["id", "text", "label"] + [c for c in out.columns if c not in {"id", "text"}]
+    out["label"] = ""
+    write_table(out[cols], path)
+
+
+def _read(path: Path) -> Answers:
+    try:
+        frame, fmt, _ = read_table(path)
+    except InvalidInputError as exc:
+        raise LabelsError(str(exc)) from None
+    for col in ("id", "label"):
+        if col not in frame.columns:
+            cols = ", ".join(map(str, frame.columns)) or "(none)"
+            raise LabelsError(f"{path}: no column {col!r} (columns: {cols}); a labels table needs 'id' and 'label' columns")
+    res = Answers(n_records=len(frame))
+    unit = "line" if fmt == "jsonl" else "row"
+    for i, (rid, lab) in enumerate(zip(frame["id"].tolist(), frame["label"].tolist()), start=1):
+        where = f"{unit} {i}"
+        rid_s, lab_s = text_label(rid), text_label(lab)
+        if rid_s is None:
+            raise LabelsError(f"{path}: {where}: empty id; every labeled row needs the id of a pool row")
+        if lab_s is None:
+            res.skipped.append((where, "no label yet"))
+            continue
+        res.answers.append(Answer(rid_s, lab_s, where))
+    return res
+
+
+register(Format("csv", (".csv", ".tsv"), _write, _read, "a table with an empty 'label' column to fill in"))
+register(Format("jsonl", (".jsonl",), _write, _read, "one JSON object a line with an empty 'label' to fill in"))
