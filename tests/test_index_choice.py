@@ -1,0 +1,58 @@
+"""Index choice from pool size and memory budget, build with measured recall, load with params."""
+
+import numpy as np
+import pytest
+
+from fmal import index as fi
+from fmal.exceptions import InvalidInputError
+
+from conftest import clustered
+
+
+def test_auto_picks_flat_for_a_small_pool():
+    c = fi.choose_index(5_000, 384, "auto", fi.parse_memory("4G"))
+    assert c.kind == "flat" and c.factory == "Flat"
+
+
+def test_auto_picks_ivfpq_for_a_large_pool_under_a_small_budget():
+    c = fi.choose_index(50_000_000, 384, "auto", fi.parse_memory("4G"))
+    assert c.kind == "ivfpq" and c.factory.startswith("IVF") and ",PQ" in c.factory
+    assert c.bytes_per_vector * 50_000_000 <= fi.parse_memory("4G")
+
+
+def test_auto_picks_ivfflat_when_full_vectors_fit_but_pool_is_large():
+    c = fi.choose_index(1_000_000, 384, "auto", fi.parse_memory("8G"))
+    assert c.kind == "ivfflat"
+
+
+@pytest.mark.parametrize("text,expected", [("4G", 4 * 2**30), ("512M", 512 * 2**20), ("1.5g", int(1.5 * 2**30)), ("100", 100)])
+def test_parse_memory(text, expected):
+    assert fi.parse_memory(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["lots", "-1G", "0"])
+def test_parse_memory_rejects_garbage(bad):
+    with pytest.raises(InvalidInputError, match="max index memory"):
+        fi.parse_memory(bad)
+
+
+def test_unknown_index_kind_is_a_clear_error():
+    with pytest.raises(InvalidInputError, match=r"must be one of \[auto, flat"):
+        fi.choose_index(10, 8, "annoy")
+
+
+def test_ivf_index_is_trained_measured_and_reloaded(tmp_path):
+    X, _ = clustered(n=4000, d=32, k=20, spread=0.2)
+    index, info = fi.build(X, "ivfflat")
+    assert info["type"] == "ivfflat" and info["ntotal"] == 4000
+    assert info["recall_at_10"] >= 0.9 and "nprobe" in info["search_params"]
+    fi.save_index(index, tmp_path / "i.faiss")
+    again = fi.load_index(tmp_path / "i.faiss", n=4000, dim=32, search_params=info["search_params"])
+    assert fi.recall_at_k(again, X) == pytest.approx(info["recall_at_10"], abs=1e-6)
+
+
+def test_exact_knn_streams_blocks():
+    X, _ = clustered(n=1000, d=16, k=5)
+    got = fi.exact_knn(X, X[:7], 5, block=128)
+    sims = X[:7] @ X.T
+    assert np.array_equal(np.sort(got, axis=1), np.sort(np.argsort(-sims, axis=1)[:, :5], axis=1))
