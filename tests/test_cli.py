@@ -304,3 +304,13 @@ def test_sigkilled_embed_resumes_byte_identical(cli, tmp_path, tiny_model_dir, d
     _no_temp_files(idx)
     res = cli(*args)
     assert res.exit_code == 0 and "nothing to do" in res.stdout
+
+
+def test_unwritable_output_is_one_line_error(cli, cli_error, tiny_pool, tmp_path):
+    index_dir, name, _ = tiny_pool
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    cli_error(cli("seed", "--pool", name, "--index-dir", index_dir, "--budget", 3, "--output", blocker / "picks.csv"),
+              str(blocker), "check the path")
+    session = index_dir / name / "session.json"
+    assert not session.exists() or json.loads(session.read_text())["rounds"] == []

@@ -41,6 +41,10 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
             except FmalError as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(exc.exit_code) from None
+            except OSError as exc:  # a path the user gave cannot be written or read (a file as folder, no permission, disk full)
+                where = f"{exc.filename}: " if exc.filename else ""
+                typer.echo(f"error: {where}{exc.strerror or exc}; check the path, its permissions and free space", err=True)
+                raise typer.Exit(2) from None
             except KeyboardInterrupt:
                 typer.echo("interrupted: finished work is kept; rerun the same command to resume", err=True)
                 raise typer.Exit(130) from None
