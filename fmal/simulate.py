@@ -176,6 +176,7 @@ class SimulationResult:
     reach: tuple[float, ...]
     summaries: list[StrategySummary]
     verdict: str
+    advice: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -247,6 +248,7 @@ class SimulationResult:
         out = {
             "format": "fmal-simulation", "format_version": 1,
             "verdict": self.verdict,
+            "advice": self.advice,
             "baseline": self.baseline,
             "seeds": self.seeds, "budgets": self.budgets, "classes": self.classes,
             "confidence": CONFIDENCE, "interval": "two-sided t-interval over seeds",
@@ -275,7 +277,7 @@ class SimulationResult:
         n = len(self.seeds)
         reach_cols = [f"labels to {k} of full" for k in self._reach_keys()]
         lines = [
-            f"**{self.verdict}**", "",
+            f"**{self.verdict}**", "", self.advice, "",
             f"Full-data accuracy (all {self.info.get('n_train', '?')} train labels): {100 * self.full_accuracy:.1f}%"
             f" (macro-F1 {100 * self.full_macro_f1:.1f}); test rows: {self.info.get('n_test', '?')};"
             f" {n} seed{'s' if n != 1 else ''}; intervals: 95% t-interval over seeds.", "",
@@ -330,6 +332,22 @@ def _verdict(name: str, diff: float, lo: float, hi: float, baseline: str) -> str
     if hi < 0:
         return f"{name} loses to {baseline} by {-diff:.1f} +/- {half:.1f} points AULC"
     return f"{name} is no better than {baseline} ({diff:+.1f} +/- {half:.1f} points AULC)"
+
+
+def _advice(result: SimulationResult, winners: list[StrategySummary]) -> str:
+    """What to do next, in a sentence or two."""
+    if len(result.seeds) < 2:
+        return "Rerun with --seeds 5 or more: one run cannot tell a strategy from luck."
+    if winners:
+        best = max(winners, key=lambda s: s.diff_vs_baseline)
+        return (f"Use {best.strategy}: fmal seed --strategy {best.seed_strategy}, then fmal query --strategy "
+                f"{best.query_strategy}. Keep a random sample aside to measure the probe's accuracy honestly.")
+    last = result.to_frame().query("n_labels == @result.budgets[-1]")["accuracy"].max()
+    gap = 100 * (result.full_accuracy - last)
+    return (f"Label a random sample: it is as good here, and it gives an unbiased test set for free. "
+            f"At {result.budgets[-1]} labels the best curve is {gap:.1f} points below the full-data accuracy"
+            + (", so more labels still pay; " if gap > 2 else "; ")
+            + "a stronger embedding model (--model) or a larger --max may change the answer: rerun this check then.")
 
 
 # ----------------------------------------------------------------------------- the simulation
@@ -528,14 +546,15 @@ def simulate_embeddings(
             reach_med[f"{round(100 * share)}%"] = None if math.isinf(med) else int(round(med))
         summaries.append(StrategySummary(spec.name, spec.seed, spec.query, m, lo, hi, f1m, d, dlo, dhi, reach_med, verdict))
     result.summaries = summaries
-    winners = [s for s in summaries if s.strategy != baseline and not math.isnan(s.diff_lo) and s.diff_lo > 0]
+    winners: list[StrategySummary] = [s for s in summaries if s.strategy != baseline and not math.isnan(s.diff_lo) and s.diff_lo > 0]
     if winners:
         best = max(winners, key=lambda s: s.diff_vs_baseline)
         result.verdict = best.verdict + (f" (best of {len(winners)} that beat {baseline})" if len(winners) > 1 else "")
     elif len(seed_list) < 2:
-        result.verdict = f"one seed: no interval, so no verdict; rerun with --seeds 5 or more"
+        result.verdict = "one seed: no interval, so no verdict; rerun with --seeds 5 or more"
     else:
         result.verdict = f"no strategy beats {baseline} on this data"
+    result.advice = _advice(result, winners)
     result.info = {
         **(info or {}),
         "n_train": int(X.shape[0]), "n_test": int(X_test.shape[0]), "dim": int(X.shape[1]),

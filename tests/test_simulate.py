@@ -56,6 +56,7 @@ def test_no_strategy_beats_random_verdict():
                             step=10, max_labels=30)
     assert [s.name for s in r.strategies] == ["random", "kmeans+entropy"]  # the baseline is added
     assert r.verdict == "no strategy beats random on this data"
+    assert r.advice.startswith("Label a random sample")
 
 
 def test_same_seeds_same_results_other_seed_differs(clusters_result):
