@@ -9,6 +9,7 @@ accept/reject/ignore, ``_input_hash``/``_task_hash``, choice ``options``/``accep
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,18 +26,27 @@ from fmal.session import Session
 CLASSES = np.array(["ham", "eggs", "spam"])
 
 
-@pytest.fixture
-def loop(tmp_path: Path):
+@pytest.fixture(scope="module")
+def _loop_template(tmp_path_factory: pytest.TempPathFactory):
     """A 90-row pool in 3 clusters; round 1 (seed) labeled from the gold labels; round 2 (query) open."""
+    d = tmp_path_factory.mktemp("loop")
     X, y = clustered(n=90, d=16, k=3, seed=1)
-    index_dir = tmp_path / "indexes"
+    index_dir = d / "indexes"
     vector_pool(index_dir, "p", X)
     gold = {f"r{i}": str(CLASSES[c]) for i, c in enumerate(y)}
     s1 = api.seed("p", 9, "kmeans", index_dir=index_dir)
-    labels = tmp_path / "labels.csv"
+    labels = d / "labels.csv"
     pd.DataFrame({"id": s1.ids, "label": [gold[i] for i in s1.ids]}).to_csv(labels, index=False)
     s2 = api.query("p", labels, 6, "margin", index_dir=index_dir)
     return index_dir, gold, s1, s2
+
+
+@pytest.fixture
+def loop(tmp_path: Path, _loop_template):
+    """A fresh copy of the template pool: (index_dir, gold labels, seed round, query round)."""
+    src, gold, s1, s2 = _loop_template
+    shutil.copytree(src, tmp_path / "indexes")
+    return tmp_path / "indexes", gold, s1, s2
 
 
 def _files(index_dir: Path) -> dict[str, bytes]:
