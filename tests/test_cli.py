@@ -314,3 +314,14 @@ def test_unwritable_output_is_one_line_error(cli, cli_error, tiny_pool, tmp_path
               str(blocker), "check the path")
     session = index_dir / name / "session.json"
     assert not session.exists() or json.loads(session.read_text())["rounds"] == []
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["seed", "--pool", "p", "--budget", "abc"], "'--budget'"),
+    (["seed", "--budget", "3"], "Missing option '--pool'"),
+    (["seed", "--pool", "p", "--budgte", "3"], "--budgte"),
+    (["sed"], "No such command 'sed'"),
+])
+def test_usage_errors_are_one_line(cli, cli_error, args, needle):
+    line = cli_error(cli(*args), needle, "--help")
+    assert line.startswith("error: ") and "Usage:" not in line

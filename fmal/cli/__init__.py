@@ -13,11 +13,36 @@ from collections.abc import Callable
 from typing import Any
 
 import typer
+import typer.core
 
 from fmal._version import __version__
 from fmal.exceptions import FmalError
 
+# typer >= 0.22 carries its own copy of click; its commands raise that copy's exceptions
+_click = getattr(typer.core, "_click", None) or __import__("click")
+
+
+class _OneLineUsageError(_click.exceptions.UsageError):
+    """A usage error of a command (a missing option, a budget that is not a number) shown as one
+    'error:' line, like every other error."""
+
+    def show(self, file: Any = None) -> None:
+        where = f" (see {self.ctx.command_path} --help)" if self.ctx else ""
+        typer.echo(f"error: {self.format_message()}{where}", err=True)
+
+
+class _Commands(typer.core.TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _click.exceptions.UsageError as exc:
+            if isinstance(exc, getattr(_click.exceptions, "NoArgsIsHelpError", ())):
+                raise  # "no arguments: show the help" is not an error
+            raise _OneLineUsageError(exc.format_message(), exc.ctx) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="fmal",
     help="Choose what to label first: embed a pool of texts, pick a diverse cold-start set, then "
     "query the rows a linear probe is least sure about.\n\n"
