@@ -126,6 +126,7 @@ def plot(rep: BiasReport, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
     b = rep.balance
@@ -145,6 +146,7 @@ def plot(rep: BiasReport, path: Path) -> Path:
             if col in r.columns:
                 ax2.plot(r["round"], r[col], marker="o", label=str(c))
         ax2.set_xlabel("round")
+        ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax2.set_ylabel("cumulative labeled share")
         ax2.legend(fontsize="small")
     else:
