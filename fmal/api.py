@@ -496,6 +496,7 @@ def report(
     _, assign, sim = fmal_seed_kmeans(p.embeddings, k, random_state=random_state)
     clusters = unlabeled_clusters(assign, sim, rows, predicted, p.texts, k)
     rounds = rounds_balance(session.rounds, known, balance["class"].tolist())
-    rep = BiasReport(balance, clusters, rounds, warns, p.n, len(known), k)
+    picked = {i for r in session.rounds for i in r["ids"]}
+    rep = BiasReport(balance, clusters, rounds, warns, p.n, len(known), k, sum(i not in picked for i in known))
     write_report(rep, out, p.name)
     return rep

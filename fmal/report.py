@@ -36,6 +36,7 @@ class BiasReport:
     n_pool: int
     n_labeled: int
     n_clusters: int
+    n_outside_rounds: int = 0  # labels of ids that no round picked (imported or given directly)
     markdown: str = ""
     paths: dict[str, Path] = field(default_factory=dict)
 
@@ -114,7 +115,9 @@ def to_markdown(rep: BiasReport, pool_name: str, png_name: str | None) -> str:
     uncovered = int(rep.clusters["size"].sum()) if len(rep.clusters) else 0
     lines += [f"## Clusters with no label ({len(rep.clusters)} of {rep.n_clusters}, {uncovered:,} rows)", "",
               _md_table(rep.clusters.assign(example=rep.clusters["example"].map(lambda t: t if len(t) <= 80 else t[:79] + "…")))]
-    lines += ["## Class balance round by round", "", _md_table(rep.rounds)]
+    lines += ["## Class balance round by round", "", "Labels of each round's picks (as labeled now) and the cumulative class shares."
+              + (f" {rep.n_outside_rounds:,} label(s) are of rows no round picked and are not counted here." if rep.n_outside_rounds else ""),
+              "", _md_table(rep.rounds)]
     if png_name:
         lines += [f"![class balance]({png_name})", ""]
     return "\n".join(lines)

@@ -61,6 +61,7 @@ def test_report_numbers(skewed, tmp_path):
     assert r.loc[2, "cum_share_b"] == pytest.approx(40 / 84, abs=1e-4)
     md = (tmp_path / "r.md").read_text()
     assert "WARNING: class 'c'" in md and "| c | 4 | 0.0476 | 100 | 0.3333 | 0.143 | True |" in md and "![class balance](r.png)" in md
+    assert rep.n_outside_rounds == 0 and "not counted here" not in md
     png = (tmp_path / "r.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
@@ -72,9 +73,16 @@ def test_unlabeled_cluster_is_found(skewed, tmp_path):
     (skewed / "p" / "labels.csv").unlink()
     Session(skewed / "p").add_labels(labels, source="test")
     rep = api.report("p", index_dir=skewed, output=tmp_path / "r.md", n_clusters=3)
-    assert len(rep.clusters) == 1
+    assert len(rep.clusters) == 1 and rep.n_outside_rounds == 0
     row = rep.clusters.iloc[0]
     assert row["size"] == 100 and row["share_of_pool"] == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_labels_outside_rounds_are_counted(skewed, tmp_path):
+    Session(skewed / "p").add_labels({"r250": "c", "r251": "c"}, source="direct")
+    rep = api.report("p", index_dir=skewed, output=tmp_path / "r.md", n_clusters=3)
+    assert rep.n_outside_rounds == 2 and rep.balance.set_index("class").loc["c", "labeled"] == 6
+    assert "2 label(s) are of rows no round picked" in (tmp_path / "r.md").read_text()
 
 
 def test_class_balance_and_rounds_units():
