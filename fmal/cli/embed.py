@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from fmal import api
 from fmal.cli import command
+from fmal.encoders import BACKENDS, DEFAULT_BACKEND
 
 
 @command("embed")
@@ -24,6 +25,10 @@ def embed_cmd(
     chunk_size: int = typer.Option(2048, "--chunk-size", help="Distinct texts per saved chunk: an interrupted run loses at most one chunk."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild the pool even if it exists (drops its session and labels)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Let the model run code from its folder (off by default)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help=f"Encoder runtime: {', '.join(BACKENDS)} (default {DEFAULT_BACKEND}, or the existing pool's). ONNX exports are made once and cached in $FMAL_CACHE (~/.cache/fmal)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Stored embedding dtype: float32 or float16 (half the disk; default float32, or the existing pool's)."),
+    max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Truncate texts to this many tokens (default: the model's own limit)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the encoder (default: the cores available to this process)."),
 ) -> None:
     """Embed a file of texts into a pool: L2-normalised embeddings, ids, texts and a FAISS index.
 
@@ -42,16 +47,23 @@ def embed_cmd(
         res = api.embed(
             input, pool, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
             batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite,
-            trust_remote_code=trust_remote_code, on_start=on_start, on_progress=on_progress,
+            trust_remote_code=trust_remote_code, backend=backend, precision=precision,
+            max_seq_length=max_seq_length, threads=threads, on_start=on_start, on_progress=on_progress,
         )
     finally:
         if "b" in bar:
             bar["b"].close()
     if res.skipped:
-        typer.echo(f"pool {res.pool_path} is already built from this input and model: nothing to do")
+        typer.echo(f"pool {res.pool_path} is already built from this input and model ({res.backend}, "
+                   f"{res.precision}): nothing to do")
         return
     resumed = f", {res.n_chunks_reused} chunk(s) reused from an interrupted run" if res.n_chunks_reused else ""
     typer.echo(
         f"pool {res.pool_path}: {res.n_rows:,} rows ({res.n_unique:,} distinct texts, {res.n_embedded:,} embedded now{resumed}), "
         f"dim {res.dim}, model {res.model}, {res.seconds:.1f} s"
+    )
+    rate = res.n_embedded / res.seconds if res.seconds > 0 else 0.0
+    typer.echo(
+        f"encoder: backend {res.backend}, {res.threads} thread(s), max_seq_length {res.max_seq_length} tokens, "
+        f"stored as {res.precision}, {rate:,.0f} texts/s overall"
     )

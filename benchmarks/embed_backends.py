@@ -1,0 +1,170 @@
+"""Speed and accuracy of fmal's encoder backends against raw sentence-transformers (torch fp32).
+
+    python benchmarks/embed_backends.py [--sizes 2000 20000] [--repeats 1] [--batch-size 64]
+
+For each size (texts sampled from all of ../shared/data, seed 0) and each runtime, in one run:
+texts/s of the encode call (model already loaded, one warm-up batch), the ratio to raw
+``SentenceTransformer.encode``, and the mean and minimum cosine of its embeddings to raw fp32.
+Runtimes are interleaved per repeat (raw, torch, onnx, onnx-int8, raw, ...; best kept) so that other
+load on the machine hits them alike. Then a linear probe (logistic regression, all trec6 train labels)
+is fitted on each backend's embeddings and scored on trec6's test rows.
+
+The physical bound: FLOPs per token of the model (matmuls of every layer, plus attention over the
+text's own length) times the tokens encoded, over the measured peak FLOP/s of a large fp32 matrix
+multiply (torch) and of an int8 one (onnxruntime MatMulInteger) on this machine.
+Targets (issue 7): the fastest backend >= 2x raw at >= 0.99 mean cosine and a probe accuracy within
+0.5 points of fp32; the default backend is the fastest that meets the accuracy bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def sample_texts(n: int) -> list[str]:
+    texts = pd.concat([pd.read_csv(f, dtype=str)["text"] for f in sorted(DATA.glob("*.csv"))]).dropna().drop_duplicates()
+    return texts.sample(n=min(n, len(texts)), random_state=0).tolist()
+
+
+def fp32_peak(threads: int, n: int = 1024, reps: int = 8) -> float:
+    """Measured FLOP/s of an n x n fp32 matmul with torch (best of ``reps``)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def int8_peak(threads: int, n: int = 1024, reps: int = 8) -> float:
+    """Measured op/s of an n x n uint8 x int8 MatMulInteger with onnxruntime (what onnx-int8 runs)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "mm",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]), helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
+        [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    s = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {"a": rng.integers(0, 128, (n, n), dtype=np.uint8), "b": rng.integers(-64, 64, (n, n), dtype=np.int8)}
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        s.run(None, feed)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def model_flops(st_model, texts: list[str]) -> tuple[float, int]:
+    """(total FLOPs, tokens) to encode ``texts`` unpadded: per token and layer 2*(4*d*d + 2*d*ff)
+    for the projections and 4*len*d for attention scores and their weighted sum."""
+    cfg = st_model[0].auto_model.config
+    d, ff, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    lengths = np.concatenate([
+        st_model.preprocess(texts[i : i + 512])["attention_mask"].sum(1).numpy() for i in range(0, len(texts), 512)
+    ]).astype(np.float64)
+    per_token_fixed = layers * 2 * (4 * d * d + 2 * d * ff)
+    flops = float((lengths * (per_token_fixed + layers * 4 * lengths * d)).sum())
+    return flops, int(lengths.sum())
+
+
+def probe_accuracy(encoders: dict, batch_size: int) -> dict[str, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    df = pd.read_csv(DATA / "trec6.csv", dtype=str)
+    tr, te = df[df["split"] == "train"], df[df["split"] == "test"]
+    out = {}
+    for name, enc in encoders.items():
+        Xtr, Xte = enc(tr["text"].tolist(), batch_size), enc(te["text"].tolist(), batch_size)
+        clf = LogisticRegression(max_iter=3000, C=10.0).fit(Xtr, tr["label"])
+        out[name] = float((clf.predict(Xte) == te["label"].to_numpy()).mean())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--no-probe", action="store_true")
+    args = ap.parse_args()
+
+    from sentence_transformers import SentenceTransformer
+
+    from fmal.encoders import DEFAULT_BACKEND, available_threads, default_model_path, load_encoder
+
+    threads = available_threads()
+    raw_model = SentenceTransformer(str(default_model_path()), device="cpu")
+    fm = {b: load_encoder(None, backend=b) for b in BACKENDS}  # exports (once, cached) happen here
+    runners = {"raw": lambda t, bs: raw_model.encode(t, batch_size=bs, normalize_embeddings=True, show_progress_bar=False)}
+    runners |= {b: (lambda t, bs, e=fm[b]: e.encode(t, batch_size=bs)) for b in BACKENDS}
+    for r in runners.values():
+        r(["warm up the runtime with a first batch"] * 64, args.batch_size)
+
+    peak32, peak8 = fp32_peak(threads), int8_peak(threads)
+    print(f"machine: {threads} core(s) available; measured peak: fp32 matmul {peak32 / 1e9:.1f} GFLOP/s (torch), "
+          f"int8 MatMulInteger {peak8 / 1e9:.1f} Gop/s (onnxruntime)")
+    print("timings taken with other jobs running on the same cores: compare ratios within a size, not across runs")
+    results: dict[int, dict[str, dict[str, float]]] = {}
+    for n in args.sizes:
+        texts = sample_texts(n)
+        flops, tokens = model_flops(raw_model, texts)
+        times: dict[str, list[float]] = {k: [] for k in runners}
+        embs: dict[str, np.ndarray] = {}
+        for _ in range(args.repeats):
+            for k, r in runners.items():
+                t0 = time.perf_counter()
+                embs[k] = r(texts, args.batch_size)
+                times[k].append(time.perf_counter() - t0)
+        raw_s = min(times["raw"])
+        rows = {}
+        for k in runners:
+            cos = (embs[k] * embs["raw"]).sum(1) / np.linalg.norm(embs[k], axis=1) / np.linalg.norm(embs["raw"], axis=1)
+            s = min(times[k])
+            peak = peak8 if k == "onnx-int8" else peak32
+            rows[k] = {"texts_s": len(texts) / s, "ratio": raw_s / s, "mean_cos": float(cos.mean()), "min_cos": float(cos.min()),
+                       "of_bound": (flops / s) / peak}
+        results[n] = rows
+        bound32 = peak32 / flops * len(texts)
+        print(f"\n{len(texts):,} texts ({tokens:,} tokens, {tokens / len(texts):.1f}/text; {flops / 1e12:.2f} TFLOP): "
+              f"bound {bound32:,.0f} texts/s at the fp32 peak, {peak8 / flops * len(texts):,.0f} at the int8 peak")
+        print(f"{'runtime':12s} {'texts/s':>9s} {'x raw':>6s} {'mean cos':>9s} {'min cos':>8s} {'% of bound':>10s}")
+        for k, r in rows.items():
+            print(f"{k:12s} {r['texts_s']:9.1f} {r['ratio']:6.2f} {r['mean_cos']:9.5f} {r['min_cos']:8.5f} {100 * r['of_bound']:9.1f}%")
+
+    if not args.no_probe:
+        acc = probe_accuracy(runners, args.batch_size)
+        print("\nlinear probe, trec6, all train labels -> test accuracy")
+        for k, a in acc.items():
+            print(f"{k:12s} {a:.4f}  ({100 * (a - acc['raw']):+.2f} points vs raw fp32)")
+        last = results[args.sizes[-1]]
+        ok = [b for b in BACKENDS if last[b]["mean_cos"] >= 0.99 and abs(acc[b] - acc["raw"]) <= 0.005]
+        fastest = max(ok, key=lambda b: last[b]["texts_s"]) if ok else "torch"
+        print(f"\nbackends meeting the accuracy bar: {ok}; fastest of them: {fastest} "
+              f"({last[fastest]['ratio']:.2f}x raw); fmal's default: {DEFAULT_BACKEND}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Encoder backends (torch, onnx, onnx-int8), the ONNX export cache, stored precision, threads and
+max_seq_length. ONNX exports go to a per-session FMAL_CACHE, never to ~/.cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fmal
+from fmal import _onnx, store
+from fmal.encoders import BACKENDS, DEFAULT_BACKEND, load_encoder
+from fmal.exceptions import InvalidInputError, ModelMismatchError
+
+DEMO_CSV = Path(__file__).resolve().parents[1] / "examples" / "data" / "trec6_demo.csv"
+
+SENTENCES = pd.read_csv(DEMO_CSV, dtype=str)["text"].head(64).tolist() + ["", "a", "word " * 400]
+
+
+@pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fmal-cache")
+
+
+@pytest.fixture(autouse=True)
+def _cache_env(monkeypatch: pytest.MonkeyPatch, onnx_cache: Path) -> None:
+    monkeypatch.setenv("FMAL_CACHE", str(onnx_cache))
+
+
+@pytest.fixture(scope="session")
+def tiny_torch(tiny_model_dir: Path) -> np.ndarray:
+    return load_encoder(tiny_model_dir, backend="torch").encode(SENTENCES)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_onnx_backends_match_torch_on_tiny_model(tiny_model_dir: Path, tiny_torch: np.ndarray, backend: str) -> None:
+    enc = load_encoder(tiny_model_dir, backend=backend)
+    X = enc.encode(SENTENCES)
+    assert X.shape == tiny_torch.shape and X.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
+    cos = _cosines(X, tiny_torch)
+    assert cos.mean() >= 0.99 and cos.min() >= (0.999 if backend == "onnx" else 0.98), (cos.mean(), cos.min())
+    assert enc.encode([]).shape == (0, enc.dim)
+    # rows come back in input order: the shuffled input gives the shuffled output
+    perm = np.random.default_rng(0).permutation(len(SENTENCES))
+    np.testing.assert_allclose(enc.encode([SENTENCES[i] for i in perm]), X[perm], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_int8_matches_torch_on_the_bundled_model() -> None:
+    texts = SENTENCES[:48]
+    ref = load_encoder(None, backend="torch").encode(texts)
+    enc = load_encoder(None, backend="onnx-int8")
+    assert enc.onnx_file and Path(enc.onnx_file).name == "model-int8.onnx"
+    cos = _cosines(enc.encode(texts), ref)
+    assert cos.mean() >= 0.99 and cos.min() >= 0.97, (cos.mean(), cos.min())
+    fp32 = _cosines(load_encoder(None, backend="onnx").encode(texts), ref)  # reuses the export made for int8
+    assert fp32.min() >= 0.999
+
+
+def test_export_is_cached_and_reused(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    load_encoder(tiny_model_dir, backend="onnx-int8")  # exported by now (here or by an earlier test)
+
+    def no_export(*a: object, **k: object) -> None:
+        raise AssertionError("exported a second time")
+
+    monkeypatch.setattr(_onnx, "_export_fp32", no_export)
+    monkeypatch.setattr(_onnx, "_quantize_int8", no_export)
+    for backend in ("onnx", "onnx-int8"):
+        enc = load_encoder(tiny_model_dir, backend=backend)
+        assert enc.onnx_file is not None and Path(enc.onnx_file).parent.parent.name == "onnx"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "garbage-meta"])
+def test_corrupt_or_missing_cache_is_rebuilt(tiny_model_dir: Path, tiny_torch: np.ndarray, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+                                             damage: str) -> None:
+    monkeypatch.setenv("FMAL_CACHE", str(tmp_path / "cache"))
+    first = load_encoder(tiny_model_dir, backend="onnx")
+    f = Path(first.onnx_file or "")
+    if damage == "truncate":
+        f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    elif damage == "delete":
+        f.unlink()
+    else:
+        (f.parent / _onnx.META).write_text("{not json", encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="fmal._onnx"):
+        enc = load_encoder(tiny_model_dir, backend="onnx")
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "rebuilding" in messages or "exporting" in messages, messages
+    if damage == "truncate":
+        assert "sha256" in messages
+    if damage == "delete":
+        assert "missing" in messages
+    assert _cosines(enc.encode(SENTENCES), tiny_torch).min() >= 0.999
+    assert json.loads((f.parent / _onnx.META).read_text())["files"]["onnx"]["size"] == f.stat().st_size
+
+
+def test_max_seq_length_is_honoured_and_reported(tiny_model_dir: Path) -> None:
+    enc = load_encoder(tiny_model_dir, backend="onnx", max_seq_length=8)
+    assert enc.max_seq_length == 8 and enc.describe()["max_seq_length"] == 8
+    long_a, long_b = "alpha beta gamma delta epsilon zeta eta theta", "alpha beta gamma delta epsilon zeta eta iota kappa"
+    X = enc.encode([long_a, long_b])  # differ only after the 8th token: identical once truncated
+    np.testing.assert_allclose(X[0], X[1], atol=1e-6)
+    with pytest.raises(InvalidInputError, match="max-seq-length"):
+        load_encoder(tiny_model_dir, max_seq_length=0)
+    with pytest.raises(InvalidInputError, match="at most the model's 128"):
+        load_encoder(tiny_model_dir, max_seq_length=4096)
+
+
+def test_threads_default_to_available_cores(tiny_model_dir: Path) -> None:
+    import os
+
+    enc = load_encoder(tiny_model_dir)
+    assert enc.threads == len(os.sched_getaffinity(0))
+    with pytest.raises(InvalidInputError, match="threads"):
+        load_encoder(tiny_model_dir, threads=0)
+
+
+def test_bad_backend_and_precision_are_named(small_csv: Path, index_dir: Path) -> None:
+    assert DEFAULT_BACKEND in BACKENDS
+    with pytest.raises(InvalidInputError, match=r"--backend must be one of \['torch', 'onnx', 'onnx-int8'\], got 'tensorrt'"):
+        fmal.embed(small_csv, "p", index_dir=index_dir, backend="tensorrt")
+    with pytest.raises(InvalidInputError, match=r"--precision must be one of \['float32', 'float16'\], got 'int8'"):
+        fmal.embed(small_csv, "p", index_dir=index_dir, precision="int8")
+
+
+def test_backend_is_part_of_the_pool_identity(small_csv: Path, index_dir: Path, tiny_model_dir: Path) -> None:
+    res = fmal.embed(small_csv, "p", index_dir=index_dir, model=tiny_model_dir, backend="onnx")
+    m = json.loads((res.pool_path / store.MANIFEST).read_text())
+    assert m["model"]["backend"] == "onnx" and m["model"]["threads"] >= 1 and m["model"]["max_seq_length"] == 128
+    again = fmal.embed(small_csv, "p", index_dir=index_dir, model=tiny_model_dir)  # no --backend: keep the pool's
+    assert again.skipped and again.backend == "onnx"
+    with pytest.raises(ModelMismatchError, match="built with --backend onnx, not torch"):
+        fmal.embed(small_csv, "p", index_dir=index_dir, model=tiny_model_dir, backend="torch")
+    with pytest.raises(ModelMismatchError, match="precision float32, not float16"):
+        fmal.embed(small_csv, "p", index_dir=index_dir, model=tiny_model_dir, precision="float16")
+
+
+def test_float16_pool_works_with_seed_and_query(small_csv: Path, index_dir: Path, tiny_model_dir: Path,
+                                               tmp_path: Path) -> None:
+    r16 = fmal.embed(small_csv, "h", index_dir=index_dir, model=tiny_model_dir, backend="torch", precision="float16")
+    r32 = fmal.embed(small_csv, "f", index_dir=index_dir, model=tiny_model_dir, backend="torch", precision="float32")
+    assert r16.precision == "float16"
+    f16, f32 = (r.pool_path / store.EMBEDDINGS for r in (r16, r32))
+    assert f16.stat().st_size < 0.6 * f32.stat().st_size
+    pool = store.open_pool(r16.pool_path)
+    assert pool.manifest["dtype"] == "float16" and pool.stored_embeddings.dtype == np.float16
+    assert pool.embeddings.dtype == np.float32
+    np.testing.assert_allclose(pool.embeddings, store.open_pool(r32.pool_path).embeddings, atol=2e-3)
+    sel = fmal.seed(r16.pool_path, 12, "kmeans")
+    assert len(sel.ids) == 12
+    df = pd.read_csv(small_csv, dtype=str).set_index("id")
+    labels = tmp_path / "labels.csv"
+    df.loc[sel.ids, ["label"]].reset_index().to_csv(labels, index=False)
+    if df.loc[sel.ids, "label"].nunique() < 2:
+        pytest.skip("seed picked one class only")
+    q = fmal.query(r16.pool_path, labels, 5)
+    assert len(q.ids) == 5 and not set(q.ids) & set(sel.ids)
