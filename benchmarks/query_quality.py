@@ -59,10 +59,17 @@ def prepare(name: str, data_dir: Path, index_dir: Path, cache: Path) -> Path:
     return out
 
 
-def parse_strategy(spec: str) -> tuple[str, dict[str, float]]:
-    """``name`` or ``name:key=value,key=value`` -> (name, params)."""
+def parse_strategy(spec: str) -> tuple[str, dict[str, float | str]]:
+    """``name`` or ``name:key=value,key=value`` -> (name, params); numbers become floats."""
     name, _, rest = spec.partition(":")
-    params = {k: float(v) for k, v in (kv.split("=") for kv in rest.split(",") if kv)}
+
+    def value(v: str) -> float | str:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+    params = {k: value(v) for k, v in (kv.split("=") for kv in rest.split(",") if kv)}
     return name, params
 
 

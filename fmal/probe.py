@@ -143,7 +143,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """The most probable class of each row."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     # -- persistence: coefficients as JSON, never pickle
     def to_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import typer
 
 from fmal import api
 from fmal.cli import _print, command
+from fmal.exceptions import InvalidInputError
 from fmal.query import QUERY_STRATEGIES
 
 
@@ -16,22 +17,39 @@ from fmal.query import QUERY_STRATEGIES
 def query_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
     labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="id,label file (.csv, .jsonl, ...); merged into the pool's labels. Rows with an empty label are skipped."),
-    budget: int = typer.Option(..., "--budget", "-b", help="How many rows to pick."),
+    budget: Optional[int] = typer.Option(None, "--budget", "-b", help="How many rows to pick (required unless --undo)."),
     strategy: str = typer.Option(api.DEFAULT_QUERY_STRATEGY, "--strategy", "-s", help=f"Strategy: one of {', '.join(QUERY_STRATEGIES)}."),
+    candidates: str = typer.Option("all", "--candidates", help="Rows to score: 'all', or 'knn:K' = the K nearest neighbours of each labeled row (fast on big pools)."),
+    class_weight: Optional[str] = typer.Option(None, "--class-weight", help="'balanced' to reweight classes by inverse frequency in the probe."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the picks (.csv or .jsonl; default: the pool's rounds/ folder)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (ties, random strategy, probe)."),
     allow_requeue: bool = typer.Option(False, "--allow-requeue", help="Allow picking rows queued in earlier rounds and not labeled yet."),
+    undo: bool = typer.Option(False, "--undo", help="Undo the last round instead (its picks are no longer queued; labels are kept)."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Fit a linear probe on the labels so far and pick the rows it is least sure about.
 
     Each pick comes with the probe's suggested label and its probability, so annotators can start
-    from a suggestion. Labeled rows are never picked again.
+    from a suggestion. Labeled rows are never picked again. Each round prints how much the probe
+    changed since the previous round (the stopping signal) and a recommendation.
     """
+    if undo:
+        u = api.undo(pool, index_dir=index_dir)
+        typer.echo(f"undid round {u.round} ({u.kind}, {u.strategy}, {u.n_picks} picks); removed {len(u.removed_files)} file(s)")
+        return
+    if budget is None:
+        raise InvalidInputError("--budget is required (a positive integer) unless --undo is given")
     sel = api.query(pool, labels, budget, strategy, index_dir=index_dir, output=output, random_state=seed,
-                    allow_requeue=allow_requeue)
+                    allow_requeue=allow_requeue, candidates=candidates, class_weight=class_weight)
     again = " (same as the last round: reused)" if sel.reused else ""
     typer.echo(f"round {sel.round}: {len(sel.picks)} rows picked by {strategy}{again}")
     _print.table(sel.picks, ["id", "score", "predicted_label", "predicted_proba", "text"])
-    _print.info(sel.info)
+    info = dict(sel.info)
+    advice = info.pop("stop_advice", None)
+    _print.info(info)
+    if "stop_kappa" in info:
+        typer.echo(f"stopping signal: the probe agrees with round {info['stop_compared_with_round']}'s on "
+                   f"{info['stop_agreement']:.1%} of a fixed sample (kappa {info['stop_kappa']:.3f})")
+    if advice:
+        typer.echo(f"recommendation: {advice}")
     typer.echo(f"wrote {sel.output}")

@@ -22,7 +22,8 @@ class QueryContext:
 
     ``candidates``: pool rows that may be picked; ``proba``: the probe's probabilities on them
     (columns in ``classes`` order); ``X``: the whole pool's embeddings (memory-mapped);
-    ``labeled``: rows already labeled; ``index``: the pool's FAISS index.
+    ``labeled``: rows already labeled; ``index``: the pool's FAISS index (None when the round scans
+    all rows: no built-in strategy needs it, and loading it costs N x d x 4 bytes).
     """
 
     X: np.ndarray

@@ -217,6 +217,7 @@ def typical_uncovered(ctx: QueryContext, budget: int, *, sample: int = MAX_SHORT
 #: many labels per class seen
 DEFAULT_SWITCH_PER_CLASS = 5
 DEFAULT_RANDOM_SHARE = 0.1
+DEFAULT_THEN = "badge"
 
 
 @QUERY_STRATEGIES.register("auto")
@@ -226,22 +227,25 @@ def auto(
     *,
     switch_per_class: float = DEFAULT_SWITCH_PER_CLASS,
     random_share: float = DEFAULT_RANDOM_SHARE,
-    pool_factor: float = 10.0,
+    then: str = DEFAULT_THEN,
     **_: Any,
 ) -> QueryResult:
     """Typical picks in uncovered clusters while labels < ``switch_per_class`` x classes seen, then
-    ``cluster-margin``; ``random_share`` of the batch (rounded down) is uniform random."""
+    the batch-diverse uncertainty strategy ``then``; ``random_share`` of the batch (rounded down)
+    is uniform random."""
     check_positive(switch_per_class, "switch_per_class", allow_zero=True)
     if not (0.0 <= float(random_share) <= 1.0):
         raise InvalidInputError(f"random_share must lie in [0, 1], got {random_share!r}")
+    if then == "auto":
+        raise InvalidInputError("then must name another query strategy than 'auto', got 'auto'")
+    after = QUERY_STRATEGIES.get(then)
     n_labels = int(ctx.labeled.size)
     n_classes = int(len(ctx.classes))
     phase = "typical" if n_labels < switch_per_class * n_classes else "uncertain"
     n_random = int(np.floor(random_share * budget))
     n_main = budget - n_random
     if n_main > 0:
-        main = (typical_uncovered(ctx, n_main) if phase == "typical"
-                else cluster_margin(ctx, n_main, pool_factor=pool_factor))
+        main = typical_uncovered(ctx, n_main) if phase == "typical" else after(ctx, n_main)
         idx, sc = main.indices, main.scores
     else:
         idx, sc = np.zeros(0, dtype=np.int64), np.zeros(0)
