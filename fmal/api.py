@@ -21,7 +21,8 @@ from fmal._validation import check_budget, check_positive
 from fmal.exceptions import InvalidInputError, LabelsError
 from fmal.io import load_texts, read_labels, write_table
 from fmal.probe import LinearProbe
-from fmal.query import QUERY_STRATEGIES, QueryContext
+from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
+from fmal.query.stopping import advice as stop_advice
 from fmal.seed import SEED_STRATEGIES
 from fmal.session import Session, params_key
 from fmal.simulate import SimulationResult, simulate  # noqa: F401  (fmal simulate lives in its own module)
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 DEFAULT_SEED_STRATEGY = "typiclust"
-DEFAULT_QUERY_STRATEGY = "margin"
+DEFAULT_QUERY_STRATEGY = "auto"  # measured: benchmarks/query_quality.py
 
 
 # ----------------------------------------------------------------------------- embed
@@ -248,6 +249,27 @@ def _proba_batched(probe: LinearProbe, X: np.ndarray, rows: np.ndarray, batch: i
     return out
 
 
+PROBES = "probes"
+
+
+def _probe_path(pool: store.Pool, round_no: int) -> Path:
+    return pool.path / PROBES / f"round-{round_no:03d}.json"
+
+
+def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe) -> dict[str, Any]:
+    """Agreement of the previous query round's stored probe and ``probe`` on the fixed sample."""
+    prev = [r for r in session.rounds if r["kind"] == "query" and _probe_path(pool, r["round"]).exists()]
+    if not prev:
+        return {"stop_advice": stop_advice([])}
+    old = LinearProbe.load(_probe_path(pool, prev[-1]["round"]))
+    rows = stop_sample(pool.n)
+    X = np.asarray(pool.embeddings[rows])
+    earlier = [r["info"]["stop_kappa"] for r in prev if r.get("info", {}).get("stop_kappa") is not None]
+    sig = stop_signal(old.predict(X), probe.predict(X), earlier)
+    return {"stop_compared_with_round": prev[-1]["round"], "stop_agreement": round(sig.agreement, 4),
+            "stop_kappa": round(sig.kappa, 4), "stop_advice": sig.advice}
+
+
 def query(
     pool: str | PathLike,
     labels: PathLike | None,
@@ -258,15 +280,22 @@ def query(
     output: PathLike | None = None,
     random_state: int = 0,
     allow_requeue: bool = False,
+    candidates: str = "all",
+    class_weight: str | None = None,
     **params: Any,
 ) -> Selection:
     """Fit a linear probe on every label the pool has (``labels`` are merged in first), score the
     unlabeled rows with ``strategy`` and pick the next ``budget`` rows.
 
     Labeled rows are never picked; rows queued by earlier rounds and not yet labeled are skipped
-    unless ``allow_requeue``. The picks carry the probe's suggested label and its probability.
+    unless ``allow_requeue``. ``candidates="knn:K"`` scores only the K nearest neighbours of the
+    labeled rows (SEALS) instead of ``"all"`` rows. The picks carry the probe's suggested label
+    and its probability; the fitted probe is stored as ``probes/round-NNN.json`` and compared with
+    the previous round's probe on a fixed sample of the pool (the stopping signal, in ``info``).
     """
     fn = QUERY_STRATEGIES.get(strategy)
+    spec = parse_candidates(candidates)
+    LinearProbe(class_weight=class_weight)._check_params()
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
     known, merge_info = _labels_into_session(p, session, labels)
@@ -278,31 +307,70 @@ def query(
     excluded = np.zeros(p.n, dtype=bool)
     excluded[labeled_rows] = True
     if not allow_requeue:
-        queued = [i for i in session.queued() if i in set(p.ids)]
+        pool_ids = set(p.ids.tolist())
+        queued = [i for i in session.queued() if i in pool_ids]
         if queued:
             excluded[p.rows_of(queued, source="session")] = True
-    candidates = np.nonzero(~excluded)[0]
-    check_budget(budget, candidates.size, what="rows neither labeled nor queued" if not allow_requeue else "unlabeled rows")
+    n_free = int(p.n - excluded.sum())
+    check_budget(budget, n_free, what="rows neither labeled nor queued" if not allow_requeue else "unlabeled rows")
     key = params_key({"kind": "query", "strategy": strategy, "budget": budget, "seed": random_state,
-                      "labels": [(i, known[i]) for i in ids_sorted], "requeue": allow_requeue, "params": params})
+                      "labels": [(i, known[i]) for i in ids_sorted], "requeue": allow_requeue, "params": params,
+                      "candidates": candidates, "class_weight": class_weight})
 
     def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
-        probe = LinearProbe(random_state=random_state).fit(np.asarray(p.embeddings[labeled_rows]), y)
-        proba = _proba_batched(probe, p.embeddings, candidates)
-        ctx = QueryContext(X=p.embeddings, candidates=candidates, proba=proba, classes=probe.classes_,
-                           labeled=labeled_rows, index=p.index, probe=probe, random_state=random_state)
+        round_no = len(session.rounds) + 1
+        probe = LinearProbe(class_weight=class_weight, random_state=random_state).fit(np.asarray(p.embeddings[labeled_rows]), y)
+        if spec.kind == "knn":
+            cand = knn_candidates(p.index, p.embeddings, labeled_rows, excluded, spec.k, budget)
+        else:
+            cand = np.nonzero(~excluded)[0]
+        proba = _proba_batched(probe, p.embeddings, cand)
+        ctx = QueryContext(X=p.embeddings, candidates=cand, proba=proba, classes=probe.classes_,
+                           labeled=labeled_rows, index=p.index if spec.kind == "knn" else None, probe=probe,
+                           random_state=random_state)  # a full scan needs no index: not loading it saves N x d x 4 bytes
         res = fn(ctx, budget, **params)
-        pos = np.searchsorted(candidates, res.indices)
+        pos = np.searchsorted(cand, res.indices)
         pick_proba = proba[pos]
         frame = pd.DataFrame({"id": p.ids[res.indices], "text": p.texts[res.indices], "strategy": strategy,
                               "score": res.scores, "predicted_label": probe.classes_[pick_proba.argmax(axis=1)],
                               "predicted_proba": pick_proba.max(axis=1).round(4)})
+        stop = _stop_info(p, session, probe)
+        probe.save(_probe_path(p, round_no))
         info = {**res.info, **merge_info, "n_labels": int(y.size), "class_counts": probe.class_counts_,
-                "probe_C": probe.C_, "probe_cv_accuracy": None if np.isnan(probe.cv_accuracy_) else round(probe.cv_accuracy_, 4)}
+                "probe_C": probe.C_, "probe_cv_accuracy": None if np.isnan(probe.cv_accuracy_) else round(probe.cv_accuracy_, 4),
+                "candidates_scored": int(cand.size), **stop,
+                "probe_file": str(_probe_path(p, round_no))}
         return frame, info
 
     return _finish_round(p, session, "query", strategy, key, {"budget": budget, "random_state": random_state,
-                        "n_labeled": int(labeled_rows.size), "params": params}, compute, output)
+                        "n_labeled": int(labeled_rows.size), "params": params, "candidates": candidates}, compute, output)
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    """The round that was removed from the session, and the files removed with it."""
+
+    round: int
+    kind: str
+    strategy: str
+    n_picks: int
+    removed_files: list[Path]
+
+
+def undo(pool: str | PathLike, *, index_dir: PathLike | None = None) -> UndoResult:
+    """Remove the last round from the session: its picks are no longer queued, and its picks file
+    (when in the pool's ``rounds/`` folder) and stored probe are deleted. Labels are kept."""
+    p = store.open_pool(pool, index_dir)
+    session = Session(p.path)
+    rec = session.undo_last_round()
+    if rec is None:
+        raise InvalidInputError(f"pool {p.name!r} has no rounds to undo")
+    removed = []
+    for f in (Path(rec.get("output", "")), _probe_path(p, rec["round"])):
+        if f.name and f.is_file() and (p.path in f.resolve().parents or f.parent.name in {"rounds", PROBES}):
+            f.unlink()
+            removed.append(f)
+    return UndoResult(rec["round"], rec["kind"], rec["strategy"], len(rec["ids"]), removed)
 
 
 # ----------------------------------------------------------------------------- status
@@ -319,13 +387,22 @@ class PoolStatus:
 
 
 def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolStatus:
-    """Describe a pool and its session: rows, model, index, labels and rounds so far."""
+    """Describe a pool and its session: rows, model, index, labels and rounds so far (each round's
+    labels per class, probe C and cross-validated accuracy, and the stopping signal for query rounds)."""
     p = store.open_pool(pool, index_dir)
     s = Session(p.path)
-    rows = [{"round": r["round"], "kind": r["kind"], "strategy": r["strategy"], "picks": len(r["ids"]),
-             "labels_then": r.get("n_labeled", 0), "created": r["created"]} for r in s.rounds]
+    rows = []
+    for r in s.rounds:
+        info = r.get("info", {}) or {}
+        counts = info.get("class_counts") or {}
+        rows.append({"round": r["round"], "kind": r["kind"], "strategy": r["strategy"], "picks": len(r["ids"]),
+                     "labels_then": r.get("n_labeled", 0),
+                     "per_class": " ".join(f"{k}:{v}" for k, v in counts.items()) or "-",
+                     "probe_C": info.get("probe_C", float("nan")),
+                     "cv_acc": float("nan") if info.get("probe_cv_accuracy") is None else info["probe_cv_accuracy"],
+                     "kappa_prev": float("nan") if info.get("stop_kappa") is None else info["stop_kappa"],
+                     "created": r["created"]})
     return PoolStatus(p.path, p.manifest, len(s.labels), pd.DataFrame(rows))
-
 
 # ----------------------------------------------------------------------------- the annotation loop
 # export -> (annotators) -> import-labels; audit; report   (fmal.export, fmal.audit, fmal.report)
