@@ -21,8 +21,9 @@ class _InterruptAfter:
 
     def __init__(self, inner, n: int) -> None:
         self.inner, self.n, self.calls = inner, n, 0
-        self.name, self.fingerprint, self.dim = inner.name, inner.fingerprint, inner.dim
-        self.max_seq_length = getattr(inner, "max_seq_length", None)
+
+    def __getattr__(self, name):  # name, fingerprint, dim, backend, ...: the real encoder's
+        return getattr(self.inner, name)
 
     def encode(self, texts, **kw):
         if self.calls == self.n:

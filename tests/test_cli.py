@@ -119,8 +119,12 @@ CORRUPT = {
 }
 
 
-@pytest.mark.parametrize("command", ["seed", "query"])
-@pytest.mark.parametrize("what", list(CORRUPT))
+# a query scores every candidate with the probe and does not load the FAISS index (unless asked for
+# k-NN candidates), so a damaged index is reported by the commands that use it
+_CORRUPT_CASES = [(c, w) for c in ("seed", "query") for w in CORRUPT if not (c == "query" and w.startswith("index"))]
+
+
+@pytest.mark.parametrize("command, what", _CORRUPT_CASES)
 def test_corrupt_pool_is_one_line_error(cli, cli_error, tiny_pool, tmp_path, command, what):
     index_dir, name, src = tiny_pool
     _corrupt(index_dir / name, what)
