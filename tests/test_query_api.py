@@ -32,7 +32,7 @@ def _labels(tmp_path, gold, ids, name="labels.csv"):
 
 def test_rounds_store_probes_give_a_stop_signal_and_show_in_status(tmp_path, pool):
     d, gold = pool
-    first = [f"r{i}" for i in range(30)]
+    first = [f"r{i}" for i in range(15)]
     q1 = api.query("vp", _labels(tmp_path, gold, first), 10, "auto", index_dir=d)
     probe_file = d / "vp" / "probes" / "round-001.json"
     assert probe_file.exists() and json.loads(probe_file.read_text())["type"] == "fmal.LinearProbe"
@@ -41,7 +41,7 @@ def test_rounds_store_probes_give_a_stop_signal_and_show_in_status(tmp_path, poo
     assert q2.info["stop_compared_with_round"] == 1 and 0.0 <= q2.info["stop_agreement"] <= 1.0
     assert isinstance(q2.info["stop_advice"], str) and (d / "vp" / "probes" / "round-002.json").exists()
     st = fmal.status("vp", index_dir=d)
-    assert list(st.rounds["round"]) == [1, 2] and st.rounds["labels_then"].tolist() == [30, 40]
+    assert list(st.rounds["round"]) == [1, 2] and st.rounds["labels_then"].tolist() == [15, 25]
     assert "c0:" in st.rounds["per_class"].iloc[1] and not np.isnan(st.rounds["kappa_prev"].iloc[1])
 
     u = api.undo("vp", index_dir=d)
@@ -71,7 +71,7 @@ def test_label_errors(tmp_path, pool):
 
 def test_a_class_with_one_example_works(tmp_path, pool):
     d, gold = pool
-    ids = [f"r{i}" for i in range(40)]
+    ids = [f"r{i}" for i in range(25)]
     f = tmp_path / "l.csv"
     pd.DataFrame({"id": ids, "label": [gold[i] for i in ids[:-1]] + ["rare"]}).to_csv(f, index=False)
     q = api.query("vp", f, 5, "badge", index_dir=d)
@@ -80,7 +80,7 @@ def test_a_class_with_one_example_works(tmp_path, pool):
 
 def test_cli_query_status_undo(tmp_path, pool, cli, cli_error):
     d, gold = pool
-    f = _labels(tmp_path, gold, [f"r{i}" for i in range(30)])
+    f = _labels(tmp_path, gold, [f"r{i}" for i in range(20)])
     r = cli("query", "--pool", "vp", "--labels", f, "--budget", 5, "--strategy", "badge", "--index-dir", d)
     assert r.exit_code == 0, r.output
     assert "recommendation:" in r.stdout and "round 1" in r.stdout
