@@ -24,13 +24,14 @@ from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
 from fmal.query.stopping import advice as stop_advice
 from fmal.seed import SEED_STRATEGIES
+from fmal.seed import select as seed_select
 from fmal.session import Session, params_key
 from fmal.simulate import SimulationResult, simulate  # noqa: F401  (fmal simulate lives in its own module)
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
-DEFAULT_SEED_STRATEGY = "typiclust"
+DEFAULT_SEED_STRATEGY = "auto"
 DEFAULT_QUERY_STRATEGY = "auto"  # measured: benchmarks/query_quality.py
 
 
@@ -223,7 +224,7 @@ def seed(
     ``output`` (default: the pool's ``rounds/`` folder) and recorded as a round of the session;
     the same arguments give the same selection, and rerunning the last round reuses it.
     """
-    fn = SEED_STRATEGIES.get(strategy)
+    SEED_STRATEGIES.get(strategy)  # an unknown name fails before any work
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
     known, merge_info = _labels_into_session(p, session, labels)
@@ -233,7 +234,8 @@ def seed(
                       "labeled": sorted(p.ids[labeled_rows].tolist()), "params": params})
 
     def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
-        res = fn(p.embeddings, budget, index=p.index, labeled=labeled_rows, random_state=random_state, **params)
+        res = seed_select(strategy, p.embeddings, budget, index=p.index, labeled=labeled_rows, random_state=random_state,
+                          **params)
         frame = pd.DataFrame({"id": p.ids[res.indices], "text": p.texts[res.indices], "strategy": strategy,
                               "score": res.scores, "cluster": res.clusters})
         return frame, {**res.info, **merge_info}

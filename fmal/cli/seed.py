@@ -10,6 +10,7 @@ import typer
 from fmal import api
 from fmal.cli import _print, command
 from fmal.seed import SEED_STRATEGIES
+from fmal.seed.geometry import check_delta
 
 
 def _strategies_help() -> str:
@@ -28,10 +29,14 @@ def seed_cmd(
     labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="id,label file of rows already labeled: picks extend that set."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the picks (.csv or .jsonl; default: the pool's rounds/ folder)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same inputs and seed give the same picks."),
+    delta: Optional[float] = typer.Option(
+        None, "--delta", help="Ball radius (Euclidean distance between unit vectors, 0 < delta <= 2) for probcover "
+        "and the coverage report; default: ProbCover's purity rule."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Pick a diverse, typical cold-start set to label first: no labels needed."""
-    sel = api.seed(pool, budget, strategy, index_dir=index_dir, labels=labels, output=output, random_state=seed)
+    params = {} if delta is None else {"delta": check_delta(delta)}
+    sel = api.seed(pool, budget, strategy, index_dir=index_dir, labels=labels, output=output, random_state=seed, **params)
     again = " (same as the last round: reused)" if sel.reused else ""
     typer.echo(f"round {sel.round}: {len(sel.picks)} rows picked by {strategy}{again}")
     _print.table(sel.picks, ["id", "score", "cluster", "text"])

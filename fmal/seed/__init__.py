@@ -1,6 +1,7 @@
 """Cold start: choose the first rows to label, with no labels (or extending a few)."""
 
-from fmal.seed import clustering, coverage, random  # noqa: F401  (register the strategies)
+from fmal.seed import auto, clustering, coverage, random  # noqa: F401  (register the strategies)
 from fmal.seed.base import SEED_STRATEGIES, SeedResult, SeedStrategy
+from fmal.seed.diagnostics import diagnose, select
 
-__all__ = ["SEED_STRATEGIES", "SeedResult", "SeedStrategy"]
+__all__ = ["SEED_STRATEGIES", "SeedResult", "SeedStrategy", "diagnose", "select"]

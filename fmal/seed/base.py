@@ -24,12 +24,16 @@ class SeedResult:
     ``scores``: the strategy's reason for each pick (typicality, distance, similarity to a centroid;
     NaN for random); ``clusters``: the cluster a pick stands for, -1 when the strategy has none;
     ``info``: diagnostics the CLI prints (coverage, clusters represented, ...).
+    ``delta`` and ``assign`` (the ball radius and the pool's k-means clusters, when the strategy
+    computed them) let the diagnostics reuse that work instead of redoing it.
     """
 
     indices: np.ndarray
     scores: np.ndarray
     clusters: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    delta: float | None = None
+    assign: np.ndarray | None = field(default=None, repr=False)
 
 
 class SeedStrategy(Protocol):

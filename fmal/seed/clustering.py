@@ -1,7 +1,7 @@
 """Clustering-based cold start: k-means centroids and TypiClust (Hacohen et al., 2022).
 
 Both cluster the pool into ``budget + n_labeled`` clusters with FAISS k-means (which trains on a
-sample of at most 256 points per centroid, so the cost does not grow with the pool), treat
+sample of at most KMEANS_POINTS_PER_CENTROID points per centroid, so the cost does not grow with the pool), treat
 clusters that hold a labeled row as covered, and pick one row in each of the largest uncovered
 clusters. Memory stays linear in the pool: no N x N matrix is ever formed.
 """
@@ -17,24 +17,57 @@ from fmal._validation import check_budget, check_embeddings, check_indices
 from fmal.seed.base import SEED_STRATEGIES, SeedResult
 
 #: typicality inside a cluster larger than this is computed on a random sample of this many rows
-TYPICALITY_SAMPLE = 2000
+TYPICALITY_SAMPLE = 500
+
+
+#: greedy k-means++ seeding runs on at most this many of the training rows (and at least 4 per centroid)
+KMEANS_INIT_SAMPLE = 4096
+#: k-means trains on at most this many rows per centroid (FAISS default 256): clusters for picking
+#: one row each need no more, and training cost is linear in it
+KMEANS_POINTS_PER_CENTROID = 64
+
+
+def kmeans_pp_init(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii, 2007; with sklearn's 2 + log k local
+    trials): FAISS's default random init splits well separated clusters and merges others.
+    Cost k x (2 + log k) x rows x dim on ``X`` (already a sample)."""
+    m = X.shape[0]
+    trials = 2 + int(np.log(max(k, 1)))
+    C = np.empty((k, X.shape[1]), dtype=np.float32)
+    sq = np.einsum("ij,ij->i", X, X)
+    i = int(rng.integers(m))
+    C[0] = X[i]
+    d2 = np.maximum(sq + sq[i] - 2.0 * (X @ X[i]), 0.0)
+    for j in range(1, k):
+        tot = float(d2.sum())
+        cand = rng.choice(m, size=trials, p=d2 / tot) if tot > 0 else rng.choice(m, size=trials)
+        D = np.minimum(d2[None, :], np.maximum(sq[None, :] + sq[cand, None] - 2.0 * (X[cand] @ X.T), 0.0))
+        b = int(np.argmin(D.sum(axis=1)))
+        C[j] = X[cand[b]]
+        d2 = D[b]
+    return C
 
 
 def kmeans(
     X: np.ndarray, k: int, *, random_state: int = 0, niter: int = 20, batch: int = 65536
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """FAISS (Euclidean) k-means. Returns (centroids [k, d], assignment [n], sim to own centroid [n])."""
+    """FAISS (Euclidean) k-means, greedy k-means++ seeded.
+    Returns (centroids [k, d], assignment [n], sim to own centroid [n])."""
     X = check_embeddings(X) if not isinstance(X, np.memmap) else X
     n, d = X.shape
     k = int(min(k, n))
     km = faiss.Kmeans(d, k, niter=niter, seed=int(random_state) % (2**31), verbose=False)
+    km.cp.min_points_per_centroid = 1  # small pools are legitimate here: no warning on stderr
+    km.cp.max_points_per_centroid = KMEANS_POINTS_PER_CENTROID
     max_train = km.cp.max_points_per_centroid * k
     if n > max_train:  # sample ourselves, so a memmap is never loaded whole
         rows = np.sort(np.random.default_rng(random_state).choice(n, size=max_train, replace=False))
         train = np.ascontiguousarray(X[rows], dtype=np.float32)
     else:
         train = np.ascontiguousarray(X, dtype=np.float32)
-    km.train(train)
+    rng = np.random.default_rng(random_state)
+    init_rows = np.sort(rng.choice(train.shape[0], size=min(train.shape[0], max(KMEANS_INIT_SAMPLE, 4 * k)), replace=False))
+    km.train(train, init_centroids=kmeans_pp_init(train[init_rows], k, rng))
     assign = np.empty(n, dtype=np.int64)
     sim = np.empty(n, dtype=np.float32)
     # assign by L2 (what k-means minimises); centroids are not unit-norm, so IP would differ
@@ -122,13 +155,9 @@ def _cluster_pick(
     filled = _fill_random(picks, budget, n, labeled, rng)
     scores += [float("nan")] * filled
     clusters += [-1] * filled
-    info = {
-        "n_clusters": int(k),
-        "clusters_represented": int(len(set(clusters) - {-1}) + np.unique(assign[labeled]).size),
-        "largest_uncovered_cluster": int(sizes[order[budget]]) if order.size > budget else 0,
-        "filled_at_random": int(filled),
-    }
-    return SeedResult(np.asarray(picks, dtype=np.int64), np.asarray(scores), np.asarray(clusters, dtype=np.int64), info)
+    info = {"n_clusters": int(k), "filled_at_random": int(filled)}
+    return SeedResult(np.asarray(picks, dtype=np.int64), np.asarray(scores), np.asarray(clusters, dtype=np.int64), info,
+                      assign=assign)
 
 
 @SEED_STRATEGIES.register("kmeans")

@@ -1,7 +1,10 @@
-"""Coverage-based cold start: greedy k-center (core-set, Sener & Savarese, 2018).
+"""Coverage-based cold start: greedy k-center (core-set, Sener & Savarese, 2018) and ProbCover
+(Yehuda et al., 2022).
 
-Distances are computed row block by row block against each new center, so memory is linear in
-the pool and a memory-mapped matrix is streamed, never loaded whole.
+k-center computes distances row block by row block against each new center, so memory is linear
+in the pool and a memory-mapped matrix is streamed, never loaded whole. ProbCover builds its
+delta-ball graph with FAISS range search (in blocks of query rows) on at most PROBCOVER_MAX_ROWS
+rows: a seeded sample of larger pools, which its info says.
 """
 
 from __future__ import annotations
@@ -10,57 +13,193 @@ from typing import Any
 
 import numpy as np
 
-from fmal._validation import check_budget, check_indices
+from fmal._validation import check_budget, check_indices, check_positive
 from fmal.seed.base import SEED_STRATEGIES, SeedResult
+from fmal.seed.geometry import (
+    ball_graph,
+    block,
+    dist_of_sim,
+    check_delta,
+    check_fraction,
+    mean_ball_fraction,
+    purity_delta,
+    sample_rows,
+)
 
 _BLOCK = 65536
 
 
-def _update_min_dist(X: np.ndarray, centers: np.ndarray, min_dist: np.ndarray) -> None:
-    """min_dist = min(min_dist, cosine distance of every row to any of ``centers``), in place."""
+def _update_max_sim(X: np.ndarray, centers: np.ndarray, max_sim: np.ndarray) -> None:
+    """max_sim = max(max_sim, cosine similarity of every row to any of ``centers``), in place.
+
+    One streamed pass over ``X``; with a single center it is a matrix-vector product per block."""
     C = np.ascontiguousarray(centers, dtype=np.float32).reshape(-1, X.shape[1])
     for s in range(0, X.shape[0], _BLOCK):
-        xb = np.asarray(X[s : s + _BLOCK], dtype=np.float32)
-        d = 1.0 - (xb @ C.T).max(axis=1)
-        np.minimum(min_dist[s : s + len(xb)], d, out=min_dist[s : s + len(xb)])
+        xb = block(X, s, _BLOCK)
+        sim = xb @ C[0] if C.shape[0] == 1 else (xb @ C.T).max(axis=1)
+        np.maximum(max_sim[s : s + len(xb)], sim, out=max_sim[s : s + len(xb)])
 
 
 @SEED_STRATEGIES.register("kcenter")
 def kcenter_seed(
     X: np.ndarray, budget: int, *, index: Any = None, labeled: np.ndarray | None = None, random_state: int = 0, **_: Any
 ) -> SeedResult:
-    """Greedy k-center: repeatedly take the row farthest (cosine distance) from every row chosen
-    or labeled so far. Without labels the first center is the row nearest the pool's mean.
-    Score: the distance at the moment the row was picked (the coverage radius so far)."""
+    """Greedy k-center: repeatedly take the row farthest from every row chosen or labeled so far.
+    Without labels the first center is the row nearest the pool's mean. Score: the distance
+    (Euclidean, unit vectors) at the moment the row was picked, i.e. the coverage radius so far."""
     n = X.shape[0]
     labeled = check_indices(labeled, n)
     budget = check_budget(budget, n - labeled.size)
-    min_dist = np.full(n, np.inf, dtype=np.float32)
+    max_sim = np.full(n, -np.inf, dtype=np.float32)  # similarity to the nearest center: distance is monotone in it
     picks: list[int] = []
     scores: list[float] = []
     if labeled.size:
         for s in range(0, labeled.size, 1024):
-            _update_min_dist(X, np.asarray(X[labeled[s : s + 1024]]), min_dist)
+            _update_max_sim(X, np.asarray(X[labeled[s : s + 1024]]), max_sim)
     else:
         mean = np.zeros(X.shape[1], dtype=np.float64)
         for s in range(0, n, _BLOCK):
-            mean += np.asarray(X[s : s + _BLOCK], dtype=np.float64).sum(axis=0)
-        sims = np.full(n, -np.inf, dtype=np.float32)
+            mean += block(X, s, _BLOCK).sum(axis=0, dtype=np.float64)
         m = (mean / max(np.linalg.norm(mean), 1e-12)).astype(np.float32)
-        for s in range(0, n, _BLOCK):
-            sims[s : s + _BLOCK] = np.asarray(X[s : s + _BLOCK], dtype=np.float32) @ m
+        sims = np.concatenate([block(X, s, _BLOCK) @ m for s in range(0, n, _BLOCK)])
         first = int(np.argmax(sims))
         picks.append(first)
         scores.append(float("nan"))
-        _update_min_dist(X, np.asarray(X[first]), min_dist)
-    min_dist[labeled] = -np.inf
-    min_dist[picks] = -np.inf
+        _update_max_sim(X, np.asarray(X[first]), max_sim)
+    max_sim[labeled] = np.inf
+    max_sim[picks] = np.inf
     while len(picks) < budget:
-        i = int(np.argmax(min_dist))
+        i = int(np.argmin(max_sim))
         picks.append(i)
-        scores.append(float(max(min_dist[i], 0.0)))
-        _update_min_dist(X, np.asarray(X[i]), min_dist)
-        min_dist[i] = -np.inf
-    radius = float(np.max(min_dist)) if np.isfinite(min_dist).any() else 0.0
-    info = {"coverage_radius": max(radius, 0.0)}
+        scores.append(float(dist_of_sim(max_sim[i])))
+        _update_max_sim(X, np.asarray(X[i]), max_sim)
+        max_sim[i] = np.inf
+    free = max_sim[np.isfinite(max_sim)]
+    info = {"coverage_radius": round(float(dist_of_sim(free.min())) if free.size else 0.0, 4)}
     return SeedResult(np.asarray(picks, dtype=np.int64), np.asarray(scores), np.full(len(picks), -1, dtype=np.int64), info)
+
+
+# ----------------------------------------------------------------------------- ProbCover
+
+#: the delta-ball graph is built on at most this many rows (a seeded sample of larger pools)
+PROBCOVER_MAX_ROWS = 10000
+#: and holds at most this many edges (the sample shrinks when balls are large)
+PROBCOVER_MAX_EDGES = 40_000_000
+
+
+def probcover_delta(
+    X: np.ndarray,
+    *,
+    n_classes: int = 10,
+    alpha: float = 0.95,
+    max_rows: int = PROBCOVER_MAX_ROWS,
+    random_state: int = 0,
+) -> dict[str, Any]:
+    """ProbCover's automatic delta for a pool: k-means with ``n_classes`` clusters gives
+    pseudo-labels; delta is the largest radius whose balls are pure for ``alpha`` of the rows.
+    Computed on a seeded sample of at most ``max_rows`` rows (the same sample ProbCover uses)."""
+    rng = np.random.default_rng(random_state)
+    rows = sample_rows(X.shape[0], max_rows, rng)
+    Xs = np.ascontiguousarray(X[rows], dtype=np.float32)
+    delta, purity = _purity_delta_of(Xs, n_classes, alpha, rng, random_state)
+    return {"delta": delta, "delta_rule": f"purity>={alpha:g} on {n_classes} k-means pseudo-classes", "purity": purity}
+
+
+def _purity_delta_of(Xs: np.ndarray, n_classes: int, alpha: float, rng: np.random.Generator, random_state: int) -> tuple[float, float]:
+    from fmal.seed.clustering import kmeans  # clustering imports nothing from here; avoid a cycle at import
+
+    _, pseudo, _ = kmeans(Xs, max(2, int(n_classes)), random_state=random_state)
+    return purity_delta(Xs, pseudo, alpha, rng)
+
+
+@SEED_STRATEGIES.register("probcover")
+def probcover_seed(
+    X: np.ndarray,
+    budget: int,
+    *,
+    index: Any = None,
+    labeled: np.ndarray | None = None,
+    random_state: int = 0,
+    delta: float | None = None,
+    n_classes: int = 10,
+    alpha: float = 0.95,
+    max_rows: int = PROBCOVER_MAX_ROWS,
+    **_: Any,
+) -> SeedResult:
+    """ProbCover (Yehuda et al., 2022): greedy max coverage of delta-balls, delta chosen by the
+    purity rule on k-means pseudo-labels unless given. Score: rows newly covered by the pick."""
+    n = X.shape[0]
+    labeled = check_indices(labeled, n)
+    budget = check_budget(budget, n - labeled.size)
+    if delta is not None:
+        delta = check_delta(delta)
+    check_positive(n_classes, "n_classes", integer=True)
+    alpha = check_fraction(alpha, "alpha")
+    max_rows = int(check_positive(max_rows, "max_rows", integer=True))
+    rng = np.random.default_rng(random_state)
+    # the sample must hold every labeled row and room for the budget
+    rows = sample_rows(n, max(max_rows, labeled.size + 2 * budget), rng, keep=labeled)
+    Xs = np.ascontiguousarray(X[rows], dtype=np.float32)
+    info: dict[str, Any] = {}
+    if delta is None:
+        delta, purity = _purity_delta_of(Xs, n_classes, alpha, rng, random_state)
+        info.update(delta_rule=f"purity>={alpha:g} on {n_classes} k-means pseudo-classes", purity=round(purity, 4))
+    else:
+        info["delta_rule"] = "given"
+    # big balls: shrink the sample so the graph fits PROBCOVER_MAX_EDGES (labeled rows stay)
+    frac = mean_ball_fraction(Xs, delta, rng)
+    m_fit = int(np.sqrt(PROBCOVER_MAX_EDGES / max(frac, 1e-12)))
+    if m_fit < rows.size:
+        m_new = max(m_fit, labeled.size + 2 * budget)
+        keep = np.isin(rows, labeled)
+        others = np.nonzero(~keep)[0]
+        sub = np.sort(np.concatenate([np.nonzero(keep)[0], rng.choice(others, size=max(m_new - int(keep.sum()), 0), replace=False)]))
+        rows, Xs = rows[sub], Xs[sub]
+    graph = ball_graph(Xs, delta)
+    m = rows.size
+    pos_labeled = np.searchsorted(rows, labeled)
+    covered = np.zeros(m, dtype=bool)
+    deg = graph.degree()  # uncovered rows in each ball
+
+    def cover(p: int) -> int:
+        ball = graph.neighbours_of(np.asarray([p]))
+        new = ball[~covered[ball]]
+        covered[new] = True
+        if new.size:
+            deg[:] -= np.bincount(graph.neighbours_of(new.astype(np.int64)), minlength=m)
+        return int(new.size)
+
+    for p in pos_labeled:
+        cover(int(p))
+    blocked = np.zeros(m, dtype=bool)
+    blocked[pos_labeled] = True
+    tiebreak = rng.random(m) * 0.5  # degrees are integers: this only breaks ties
+    picks: list[int] = []
+    scores: list[float] = []
+    while len(picks) < budget:
+        gain = np.where(blocked, -1.0, deg + tiebreak)
+        p = int(np.argmax(gain))
+        if deg[p] <= 0 or blocked[p]:
+            break  # every ball is covered: nothing left to gain
+        scores.append(float(cover(p)))
+        blocked[p] = True
+        picks.append(p)
+    chosen = rows[np.asarray(picks, dtype=np.int64)] if picks else np.zeros(0, dtype=np.int64)
+    filled = budget - chosen.size
+    if filled:
+        taken = np.zeros(n, dtype=bool)
+        taken[labeled] = True
+        taken[chosen] = True
+        extra = rng.choice(np.nonzero(~taken)[0], size=filled, replace=False)
+        chosen = np.concatenate([chosen, extra])
+        scores += [0.0] * filled
+    info.update(
+        delta=round(float(delta), 4),
+        graph_rows=int(m),
+        graph_edges=graph.n_edges,
+        sample_coverage=round(float(covered.mean()), 4),
+        filled_at_random=int(filled),
+    )
+    if m < n:
+        info["note"] = f"ball graph built on a seeded sample of {m:,} of {n:,} rows"
+    return SeedResult(chosen.astype(np.int64), np.asarray(scores), np.full(budget, -1, dtype=np.int64), info, delta=float(delta))

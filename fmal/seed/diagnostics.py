@@ -1,0 +1,82 @@
+"""What a user needs to trust a cold-start selection, for any strategy: how much of the pool lies
+within delta of a chosen row, how many k-means clusters hold one, and the largest that holds none.
+
+Cheap by construction: one streamed 1-NN pass of the pool against the chosen rows (a FAISS index
+of budget + labeled vectors), one k-means (or the strategy's own), one ProbCover delta on a sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fmal._validation import check_indices
+from fmal.seed.base import SEED_STRATEGIES, SeedResult
+from fmal.seed.clustering import kmeans
+from fmal.seed.coverage import probcover_delta
+from fmal.seed.geometry import check_delta, dist_of_sim, nearest_sim
+
+
+def diagnose(
+    X: np.ndarray,
+    picks: np.ndarray,
+    labeled: np.ndarray | None = None,
+    *,
+    delta: float | None = None,
+    assign: np.ndarray | None = None,
+    random_state: int = 0,
+) -> dict[str, Any]:
+    """Coverage report of ``picks`` (with ``labeled`` rows counted as chosen).
+
+    ``delta``: ball radius (Euclidean, unit vectors); default ProbCover's automatic delta.
+    ``assign``: a k-means clustering of the pool to judge by; default k-means with one cluster per
+    chosen row, so a perfect spread represents every cluster.
+    """
+    n = X.shape[0]
+    labeled = check_indices(labeled, n)
+    chosen = np.union1d(np.asarray(picks, dtype=np.int64), labeled)
+    out: dict[str, Any] = {}
+    if delta is None:
+        d = probcover_delta(X, random_state=random_state)
+        delta = d["delta"]
+        out["coverage_delta_rule"] = "auto (" + d["delta_rule"] + ")"
+    delta = check_delta(delta)
+    sim, _ = nearest_sim(X, np.asarray(X[chosen]))
+    dist = dist_of_sim(sim)
+    out["coverage_delta"] = round(float(delta), 4)
+    out["pool_within_delta"] = round(float((dist <= delta + 1e-6).mean()), 4)
+    out["median_distance_to_chosen"] = round(float(np.median(dist)), 4)
+    out["max_distance_to_chosen"] = round(float(dist.max()), 4)
+    if assign is None:
+        _, assign, _ = kmeans(X, min(chosen.size, n), random_state=random_state)
+    k = int(assign.max()) + 1
+    sizes = np.bincount(assign, minlength=k)
+    hit = np.zeros(k, dtype=bool)
+    hit[assign[chosen]] = True
+    nonempty = sizes > 0
+    uncovered = nonempty & ~hit
+    out["clusters_represented"] = f"{int((hit & nonempty).sum())} of {int(nonempty.sum())}"
+    out["largest_uncovered_cluster"] = int(sizes[uncovered].max()) if uncovered.any() else 0
+    out["pool_in_uncovered_clusters"] = round(float(sizes[uncovered].sum() / n), 4)
+    return out
+
+
+def select(
+    strategy: str,
+    X: np.ndarray,
+    budget: int,
+    *,
+    index: Any = None,
+    labeled: np.ndarray | None = None,
+    random_state: int = 0,
+    diagnostics: bool = True,
+    **params: Any,
+) -> SeedResult:
+    """Run the seed strategy named ``strategy`` and add the coverage report to its ``info``."""
+    fn = SEED_STRATEGIES.get(strategy)
+    res = fn(X, budget, index=index, labeled=labeled, random_state=random_state, **params)
+    if diagnostics:
+        delta = res.delta if res.delta is not None else params.get("delta")
+        res.info.update(diagnose(X, res.indices, labeled, delta=delta, assign=res.assign, random_state=random_state))
+    return res

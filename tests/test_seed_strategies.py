@@ -1,0 +1,198 @@
+"""Every registered seed strategy on small pools: determinism, budget, no duplicates, extension of
+a labeled set, degenerate pools, errors; plus ProbCover's delta and the coverage report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import clustered
+
+from fmal.exceptions import InvalidInputError, PoolExhaustedError
+from fmal.seed import SEED_STRATEGIES, diagnose, select
+from fmal.seed.coverage import probcover_delta
+from fmal.seed.geometry import BallGraph, ball_graph, check_delta, sample_rows
+
+ALL = SEED_STRATEGIES.names()
+#: strategies that treat labeled rows as covering their region (random only excludes them)
+COVERING = [s for s in ALL if s != "random"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small problems: one BLAS / OpenMP thread is faster, and far faster on a busy machine
+    (threads spin-waiting for each other); restored afterwards."""
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    faiss.omp_set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    return clustered(n=600, d=16, k=6, seed=1)
+
+
+def test_expected_strategies_registered() -> None:
+    assert {"random", "kmeans", "typiclust", "kcenter", "probcover", "auto"} <= set(ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_deterministic_budget_no_duplicates(name: str, data) -> None:
+    X, _ = data
+    fn = SEED_STRATEGIES.get(name)
+    a = fn(X, 12, random_state=3)
+    b = fn(X, 12, random_state=3)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert a.indices.size == 12 and np.unique(a.indices).size == 12
+    assert a.indices.min() >= 0 and a.indices.max() < X.shape[0]
+    assert a.scores.shape == (12,) and a.clusters.shape == (12,)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_labeled_rows_never_picked(name: str, data) -> None:
+    X, _ = data
+    labeled = np.arange(0, 600, 7)
+    res = SEED_STRATEGIES.get(name)(X, 20, labeled=labeled, random_state=0)
+    assert not np.isin(res.indices, labeled).any()
+    assert np.unique(res.indices).size == 20
+
+
+@pytest.mark.parametrize("name", COVERING)
+def test_labeled_clusters_count_as_covered(name: str, data) -> None:
+    """Labeled rows in 3 of 6 clusters: 3 more picks go to the 3 other clusters."""
+    X, y = data
+    labeled = np.asarray([np.nonzero(y == c)[0][0] for c in (0, 1, 2)])
+    params = {"delta": 0.6} if name == "probcover" else {}  # a ball spans a cluster, not two
+    for seed in range(3):
+        res = SEED_STRATEGIES.get(name)(X, 3, labeled=labeled, random_state=seed, **params)
+        assert sorted(y[res.indices].tolist()) == [3, 4, 5], (name, seed, y[res.indices])
+
+
+@pytest.mark.parametrize("name", ["kmeans", "typiclust", "auto"])
+def test_one_pick_per_cluster(name: str) -> None:
+    for seed in range(4):
+        X, y = clustered(n=600, d=16, k=6, seed=seed)
+        res = SEED_STRATEGIES.get(name)(X, 6, random_state=seed)
+        assert sorted(y[res.indices].tolist()) == [0, 1, 2, 3, 4, 5], (seed, y[res.indices])
+
+
+def test_kcenter_and_probcover_spread_over_clusters(data) -> None:
+    X, y = data
+    assert np.unique(y[SEED_STRATEGIES.get("kcenter")(X, 6).indices]).size == 6
+    assert np.unique(y[SEED_STRATEGIES.get("probcover")(X, 6, delta=0.6).indices]).size == 6
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_fewer_distinct_points_than_budget(name: str) -> None:
+    X, _ = clustered(n=5, d=8, k=5, seed=0)
+    X = np.repeat(X, 4, axis=0)  # 20 rows, 5 distinct
+    res = SEED_STRATEGIES.get(name)(X, 10, random_state=0)
+    assert np.unique(res.indices).size == 10
+    # the first picks hit every distinct point before any repeats (random excepted)
+    if name != "random":
+        assert np.unique(res.indices[:5] // 4).size == 5 or name == "probcover"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_all_identical_vectors(name: str) -> None:
+    X = np.tile(clustered(n=1, d=8, k=1)[0], (30, 1))
+    res = select(name, X, 10, random_state=0)
+    assert np.unique(res.indices).size == 10
+    assert res.info["pool_within_delta"] == 1.0
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("budget", [0, -1, 2.5, True, "3"])
+def test_bad_budget(name: str, budget, data) -> None:
+    X, _ = data
+    with pytest.raises(InvalidInputError, match="budget"):
+        SEED_STRATEGIES.get(name)(X, budget)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_budget_larger_than_unlabeled(name: str, data) -> None:
+    X, _ = data
+    with pytest.raises(PoolExhaustedError, match="budget"):
+        SEED_STRATEGIES.get(name)(X, 595, labeled=np.arange(10))
+
+
+@pytest.mark.parametrize("delta", [0, -0.1, 2.01, float("nan"), float("inf"), "0.5", True])
+def test_bad_delta(delta, data) -> None:
+    X, _ = data
+    with pytest.raises(InvalidInputError, match="delta must"):
+        SEED_STRATEGIES.get("probcover")(X, 5, delta=delta)
+    with pytest.raises(InvalidInputError, match="delta must"):
+        diagnose(X, np.arange(5), delta=delta)
+
+
+def test_check_delta_accepts_its_range() -> None:
+    assert check_delta(2) == 2.0 and check_delta(0.25) == 0.25
+
+
+def test_bad_labeled_indices(data) -> None:
+    X, _ = data
+    with pytest.raises(InvalidInputError, match="labeled"):
+        SEED_STRATEGIES.get("kcenter")(X, 3, labeled=[600])
+
+
+def test_probcover_auto_delta_is_pure_and_reported(data) -> None:
+    X, _ = data
+    res = SEED_STRATEGIES.get("probcover")(X, 6, n_classes=6, random_state=0)
+    assert 0 < res.delta <= 2 and res.info["purity"] >= 0.95
+    assert res.info["delta_rule"].startswith("purity>=0.95")
+    # 6 pseudo-classes on 6 clusters: a delta that spans a cluster, so 6 balls cover most rows
+    assert res.info["sample_coverage"] > 0.8
+    assert probcover_delta(X, n_classes=6, random_state=0)["delta"] == pytest.approx(res.delta)
+
+
+def test_probcover_samples_large_pools_and_says_so(data) -> None:
+    X, _ = data
+    res = SEED_STRATEGIES.get("probcover")(X, 5, max_rows=200, labeled=[1, 2, 3], random_state=0)
+    assert res.info["graph_rows"] == 200 and "sample" in res.info["note"]
+    assert np.unique(res.indices).size == 5
+
+
+def test_probcover_fills_at_random_when_all_covered(data) -> None:
+    X, _ = data
+    res = SEED_STRATEGIES.get("probcover")(X, 10, delta=2.0)
+    assert res.info["filled_at_random"] == 9 and np.unique(res.indices).size == 10
+
+
+def test_ball_graph_matches_brute_force(data) -> None:
+    X, _ = data
+    Xs = np.ascontiguousarray(X[:150])
+    g = ball_graph(Xs, 0.3, query_block=64)
+    D = np.sqrt(np.maximum(2 - 2 * Xs @ Xs.T, 0))
+    for i in range(150):
+        assert set(g.nbrs[g.lims[i] : g.lims[i + 1]].tolist()) == set(np.nonzero(D[i] <= 0.3)[0].tolist())
+    rows = np.asarray([3, 7])
+    assert sorted(g.neighbours_of(rows).tolist()) == sorted(
+        np.concatenate([g.nbrs[g.lims[r] : g.lims[r + 1]] for r in rows]).tolist())
+    assert BallGraph(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32)).n_edges == 0
+
+
+def test_sample_rows_keeps_labeled() -> None:
+    rng = np.random.default_rng(0)
+    rows = sample_rows(10_000, 100, rng, keep=np.asarray([5, 9999]))
+    assert rows.size == 100 and {5, 9999} <= set(rows.tolist()) and np.all(np.diff(rows) > 0)
+    assert sample_rows(50, 100, rng).size == 50
+
+
+def test_diagnostics_report(data) -> None:
+    X, y = data
+    res = select("kcenter", X, 6, random_state=0)
+    info = res.info
+    assert info["clusters_represented"] == "6 of 6" and info["largest_uncovered_cluster"] == 0
+    assert 0 <= info["pool_within_delta"] <= 1 and info["coverage_delta"] > 0
+    # a selection inside one cluster leaves the others uncovered, and says how big they are
+    one = np.nonzero(y == 0)[0][:6]
+    bad = diagnose(X, one, delta=0.6, random_state=0)
+    assert bad["largest_uncovered_cluster"] > 0 and bad["pool_within_delta"] < 0.3
+    assert bad["pool_in_uncovered_clusters"] > 0.5
+    # labeled rows count as chosen
+    full = diagnose(X, one, labeled=[np.nonzero(y == c)[0][0] for c in range(1, 6)], delta=0.6, random_state=0)
+    assert full["pool_within_delta"] > 0.9
