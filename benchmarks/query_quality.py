@@ -34,8 +34,10 @@ import pandas as pd  # noqa: E402
 
 DATASETS = ("trec6", "sms_spam", "rotten_tomatoes")
 DEFAULT_STRATEGIES = (
-    "random", "margin", "entropy", "cluster-margin", "badge", "typical-margin", "auto",
-    "auto:switch_per_class=0", "auto:switch_per_class=3", "auto:switch_per_class=10", "auto:random_share=0",
+    "random", "margin", "entropy", "least-confidence", "cluster-margin", "badge", "typical-margin", "auto",
+    # ablations of auto: no typical phase, a later switch, no random share, margin after the switch
+    "auto:switch_per_class=0", "auto:switch_per_class=5", "auto:switch_per_class=20", "auto:random_share=0",
+    "auto:then=margin",
 )
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
