@@ -220,7 +220,7 @@ def seed(
 ) -> Selection:
     """Choose a cold-start set of ``budget`` rows with a seed strategy (no labels needed).
 
-    With ``labels``, the labeled rows count as already chosen. The selection is written to
+    Rows labeled so far (stored in the pool, and ``labels``) count as already chosen. The selection is written to
     ``output`` (default: the pool's ``rounds/`` folder) and recorded as a round of the session;
     the same arguments give the same selection, and rerunning the last round reuses it.
     """
@@ -228,7 +228,7 @@ def seed(
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
     known, merge_info = _labels_into_session(p, session, labels)
-    labeled_rows = p.rows_of(sorted(known)) if labels is not None else np.zeros(0, dtype=np.int64)
+    labeled_rows = p.rows_of(sorted(known), source="labels")  # stored labels count too, with or without --labels
     check_budget(budget, p.n - labeled_rows.size)
     key = params_key({"kind": "seed", "strategy": strategy, "budget": budget, "seed": random_state,
                       "labeled": sorted(p.ids[labeled_rows].tolist()), "params": params})

@@ -171,3 +171,13 @@ def test_api_errors_are_fmal_errors(tiny_pool, tmp_path):
         fmal.query(name, None, 3, index_dir=index_dir)
     with pytest.raises(fmal.InvalidInputError, match="batch_size must be > 0"):
         fmal.embed(tmp_path / "x.csv", "p", index_dir=index_dir, batch_size=0)
+
+
+def test_seed_never_repicks_labels_stored_in_the_pool(tiny_pool, tmp_path):
+    index_dir, name, src = tiny_pool
+    ids = pd.read_csv(src, dtype=str)["id"].tolist()
+    fmal.query(name, _label(src, ids[:60], tmp_path / "l.csv"), 5, "margin", index_dir=index_dir)  # stores 60 labels
+    sel = fmal.seed(name, 100, "random", index_dir=index_dir)  # no --labels: the stored ones still count
+    assert not set(sel.ids) & set(ids[:60])
+    with pytest.raises(fmal.PoolExhaustedError, match="no larger than the 140"):
+        fmal.seed(name, 141, "random", index_dir=index_dir)
