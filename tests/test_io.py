@@ -183,3 +183,12 @@ def test_write_table_is_atomic(tmp_path):
     with pytest.raises(InvalidInputError, match="extension '.xlsx'"):
         write_table(bad, tmp_path / "picks.xlsx")
     assert not (tmp_path / "picks.xlsx").exists()
+
+
+def test_labels_from_spreadsheets_and_tools(tmp_path):
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes("\ufeffid,label\r\n007,spam\r\n008,ham\r\n".encode("utf-8"))  # BOM and CRLF, as Excel saves
+    assert read_labels(excel) == {"007": "spam", "008": "ham"}
+    numeric = tmp_path / "numeric.jsonl"
+    numeric.write_text('{"id": 7, "label": 0}\n{"id": 8, "label": 1}\n')
+    assert read_labels(numeric) == {"7": "0", "8": "1"}
