@@ -191,7 +191,7 @@ class SimulationResult:
                 for metric in ("accuracy", "macro_f1"):
                     m, lo, hi = mean_ci(at[metric].to_numpy())
                     row.update({metric: m, f"{metric}_lo": lo, f"{metric}_hi": hi})
-                row["n_seeds"] = int(len(at))
+                row["n_seeds"] = len(at)
                 rows.append(row)
         return pd.DataFrame(rows)
 
@@ -278,9 +278,9 @@ class SimulationResult:
         reach_cols = [f"labels to {k} of full" for k in self._reach_keys()]
         lines = [
             f"**{self.verdict}**", "", self.advice, "",
-            f"Full-data accuracy (all {self.info.get('n_train', '?')} train labels): {100 * self.full_accuracy:.1f}%"
-            f" (macro-F1 {100 * self.full_macro_f1:.1f}); test rows: {self.info.get('n_test', '?')};"
-            f" {n} seed{'s' if n != 1 else ''}; intervals: 95% t-interval over seeds.", "",
+            (f"Full-data accuracy (all {self.info.get('n_train', '?')} train labels): {100 * self.full_accuracy:.1f}%"
+             f" (macro-F1 {100 * self.full_macro_f1:.1f}); test rows: {self.info.get('n_test', '?')};"
+             f" {n} seed{'s' if n != 1 else ''}; intervals: 95% t-interval over seeds."), "",
             "| strategy | AULC accuracy | vs " + self.baseline + " (paired) | " + " | ".join(reach_cols) + " | verdict |",
             "|---|---|---|" + "---|" * len(reach_cols) + "---|",
         ]
@@ -543,7 +543,7 @@ def simulate_embeddings(
             per = result._reach_per_seed(spec.name, share)
             vals = np.asarray([math.inf if v is None else v for v in per], dtype=np.float64)
             med = float(np.median(vals))
-            reach_med[f"{round(100 * share)}%"] = None if math.isinf(med) else int(round(med))
+            reach_med[f"{round(100 * share)}%"] = None if math.isinf(med) else round(med)
         summaries.append(StrategySummary(spec.name, spec.seed, spec.query, m, lo, hi, f1m, d, dlo, dhi, reach_med, verdict))
     result.summaries = summaries
     winners: list[StrategySummary] = [s for s in summaries if s.strategy != baseline and not math.isnan(s.diff_lo) and s.diff_lo > 0]
@@ -684,7 +684,7 @@ def simulate(
     X = np.asarray(Xall[rows[train]], dtype=np.float32)
     X_test = np.asarray(Xall[rows[test]], dtype=np.float32)
     info = {"data": str(data), "pool": str(p.path), "model": p.manifest.get("model", {}).get("name"),
-            "label_col": label_col, "split": split_info, "n_rows": int(len(frame)),
+            "label_col": label_col, "split": split_info, "n_rows": len(frame),
             "n_unlabeled_left_out": int((~has_label).sum()), "embedded_now": int(emb.n_embedded),
             "seconds_embed": round(emb.seconds, 3)}
     result = simulate_embeddings(

@@ -301,6 +301,10 @@ def build_pool(
                 p.unlink()
     if not overwrite and (m := check_existing(path, table, encoder.name, encoder.fingerprint, backend, precision)) is not None:
         return BuildResult(path, int(m["n_rows"]), int(m["n_unique_texts"]), 0, 0, skipped=True)
+    # a run killed while assembling leaves its temp files behind (as large as the embeddings): drop them
+    for name in (EMBEDDINGS, ROWS, INDEX, MANIFEST):
+        for stale in path.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
 
     uniq, inverse = _unique(table.texts)
     n_chunks = (len(uniq) + chunk_size - 1) // chunk_size

@@ -153,7 +153,7 @@ def test_cli_end_to_end_reuses_pool(tiny_pool, tiny_model_dir, tmp_path):
 
 
 def test_cli_test_split_with_class_absent_from_pool(tiny_pool, tiny_model_dir, tmp_path):
-    index_dir, name, src = tiny_pool
+    index_dir, _, src = tiny_pool
     df = pd.read_csv(src, dtype=str)
     df.loc[df.label == "ABBR", "split"] = "test"  # every ABBR row held out
     bad = tmp_path / "bad.csv"
@@ -162,3 +162,12 @@ def test_cli_test_split_with_class_absent_from_pool(tiny_pool, tiny_model_dir, t
                                    "--model", str(tiny_model_dir), "--seeds", "1", "--initial", "5", "--max", "10"])
     assert res.exit_code == 2
     assert "no pool (train) row has ('ABBR')" in res.output
+
+
+def test_api_stratified_test_size_split(tiny_pool, tiny_model_dir, tmp_path):
+    index_dir, name, src = tiny_pool
+    r = fmal.simulate(src, test_size=0.3, pool=name, index_dir=index_dir, model=tiny_model_dir, strategies="random",
+                      seeds=2, initial=10, step=10, max_labels=20, out=tmp_path / "o")
+    assert r.info["n_test"] == 60 and r.info["n_train"] == 140 and r.info["split"]["stratified"]
+    assert r.info["class_counts_test"]["HUM"] == pytest.approx(0.3 * 46, abs=1)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(FILES.values())

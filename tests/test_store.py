@@ -123,6 +123,19 @@ def test_interrupted_build_resumes_byte_identical(tmp_path):
     assert not list(path.glob(".*.tmp"))
 
 
+def test_temp_files_of_a_run_killed_while_assembling_are_removed(tmp_path):
+    table = _table(tmp_path, TEXTS)
+    path = tmp_path / "p"
+    with pytest.raises(KeyboardInterrupt):
+        store.build_pool(table, HashEncoder(fail_after_chunks=2), path, chunk_size=5)
+    stale = [path / ".embeddings.npy.k1ll3d.tmp", path / ".index.faiss.k1ll3d.tmp"]  # what SIGKILL mid-write leaves
+    for f in stale:
+        f.write_bytes(b"half")
+    (path / "notes.txt").write_text("mine")  # a user's file is left alone
+    store.build_pool(table, HashEncoder(), path, chunk_size=5)
+    assert not any(f.exists() for f in stale) and (path / "notes.txt").exists()
+
+
 def test_unfinished_work_for_other_settings_is_discarded(tmp_path):
     table = _table(tmp_path, TEXTS)
     path = tmp_path / "p"

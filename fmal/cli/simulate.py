@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 import typer
 from tqdm.auto import tqdm
 
@@ -79,11 +81,11 @@ def simulate_cmd(
                f"{100 * res.full_accuracy:.1f}%; {res.info['seconds_simulation']:.1f} s")
     frame = res.summary_frame()
     frame["aulc"] = [f"{s.aulc:.1f}" for s in res.summaries]
-    frame["vs_random"] = ["-" if s.strategy == res.baseline else f"{s.diff_vs_baseline:+.1f}" if s.diff_lo != s.diff_lo
+    frame["vs_random"] = ["-" if s.strategy == res.baseline else f"{s.diff_vs_baseline:+.1f}" if math.isnan(s.diff_lo)
                           else f"{s.diff_vs_baseline:+.1f} [{s.diff_lo:+.1f}, {s.diff_hi:+.1f}]" for s in res.summaries]
     reach = [c for c in frame.columns if c.startswith("labels_to_")]
     for c in reach:
-        frame[c] = [f"> {res.budgets[-1]}" if v is None or v != v else str(int(v)) for v in frame[c]]
+        frame[c] = [f"> {res.budgets[-1]}" if v is None or pd.isna(v) else str(int(v)) for v in frame[c]]
     _print.table(frame, ["strategy", "aulc", "vs_random", *reach], limit=50)
     typer.echo("aulc: mean test accuracy (%) over the label range; vs_random: paired difference, 95% interval; "
                "labels_to_X: median labels to reach X of the full-data accuracy")
