@@ -263,6 +263,12 @@ def test_seed_then_query_outputs(cli, tiny_pool, tmp_path):
     assert set(q["predicted_label"]) <= set(gold.loc[picks["id"][1:]])
     assert q["predicted_proba"].between(0, 1).all()
     assert (np.diff(q["score"].to_numpy()) <= 1e-12).all()  # most uncertain first
+    res = cli("query", *P, "--labels", tmp_path / "labeled.csv", "--budget", 6, "--strategy", "entropy", "--output", q_out)
+    assert res.exit_code == 0 and "round 2: 6 rows picked by entropy (same as the last round: reused)" in res.stdout
+    res = cli("query", *P, "--budget", 6, "--strategy", "entropy", "--allow-requeue", "--output", tmp_path / "rq.csv")
+    assert res.exit_code == 0 and "round 3" in res.stdout  # the stored labels are enough: no --labels needed
+    requeued = pd.read_csv(tmp_path / "rq.csv", dtype=str)
+    assert not set(requeued["id"]) & set(picks["id"][1:])  # labeled rows: never, even with --allow-requeue
     res = cli("status", *P)
     assert res.exit_code == 0 and "labels: 7" in res.stdout and "typiclust" in res.stdout and "entropy" in res.stdout
 
