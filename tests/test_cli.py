@@ -289,7 +289,7 @@ def _copy_pool_files(path: Path) -> dict[str, bytes]:
 
 def test_sigkilled_embed_resumes_byte_identical(cli, tmp_path, tiny_model_dir, demo_csv):
     src = tmp_path / "pool.csv"
-    pd.read_csv(demo_csv, dtype=str).head(300).to_csv(src, index=False)
+    pd.read_csv(demo_csv, dtype=str).head(500).to_csv(src, index=False)  # 63 chunks: time to kill it midway
     idx = tmp_path / "idx"
     args = ["embed", src, "--pool", "p", "--index-dir", idx, "--model", tiny_model_dir, "--chunk-size", 8, "--batch-size", 8]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
