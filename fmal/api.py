@@ -258,11 +258,13 @@ def _probe_path(pool: store.Pool, round_no: int) -> Path:
     return pool.path / PROBES / f"round-{round_no:03d}.json"
 
 
-def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe) -> dict[str, Any]:
+def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe, n_labels: int) -> dict[str, Any]:
     """Agreement of the previous query round's stored probe and ``probe`` on the fixed sample."""
     prev = [r for r in session.rounds if r["kind"] == "query" and _probe_path(pool, r["round"]).exists()]
     if not prev:
         return {"stop_advice": stop_advice([])}
+    if prev[-1].get("info", {}).get("n_labels") == n_labels:
+        return {"stop_advice": f"no new labels since round {prev[-1]['round']}: label its picks, then query again"}
     old = LinearProbe.load(_probe_path(pool, prev[-1]["round"]))
     rows = stop_sample(pool.n)
     X = np.asarray(pool.embeddings[rows])
@@ -336,7 +338,7 @@ def query(
         frame = pd.DataFrame({"id": p.ids[res.indices], "text": p.texts[res.indices], "strategy": strategy,
                               "score": res.scores, "predicted_label": probe.classes_[pick_proba.argmax(axis=1)],
                               "predicted_proba": pick_proba.max(axis=1).round(4)})
-        stop = _stop_info(p, session, probe)
+        stop = _stop_info(p, session, probe, int(y.size))
         probe.save(_probe_path(p, round_no))
         info = {**res.info, **merge_info, "n_labels": int(y.size), "class_counts": probe.class_counts_,
                 "probe_C": probe.C_, "probe_cv_accuracy": None if np.isnan(probe.cv_accuracy_) else round(probe.cv_accuracy_, 4),

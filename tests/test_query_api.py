@@ -85,7 +85,7 @@ def test_cli_query_status_undo(tmp_path, pool, cli, cli_error):
     assert r.exit_code == 0, r.output
     assert "recommendation:" in r.stdout and "round 1" in r.stdout
     r = cli("query", "--pool", "vp", "--budget", 5, "--strategy", "margin", "--index-dir", d)
-    assert r.exit_code == 0 and "stopping signal" in r.stdout
+    assert r.exit_code == 0 and "no new labels since round 1" in r.stdout
     r = cli("status", "--pool", "vp", "--index-dir", d)
     assert r.exit_code == 0 and "per_class" in r.stdout and "kappa_prev" in r.stdout
     r = cli("query", "--pool", "vp", "--undo", "--index-dir", d)
