@@ -212,6 +212,7 @@ def test_every_format_through_the_cli(cli, tmp_path, tiny_model_dir, demo_csv):
         res = cli(*args)
         assert res.exit_code == 0, res.output
         assert "12 rows (11 distinct texts, 11 embedded now)" in res.stdout
+        assert "rows/s" in res.stderr  # the progress bar
         pool = fmal.open_pool(fmt, idx)
         assert pool.texts.tolist() == df["body"].tolist()
         if fmt != "txt":
