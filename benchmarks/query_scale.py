@@ -61,11 +61,26 @@ def make_pool(folder: Path, n: int, seed: int = 0, chunk: int = 100_000) -> None
     faiss.write_index(index, str(folder / "index.faiss"))
 
 
+def make_ivf(folder: Path, seed: int = 0, chunk: int = 100_000) -> None:
+    """An approximate index as a big pool would use: IVF (nlist ~ 4 sqrt(N), at most 1024), nprobe 16."""
+    import faiss
+
+    X = np.load(folder / "X.npy", mmap_mode="r")
+    n = X.shape[0]
+    nlist = int(min(1024, 4 * np.sqrt(n)))
+    ivf = faiss.index_factory(DIM, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+    train = np.sort(np.random.default_rng(seed).choice(n, size=min(n, 32 * nlist), replace=False))
+    ivf.train(np.ascontiguousarray(X[train]))
+    for s in range(0, n, chunk):
+        ivf.add(np.ascontiguousarray(X[s : s + chunk]))
+    faiss.write_index(ivf, str(folder / "index_ivf.faiss"))
+
+
 def _labeled(n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=N_LABELS, replace=False))
 
 
-def run_fmal(folder: Path, strategy: str, candidates: str) -> dict:
+def run_fmal(folder: Path, strategy: str, candidates: str, ivf: bool = False) -> dict:
     """One fmal round, the way ``fmal.api.query`` does it, on the pool in ``folder``."""
     import faiss
 
@@ -79,7 +94,11 @@ def run_fmal(folder: Path, strategy: str, candidates: str) -> dict:
     labeled = _labeled(n)
     spec = parse_candidates(candidates)
     t_load = time.perf_counter()
-    index = faiss.read_index(str(folder / "index.faiss")) if spec.kind == "knn" else None
+    index = None
+    if spec.kind == "knn":
+        index = faiss.read_index(str(folder / ("index_ivf.faiss" if ivf else "index.faiss")))
+        if ivf:
+            faiss.extract_index_ivf(index).nprobe = 16
     load_s = time.perf_counter() - t_load
     t0 = time.perf_counter()
     probe = LinearProbe(random_state=0).fit(np.asarray(X[labeled]), y[labeled].astype(str))
@@ -142,16 +161,24 @@ def run_small_text(folder: Path) -> dict:
             "index_load_s": 0.0, "scored": int(X.shape[0] - N_LABELS)}
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM; ru_maxrss would carry the parent's peak across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(args: list[str]) -> None:
     """Run one configuration and print its result (with this process's peak RSS) as JSON."""
     folder, tool, strategy, candidates = Path(args[0]), args[1], args[2], args[3]
     if tool == "fmal":
-        out = run_fmal(folder, strategy, candidates)
+        out = run_fmal(folder, strategy, candidates.removesuffix("+ivf"), ivf=candidates.endswith("+ivf"))
     elif tool == "modAL":
         out = run_modal(folder)
     else:
         out = run_small_text(folder)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = _peak_rss_mb()
     print(json.dumps(out))
 
 
@@ -161,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     ap.add_argument("--knn", type=int, default=100, help="K of the knn:K candidates")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--flat-knn-max", type=int, default=10**9,
+                    help="skip knn:K on the flat index above this many rows (it scans the pool once per labeled row)")
     ap.add_argument("--workdir", type=Path, default=None)
     a = ap.parse_args(argv)
     tmp = tempfile.TemporaryDirectory(prefix="fmal-query-scale-") if a.workdir is None else None
@@ -172,8 +201,11 @@ def main(argv: list[str] | None = None) -> None:
             t = time.perf_counter()
             if not (folder / "index.faiss").exists():
                 make_pool(folder, n)
+            if not (folder / "index_ivf.faiss").exists():
+                make_ivf(folder)
             print(f"pool of {n:,} rows ready in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-            configs = [("fmal", s, c) for s in a.strategies for c in ("all", f"knn:{a.knn}")]
+            cands = ["all", f"knn:{a.knn}", f"knn:{a.knn}+ivf"] if n <= a.flat_knn_max else ["all", f"knn:{a.knn}+ivf"]
+            configs = [("fmal", s, c) for s in a.strategies for c in cands]
             if not a.no_peers and n <= 100_000:
                 configs += [("modAL", "margin", "all"), ("small-text", "breaking-ties", "all")]
             for tool, strategy, cands in configs:
@@ -189,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
         if tmp:
             tmp.cleanup()
     print(f"\nOne round: fit probe on {N_LABELS} labels + score candidates + select {BUDGET} (dim {DIM}, "
-          f"{N_CLASSES} classes; synthetic clustered data; seconds of wall clock; index load listed apart)\n")
+          f"{N_CLASSES} classes; synthetic clustered data; seconds of wall clock; index load listed apart; "
+          "knn:K searches the flat index, knn:K+ivf an IVF index (nlist <= 1024) with nprobe 16; peak RSS includes ~600 MB of imports)\n")
     print("| rows | tool | strategy | candidates | scored | fit s | score s | select s | round s | index load s | peak RSS MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
