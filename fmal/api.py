@@ -154,12 +154,13 @@ class Selection:
 
 
 def _labels_into_session(pool: store.Pool, session: Session, labels: PathLike | None) -> tuple[dict[str, str], dict[str, Any]]:
-    """Read a labels file (if any), check its ids belong to the pool, merge it into the session."""
+    """Read a labels file (if any), check its ids belong to the pool, merge it into the session
+    (in memory: ``_finish_round`` writes it once the round succeeded)."""
     if labels is None:
         return session.labels, {}
     new = read_labels(labels)
     pool.rows_of(list(new), source=str(labels))
-    merge = session.add_labels(new, source=str(labels))
+    merge = session.add_labels(new, source=str(labels), write=False)
     return session.labels, {"labels_added": merge.added, "labels_changed": merge.changed, "labels_in_file": len(new)}
 
 
@@ -195,6 +196,7 @@ def _finish_round(
         frame = _frame_of_round(pool, prev)
         out = Path(output) if output else _default_output(pool, prev["round"], kind, strategy)
         write_table(frame, out)
+        session.save()  # labels merged by this rerun
         return Selection(prev["round"], kind, strategy, frame, out, True, prev.get("info", {}))
     frame, info = compute()
     round_no = len(session.rounds) + 1

@@ -68,6 +68,7 @@ class Session:
         self.rounds: list[dict[str, Any]] = list(data.get("rounds", []))
         self.relabels: list[dict[str, Any]] = list(data.get("relabels", []))
         self._labels = self._read_labels()
+        self._labels_unsaved = False
 
     def _read_labels(self) -> pd.DataFrame:
         f = self.dir / LABELS
@@ -87,8 +88,11 @@ class Session:
         labeled = set(self._labels["id"])
         return {i for r in self.rounds for i in r["ids"] if i not in labeled}
 
-    def add_labels(self, new: dict[str, str], source: str, *, on_conflict: str = "replace") -> LabelMerge:
+    def add_labels(self, new: dict[str, str], source: str, *, on_conflict: str = "replace", write: bool = True) -> LabelMerge:
         """Merge ``new`` into the stored labels (and write them) without losing any answer.
+
+        ``write=False`` merges in memory only: the next ``save`` or ``add_round`` writes them (a
+        command that fails after reading its labels file leaves the pool as it was).
 
         An id stored with another label is a conflict, resolved by ``on_conflict``: ``replace``
         (the new answer wins, the old one is kept in ``relabels``), ``keep`` (the stored answer
@@ -127,8 +131,9 @@ class Session:
             self._labels = pd.DataFrame(
                 {"id": list(stored), "label": [v[0] for v in stored.values()], "source": [v[1] for v in stored.values()]}
             )
-            write_table(self._labels, self.dir / LABELS)
-            self._save()
+            self._labels_unsaved = True
+            if write:
+                self._save()
         return LabelMerge(added, changed, len(new) - added - changed - kept, kept, tuple(conflicts))
 
     def last_round_like(self, key: str) -> dict[str, Any] | None:
@@ -150,7 +155,14 @@ class Session:
         self._save()
         return r
 
+    def save(self) -> None:
+        """Write labels merged with ``write=False``, and the rounds."""
+        self._save()
+
     def _save(self) -> None:
+        if self._labels_unsaved:
+            write_table(self._labels, self.dir / LABELS)
+            self._labels_unsaved = False
         write_json(self.dir / SESSION, {"rounds": self.rounds, "relabels": self.relabels})
 
 

@@ -64,3 +64,16 @@ def test_corrupt_session_files(tmp_path):
     (tmp_path / "labels.csv").write_bytes(b"\xff\xfe\x00\x01")
     with pytest.raises(CorruptPoolError, match=r"labels.csv: unreadable"):
         Session(tmp_path)
+
+
+def test_labels_merged_in_memory_are_written_with_the_round(tmp_path):
+    s = Session(tmp_path)
+    m = s.add_labels({"a": "x"}, source="l.csv", write=False)
+    assert m.added == 1 and s.labels == {"a": "x"} and not (tmp_path / "labels.csv").exists()
+    assert Session(tmp_path).labels == {}  # a command that fails now leaves nothing behind
+    s.add_round({"kind": "query", "strategy": "margin", "key": "k", "ids": ["b"]})
+    assert Session(tmp_path).labels == {"a": "x"}
+    s.add_labels({"a": "y"}, source="l2.csv", write=False)
+    s.save()
+    again = Session(tmp_path)
+    assert again.labels == {"a": "y"} and [(r["old"], r["new"]) for r in again.relabels] == [("x", "y")]
