@@ -86,7 +86,7 @@ def test_real_bundled_model_puts_paraphrases_next_to_each_other(tmp_path):
     assert res.model == encoders.DEFAULT_MODEL and res.dim == 384
     pool = fmal.open_pool("pairs", tmp_path)
     X = np.asarray(pool.embeddings)
-    sims, ids = fmal_index.knn(pool.index, X, 2)
+    _, ids = fmal_index.knn(pool.index, X, 2)
     assert (ids[:, 0] == np.arange(len(texts))).all()
     partner = np.arange(len(texts)) ^ 1  # 0<->1, 2<->3, ...
     assert ids[:, 1].tolist() == partner.tolist(), [(texts[i], texts[j]) for i, j in enumerate(ids[:, 1]) if j != partner[i]]

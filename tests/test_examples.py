@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pandas as pd
-
 from conftest import REPO
 
 EXAMPLES = REPO / "examples"

@@ -5,12 +5,11 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
+from conftest import clustered
 
 import fmal
 from fmal import index as fmal_index
 from fmal.exceptions import CorruptPoolError
-
-from conftest import clustered
 
 
 def _flat(X: np.ndarray) -> faiss.Index:

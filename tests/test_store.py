@@ -13,7 +13,14 @@ import pytest
 
 from fmal import store
 from fmal._version import __version__
-from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
+from fmal.exceptions import (
+    CorruptPoolError,
+    InvalidInputError,
+    LabelsError,
+    ModelMismatchError,
+    PoolExistsError,
+    PoolNotFoundError,
+)
 from fmal.io import load_texts
 
 POOL_FILES = ("embeddings.npy", "rows.parquet", "index.faiss", "manifest.json")
@@ -56,7 +63,7 @@ def built(tmp_path):
 
 
 def test_pool_folder_holds_manifest_rows_embeddings_index(built):
-    table, enc, res, path = built
+    table, _, res, path = built
     assert (res.n_rows, res.n_unique, res.n_embedded, res.skipped) == (40, 23, 23, False)
     assert sorted(p.name for p in path.iterdir()) == sorted(POOL_FILES)  # .partial is gone
     m = json.loads((path / "manifest.json").read_text())
