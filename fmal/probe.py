@@ -79,7 +79,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         classes, counts = np.unique(y, return_counts=True)
         if classes.size < 2:
             raise LabelsError(
-                f"labels have a single class ({classes[0]!r} x{counts[0]}) and a probe needs two; "
+                f"labels have a single class ({str(classes[0])!r} x{int(counts[0])}) and a probe needs two; "
                 "label rows of another class first (fmal seed picks diverse rows)"
             )
         self.cv_accuracy_ = float("nan")
