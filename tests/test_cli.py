@@ -152,7 +152,8 @@ def test_seed_and_query_bad_input(cli, cli_error, tiny_pool, tmp_path):
     cli_error(cli("seed", *P, "--budget", -2), "budget", "got -2")
     cli_error(cli("seed", *P, "--budget", 201), "budget", "200", "got 201", "--budget")
     cli_error(cli("seed", *P, "--budget", 5, "--strategy", "magic"), "unknown seed strategy 'magic'", "typiclust")
-    cli_error(cli("seed", "--pool", "nope", "--index-dir", index_dir, "--budget", 5), "nope", "no pool there", "fmal embed")
+    for command in (["seed", "--budget", 5], ["query", "--budget", 5], ["status"]):
+        cli_error(cli(*command, "--pool", "nope", "--index-dir", index_dir), "nope", "no pool there", "fmal embed")
     cli_error(cli("seed", *P[:4], "--budget", 5, "--output", tmp_path / "picks.xlsx"), "picks.xlsx", ".csv")
     unknown = tmp_path / "unknown.csv"
     unknown.write_text(f"id,label\n{pd.read_csv(src, dtype=str)['id'][0]},HUM\nno-such-id,LOC\n")
