@@ -74,8 +74,10 @@ def peer_picks(name: str, X: np.ndarray, budget: int, seed: int) -> np.ndarray:
         if name == "small_text.greedy_coreset":
             from small_text.query_strategies.coresets import greedy_coreset
 
-            return np.asarray(greedy_coreset(X, np.arange(n), np.zeros(0, dtype=int), budget, distance_metric="euclidean",
-                                             normalized=True))
+            # it needs one labeled row to start from: the row nearest the pool's mean, as fmal's kcenter
+            first = int(np.argmax(X @ X.mean(axis=0)))
+            rest = greedy_coreset(X, np.arange(n), np.asarray([first]), budget - 1, distance_metric="euclidean", normalized=True)
+            return np.concatenate([[first], np.asarray(rest, dtype=np.int64)])
         import skactiveml.pool as skp
 
         cls = getattr(skp, name.split(".")[1])

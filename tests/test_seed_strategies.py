@@ -196,3 +196,12 @@ def test_diagnostics_report(data) -> None:
     # labeled rows count as chosen
     full = diagnose(X, one, labeled=[np.nonzero(y == c)[0][0] for c in range(1, 6)], delta=0.6, random_state=0)
     assert full["pool_within_delta"] > 0.9
+
+
+def test_auto_rules(data) -> None:
+    X, y = data
+    for rule in ("mix", "strata", "hedge"):
+        res = SEED_STRATEGIES.get("auto")(X, 6, rule=rule, random_state=0)
+        assert np.unique(res.indices).size == 6 and res.info["rule"] == rule
+    with pytest.raises(InvalidInputError, match="rule must be one of"):
+        SEED_STRATEGIES.get("auto")(X, 6, rule="magic")
