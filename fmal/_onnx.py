@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 ONNX_BACKENDS = ("onnx", "onnx-int8")
 _FILES = {"onnx": "model.onnx", "onnx-int8": "model-int8.onnx"}
 META = "meta.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # bump when the export or quantisation recipe changes: old caches are rebuilt
 
 
 def cache_root() -> Path:
@@ -130,14 +130,19 @@ def _export_fp32(st_model: Any, out: Path, input_names: tuple[str, ...]) -> None
 
 
 def _quantize_int8(src: Path, out: Path) -> None:
-    """int8 weights per output channel (7-bit range: no u8*s8 overflow on CPUs without VNNI);
-    only MatMuls with a weight matrix are quantised, attention's activation x activation stays fp32."""
+    """int8 weights per output channel (7-bit range: no u8*s8 overflow on CPUs without VNNI).
+
+    Only MatMuls with a weight matrix are quantised (attention's activation x activation stays
+    fp32), and not the feed-forward output projections: their input comes out of GELU with large
+    outliers, and keeping them fp32 took MiniLM's mean cosine to fp32 from 0.991 to 0.995 (min
+    0.972 -> 0.987) on the shared data for a few percent of speed."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     g = onnx.load(str(src), load_external_data=False).graph
     weights = {i.name for i in g.initializer}
-    nodes = [n.name for n in g.node if n.op_type == "MatMul" and any(i in weights for i in n.input)]
+    nodes = [n.name for n in g.node if n.op_type == "MatMul" and any(i in weights for i in n.input)
+             and not ("/output/dense/" in n.name and "attention" not in n.name)]
     before = logging.root.manager.disable
     logging.disable(logging.WARNING)  # the quantiser logs a line per tensor, and advice, on the root logger
     try:

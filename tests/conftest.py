@@ -8,6 +8,12 @@ import shutil
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if "FMAL_CACHE" not in os.environ:  # ONNX exports of the test models: never into ~/.cache
+    import atexit
+    import tempfile
+
+    os.environ["FMAL_CACHE"] = tempfile.mkdtemp(prefix="fmal-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["FMAL_CACHE"], True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
