@@ -75,15 +75,15 @@ def parse_strategy(spec: str) -> tuple[str, dict[str, float | str]]:
     return name, params
 
 
-def run_one(task: tuple[str, str, int, int, int, int]) -> dict:
-    """One learning curve: (cache file, strategy spec, seed, n_seed, step, max_labels)."""
+def run_one(task: tuple) -> dict:
+    """One learning curve: (cache file, strategy spec, seed, n_seed, step, max_labels, probe C)."""
     import faiss
 
     from fmal.probe import LinearProbe, expected_calibration_error
     from fmal.query import QUERY_STRATEGIES, QueryContext
 
     faiss.omp_set_num_threads(1)
-    path, spec, seed, n_seed, step, max_labels = task
+    path, spec, seed, n_seed, step, max_labels, probe_c = task
     d = np.load(path)
     train, test = d["split"] == "train", d["split"] == "test"
     X, y = np.ascontiguousarray(d["X"][train]), d["y"][train]
@@ -96,7 +96,7 @@ def run_one(task: tuple[str, str, int, int, int, int]) -> dict:
     labeled = np.sort(rng.choice(X.shape[0], size=n_seed, replace=False))
     acc, ece, seconds = [], [], 0.0
     while True:
-        probe = LinearProbe(random_state=seed).fit(X[labeled], y[labeled]) if np.unique(y[labeled]).size > 1 else None
+        probe = LinearProbe(C=probe_c, random_state=seed).fit(X[labeled], y[labeled]) if np.unique(y[labeled]).size > 1 else None
         if probe is None:  # one class so far: predict it everywhere
             acc.append(float(np.mean(yt == y[labeled][0])))
             ece.append(float("nan"))
@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--step", type=int, default=20)
     ap.add_argument("--max-labels", type=int, default=200)
     ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--probe-c", default="auto", help="the probe's C: 'auto' (cross-validated) or a number")
     ap.add_argument("--data-dir", type=Path, default=SHARED)
     ap.add_argument("--index-dir", type=Path, default=Path("/tmp/fmal-shared"))
     ap.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / "results" / "cache")
@@ -181,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
     files = [prepare(ds, a.data_dir, a.index_dir, a.cache) for ds in a.datasets]
     if a.prepare_only:
         return
-    tasks = [(str(f), s, seed, a.n_seed, a.step, a.max_labels) for f in files for s in a.strategies for seed in range(a.seeds)]
+    probe_c = a.probe_c if a.probe_c == "auto" else float(a.probe_c)
+    tasks = [(str(f), s, seed, a.n_seed, a.step, a.max_labels, probe_c) for f in files for s in a.strategies for seed in range(a.seeds)]
     t0 = time.perf_counter()
     if a.jobs > 1:
         with ProcessPoolExecutor(a.jobs) as ex:
