@@ -5,7 +5,9 @@ small-text's greedy_coreset at the sizes they can handle.
 Each run is its own subprocess, so its peak RSS (``ru_maxrss``, which counts the touched pages of
 the memory-mapped matrix) is its own. fmal reads the pool memory-mapped, as ``fmal seed`` does; the
 peers get the matrix in RAM (they need it). ``select`` = strategy + the coverage report the CLI
-prints; ``strategy`` = the strategy alone.
+prints; ``strategy`` = the strategy alone. Wall and CPU seconds are both reported: on a shared
+machine CPU seconds are the fairer comparison, and the peer ratio uses them (set OMP_NUM_THREADS=1
+OPENBLAS_NUM_THREADS=1 for a like-for-like single-thread comparison).
 
     python benchmarks/seed_scale.py                       # 20k, 100k, 1M; budget 100
     python benchmarks/seed_scale.py --sizes 20000 --no-peers
@@ -25,13 +27,15 @@ from pathlib import Path
 import numpy as np
 
 DIM = 384
-#: peer -> (fmal strategy it implements, largest pool size it is run on)
+#: peer -> (fmal strategy it implements, pool sizes it is run on)
 PEERS = {
-    "skactiveml.TypiClust": ("typiclust", 100_000),
-    "skactiveml.CoreSet": ("kcenter", 100_000),
-    "small_text.greedy_coreset": ("kcenter", 100_000),
-    "skactiveml.ProbCover": ("probcover", 20_000),  # float64 N x N distances: 3.2 GB at 20k, 80 GB at 100k
+    "skactiveml.TypiClust": ("typiclust", (100_000,)),
+    "skactiveml.CoreSet": ("kcenter", (100_000,)),
+    "small_text.greedy_coreset": ("kcenter", (100_000,)),
+    "skactiveml.ProbCover": ("probcover", (20_000,)),  # float64 N x N distances: 3.2 GB at 20k, 80 GB at 100k
 }
+#: below this size fmal strategies run only where a peer is compared
+FULL_SIZE = 100_000
 FMAL = ("random", "kmeans", "typiclust", "kcenter", "probcover", "auto")
 
 
@@ -71,28 +75,32 @@ def worker(kind: str, name: str, data: Path, budget: int, seed: int) -> dict:
         from fmal.seed import SEED_STRATEGIES, diagnose
 
         X = np.load(data, mmap_mode="r")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = SEED_STRATEGIES.get(name)(X, budget, random_state=seed)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         diagnose(X, res.indices, delta=res.delta, assign=res.assign, random_state=seed)
-        t2 = time.perf_counter()
-        out.update(strategy_s=t1 - t0, select_s=t2 - t0, picks=int(np.unique(res.indices).size), info=_short(res.info))
+        t2, c2 = time.perf_counter(), time.process_time()
+        out.update(strategy_s=t1 - t0, select_s=t2 - t0, strategy_cpu=c1 - c0, select_cpu=c2 - c0,
+                   picks=int(np.unique(res.indices).size), info=_short(res.info))
     else:
         X = np.load(data)
         n = X.shape[0]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if name == "small_text.greedy_coreset":
             from small_text.query_strategies.coresets import greedy_coreset
 
-            picks = greedy_coreset(X, np.arange(n), np.zeros(0, dtype=int), budget, distance_metric="euclidean", normalized=True)
+            # it needs one labeled row to start from: the row nearest the pool's mean, as fmal's kcenter
+            first = int(np.argmax(X @ X.mean(axis=0)))
+            rest = greedy_coreset(X, np.arange(n), np.asarray([first]), budget - 1, distance_metric="euclidean", normalized=True)
+            picks = np.concatenate([[first], np.asarray(rest, dtype=np.int64)])
         else:
             import skactiveml.pool as skp
 
             cls = getattr(skp, name.split(".")[1])
             y = np.full(n, np.nan)
             picks = cls(random_state=seed).query(X, y, batch_size=budget)
-        t1 = time.perf_counter()
-        out.update(strategy_s=t1 - t0, select_s=t1 - t0, picks=int(np.unique(picks).size))
+        t1, c1 = time.perf_counter(), time.process_time()
+        out.update(strategy_s=t1 - t0, select_s=t1 - t0, strategy_cpu=c1 - c0, select_cpu=c1 - c0, picks=int(np.unique(picks).size))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -138,18 +146,19 @@ def main(argv: list[str] | None = None) -> None:
         data = make_pool(a.cache / f"clustered-{n}x{DIM}-s{a.seed}.npy", n, seed=a.seed)
         print(f"\n## n = {n:,} ({n * DIM * 4 / 2**20:,.0f} MB matrix; pool ready in {time.perf_counter() - t0:.1f} s)", flush=True)
         res: dict[str, dict] = {}
-        for s in a.strategies:
+        here = [s for s in a.strategies if n >= FULL_SIZE or any(PEERS[p][0] == s and n in PEERS[p][1] for p in peers)]
+        for s in here:
             res[s] = r = run_one("fmal", s, data, a.budget, a.seed, a.timeout)
             rows.append({"n": n, **r})
             print(f"  fmal {s:<10} " + _fmt(r, n), flush=True)
         for peer in peers:
-            strat, limit = PEERS[peer]
-            if n > limit:
+            strat, sizes = PEERS[peer]
+            if n not in sizes:
                 continue
             r = run_one("peer", peer, data, a.budget, a.seed, a.timeout)
-            mine = res.get(strat, {}).get("select_s")
-            if mine and "strategy_s" in r:
-                r["ratio"] = r["strategy_s"] / mine
+            mine = res.get(strat, {})
+            if "select_cpu" in mine and "strategy_cpu" in r:  # CPU seconds: fair on a shared machine
+                r["ratio"] = r["strategy_cpu"] / mine["select_cpu"]
             rows.append({"n": n, **r, "vs": strat})
             print(f"  {peer:<26} " + _fmt(r, n), flush=True)
     table = markdown(rows)
@@ -163,7 +172,8 @@ def _fmt(r: dict, n: int) -> str:
     if "error" in r:
         return f"failed: {r['error']}"
     x = n * DIM * 4 / 2**20
-    s = f"{r['strategy_s']:7.2f} s (with report {r['select_s']:6.2f} s)  peak RSS {r['peak_rss_mb']:7.0f} MB = {r['peak_rss_mb'] / x:4.2f}x matrix"
+    s = (f"{r['strategy_s']:7.2f} s wall, {r['strategy_cpu']:6.2f} s CPU (with report {r['select_s']:6.2f} s wall, "
+         f"{r['select_cpu']:6.2f} s CPU)  peak RSS {r['peak_rss_mb']:7.0f} MB = {r['peak_rss_mb'] / x:4.2f}x matrix")
     if "ratio" in r:
         s += f"  fmal is {r['ratio']:.1f}x faster"
     if r.get("info"):
@@ -172,7 +182,8 @@ def _fmt(r: dict, n: int) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    out = ["| n | implementation | strategy s | with report s | peak RSS MB | RSS / matrix | peer s / fmal s |",
+    out = ["| n | implementation | strategy s wall (CPU) | with report s wall (CPU) | peak RSS MB | RSS / matrix "
+           "| peer CPU s / fmal CPU s (with report) |",
            "|---:|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         who = f"fmal {r['name']}" if r["kind"] == "fmal" else f"{r['name']} (vs fmal {r['vs']})"
@@ -181,7 +192,8 @@ def markdown(rows: list[dict]) -> str:
             continue
         x = r["n"] * DIM * 4 / 2**20
         ratio = f"{r['ratio']:.1f}" if "ratio" in r else ""
-        out.append(f"| {r['n']:,} | {who} | {r['strategy_s']:.2f} | {r['select_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+        out.append(f"| {r['n']:,} | {who} | {r['strategy_s']:.2f} ({r['strategy_cpu']:.2f}) | {r['select_s']:.2f} "
+                   f"({r['select_cpu']:.2f}) | {r['peak_rss_mb']:.0f} | "
                    f"{r['peak_rss_mb'] / x:.2f} | {ratio} |")
     return "\n".join(out)
 
