@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import clustered
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from conftest import clustered
 from fmal.exceptions import InvalidInputError, LabelsError
 from fmal.probe import DEFAULT_C, LinearProbe, expected_calibration_error
 

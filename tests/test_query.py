@@ -5,8 +5,8 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
-
 from conftest import clustered
+
 from fmal.exceptions import InvalidInputError
 from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext, cohen_kappa, parse_candidates, stop_sample, stop_signal

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import clustered, vector_pool
 
 import fmal
-from conftest import clustered, vector_pool
 from fmal import api
 from fmal.exceptions import LabelsError
 
@@ -58,7 +58,7 @@ def test_knn_candidates_through_the_api(tmp_path, pool):
 
 
 def test_label_errors(tmp_path, pool):
-    d, gold = pool
+    d, _gold = pool
     one = tmp_path / "one.csv"
     pd.DataFrame({"id": ["r0", "r1"], "label": ["a", "a"]}).to_csv(one, index=False)
     with pytest.raises(LabelsError, match="single class"):

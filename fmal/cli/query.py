@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,16 +15,16 @@ from fmal.query import QUERY_STRATEGIES
 @command("query")
 def query_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
-    labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="id,label file (.csv, .jsonl, ...); merged into the pool's labels. Rows with an empty label are skipped."),
-    budget: Optional[int] = typer.Option(None, "--budget", "-b", help="How many rows to pick (required unless --undo)."),
+    labels: Path | None = typer.Option(None, "--labels", "-l", help="id,label file (.csv, .jsonl, ...); merged into the pool's labels. Rows with an empty label are skipped."),
+    budget: int | None = typer.Option(None, "--budget", "-b", help="How many rows to pick (required unless --undo)."),
     strategy: str = typer.Option(api.DEFAULT_QUERY_STRATEGY, "--strategy", "-s", help=f"Strategy: one of {', '.join(QUERY_STRATEGIES)}."),
     candidates: str = typer.Option("all", "--candidates", help="Rows to score: 'all', or 'knn:K' = the K nearest neighbours of each labeled row (fast on big pools)."),
-    class_weight: Optional[str] = typer.Option(None, "--class-weight", help="'balanced' to reweight classes by inverse frequency in the probe."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the picks (.csv or .jsonl; default: the pool's rounds/ folder)."),
+    class_weight: str | None = typer.Option(None, "--class-weight", help="'balanced' to reweight classes by inverse frequency in the probe."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Where to write the picks (.csv or .jsonl; default: the pool's rounds/ folder)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (ties, random strategy, probe)."),
     allow_requeue: bool = typer.Option(False, "--allow-requeue", help="Allow picking rows queued in earlier rounds and not labeled yet."),
     undo: bool = typer.Option(False, "--undo", help="Undo the last round instead (its picks are no longer queued; labels are kept)."),
-    index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
+    index_dir: Path | None = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Fit a linear probe on the labels so far and pick the rows it is least sure about.
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from fmal._validation import check_positive
 from fmal.exceptions import InvalidInputError
+from fmal.query import uncertainty as _uncertainty  # noqa: F401  (the basic strategies register first)
 from fmal.query.base import QUERY_STRATEGIES, QueryContext, QueryResult, top_k
 from fmal.query.measures import margin
 from fmal.seed.clustering import typicality
@@ -240,7 +241,7 @@ def auto(
         raise InvalidInputError("then must name another query strategy than 'auto', got 'auto'")
     after = QUERY_STRATEGIES.get(then)
     n_labels = int(ctx.labeled.size)
-    n_classes = int(len(ctx.classes))
+    n_classes = len(ctx.classes)
     phase = "typical" if n_labels < switch_per_class * n_classes else "uncertain"
     n_random = int(np.floor(random_share * budget))
     n_main = budget - n_random
