@@ -390,6 +390,7 @@ class PoolStatus:
     manifest: dict[str, Any]
     n_labels: int
     rounds: pd.DataFrame
+    advice: str | None = None  # the last query round's stopping recommendation
 
 
 def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolStatus:
@@ -408,7 +409,8 @@ def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolSt
                      "cv_acc": float("nan") if info.get("probe_cv_accuracy") is None else info["probe_cv_accuracy"],
                      "kappa_prev": float("nan") if info.get("stop_kappa") is None else info["stop_kappa"],
                      "created": r["created"]})
-    return PoolStatus(p.path, p.manifest, len(s.labels), pd.DataFrame(rows))
+    advice = next((r["info"].get("stop_advice") for r in reversed(s.rounds) if r["kind"] == "query" and r.get("info")), None)
+    return PoolStatus(p.path, p.manifest, len(s.labels), pd.DataFrame(rows), advice)
 
 # ----------------------------------------------------------------------------- the annotation loop
 # export -> (annotators) -> import-labels; audit; report   (fmal.export, fmal.audit, fmal.report)

@@ -88,6 +88,7 @@ def test_cli_query_status_undo(tmp_path, pool, cli, cli_error):
     assert r.exit_code == 0 and "no new labels since round 1" in r.stdout
     r = cli("status", "--pool", "vp", "--index-dir", d)
     assert r.exit_code == 0 and "per_class" in r.stdout and "kappa_prev" in r.stdout
+    assert "last query round: no new labels since round 1" in r.stdout
     r = cli("query", "--pool", "vp", "--undo", "--index-dir", d)
     assert r.exit_code == 0 and "undid round 2" in r.stdout
     cli_error(cli("query", "--pool", "vp", "--index-dir", d), "--budget")

@@ -24,5 +24,7 @@ def status_cmd(
     typer.echo(f"  labels: {st.n_labels:,}")
     if len(st.rounds):
         _print.table(st.rounds, list(st.rounds.columns), limit=1000)
+        if st.advice:
+            typer.echo(f"last query round: {st.advice}")
     else:
         typer.echo("  no rounds yet: fmal seed --pool ... --budget N")
