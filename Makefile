@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,sim]'
+	$(BIN)/pip install -q -e '.[test,sim,ray]'
 	touch $(STAMP)
 
 demo: setup

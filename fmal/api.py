@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 
 from fmal import encoders as fmal_encoders
+from fmal import index as fmal_index
+from fmal.engines import ENGINES
 from fmal import store
 from fmal._validation import check_budget, check_positive
 from fmal.exceptions import InvalidInputError, LabelsError
@@ -73,6 +75,11 @@ def embed(
     precision: str | None = None,
     max_seq_length: int | None = None,
     threads: int | None = None,
+    index: str = "auto",
+    max_index_memory: str | int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> EmbedResult:
@@ -90,6 +97,9 @@ def embed(
         fmal_encoders.check_backend(backend)
     if precision is not None:
         store.check_precision(precision)
+    fmal_index.choose_index(1, 1, index, fmal_index.parse_memory(max_index_memory))  # validate early
+    if engine not in ENGINES:
+        raise InvalidInputError(f"engine must be one of [{', '.join(ENGINES)}], got {engine!r}")
     path = store.pool_path(pool, index_dir)
     table = load_texts(input, text_col=text_col, id_col=id_col)
     name, folder = fmal_encoders.resolve_model(model)
@@ -104,13 +114,20 @@ def embed(
             mm = m.get("model", {})
             return EmbedResult(path, m["n_rows"], m["n_unique_texts"], 0, 0, True, time.perf_counter() - t0, name,
                                m["dim"], backend, precision, mm.get("max_seq_length"), mm.get("threads"))
-    encoder = fmal_encoders.load_encoder(model, trust_remote_code=trust_remote_code, backend=backend,
-                                         max_seq_length=max_seq_length, threads=threads)
+    encoder_kwargs = {"model": None if model is None else str(model), "trust_remote_code": trust_remote_code,
+                      "backend": backend, "max_seq_length": max_seq_length, "threads": threads}
+    encoder = fmal_encoders.load_encoder(**encoder_kwargs)
+    chunk_engine = None
+    if engine == "ray":
+        from fmal.engines.ray_engine import RayEngine
+
+        chunk_engine = RayEngine(encoder_kwargs, batch_size=batch_size, address=ray_address, workers=workers)
     if on_start:
         on_start(len(table))
     res = store.build_pool(
         table, encoder, path, batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite,
-        precision=precision, on_progress=on_progress,
+        precision=precision, index_kind=index, max_index_memory=fmal_index.parse_memory(max_index_memory),
+        engine=chunk_engine, on_progress=on_progress,
     )
     return EmbedResult(
         path, res.n_rows, res.n_unique, res.n_embedded, res.n_chunks_reused, res.skipped,
@@ -132,7 +149,6 @@ def _existing_build_settings(path: Path, backend: str | None, precision: str | N
         return backend, precision
 
 
-# ----------------------------------------------------------------------------- selections
 # ----------------------------------------------------------------------------- selections
 
 
@@ -412,6 +428,7 @@ def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolSt
     advice = next((r["info"].get("stop_advice") for r in reversed(s.rounds) if r["kind"] == "query" and r.get("info")), None)
     return PoolStatus(p.path, p.manifest, len(s.labels), pd.DataFrame(rows), advice)
 
+
 # ----------------------------------------------------------------------------- the annotation loop
 # export -> (annotators) -> import-labels; audit; report   (fmal.export, fmal.audit, fmal.report)
 
@@ -623,3 +640,24 @@ def report(
     rep = BiasReport(balance, clusters, rounds, warns, p.n, len(known), k, sum(i not in picked for i in known))
     write_report(rep, out, p.name)
     return rep
+
+
+
+# ----------------------------------------------------------------------------- info
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    """What a pool is: its manifest and the size of each of its files on disk."""
+
+    path: Path
+    manifest: dict[str, Any]
+    file_bytes: dict[str, int]
+
+
+def info(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolInfo:
+    """Describe a built pool: model, rows, dtype, the index chosen (with its parameters and
+    measured recall@10) and the size of its files."""
+    p = store.open_pool(pool, index_dir)
+    sizes = {f.name: f.stat().st_size for f in sorted(p.path.iterdir()) if f.is_file()}
+    return PoolInfo(p.path, p.manifest, sizes)

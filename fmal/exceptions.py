@@ -7,7 +7,8 @@
     │   ├── PoolNotFoundError  no pool folder / manifest where one was expected
     │   ├── CorruptPoolError   a pool's files are missing, unreadable or inconsistent
     │   ├── PoolExistsError    a pool with that name was built from other input
-    │   └── ModelMismatchError a pool was built with another model than the one asked for
+    │   ├── ModelMismatchError a pool was built with another model than the one asked for
+    │   └── PoolBusyError      another process is building the pool right now
     ├── ModelLoadError         an encoder could not be loaded
     └── PoolExhaustedError     a budget asks for more rows than are left
 
@@ -50,6 +51,10 @@ class PoolExistsError(PoolError):
 
 class ModelMismatchError(PoolError):
     """A pool was built with another model than the one asked for."""
+
+
+class PoolBusyError(PoolError):
+    """Another process holds the pool's build lock."""
 
 
 class ModelLoadError(FmalError):

@@ -17,14 +17,17 @@ batches do not depend on what ran before, the result is byte-identical to an uni
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -34,7 +37,7 @@ from fmal._atomic import atomic_path, write_json
 from fmal._validation import check_pool_name
 from fmal._version import __version__
 from fmal.encoders import Encoder
-from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
+from fmal.exceptions import CorruptPoolError, PoolBusyError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
 from fmal.io import TextTable
 
 log = logging.getLogger(__name__)
@@ -115,7 +118,9 @@ class Pool:
 
     @cached_property
     def index(self):  # -> faiss.Index
-        return fmal_index.load_index(self.path / INDEX, n=self.n, dim=self.dim)
+        return fmal_index.load_index(
+            self.path / INDEX, n=self.n, dim=self.dim, search_params=self.manifest["index"].get("search_params")
+        )
 
     def rows_of(self, ids: list[str] | np.ndarray, *, source: str = "labels") -> np.ndarray:
         """Row numbers of ``ids``; unknown ids are an error naming a few of them."""
@@ -279,17 +284,62 @@ def build_pool(
     *,
     batch_size: int = 64,
     chunk_size: int = 2048,
-    index_kind: str = "flat",
+    index_kind: str = "auto",
+    max_index_memory: int = fmal_index.DEFAULT_MAX_MEMORY,
     overwrite: bool = False,
     precision: str = "float32",
+    engine: ChunkEngine | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> BuildResult:
     """Embed ``table`` with ``encoder`` into the pool folder ``path``, resuming unfinished work.
+
+    ``engine`` computes the missing chunks (default: :class:`LocalEngine`, in this process; see
+    ``fmal.engines`` for Ray). Whatever the engine, chunks are the same, so is the result.
 
     ``precision`` is the dtype of the stored embeddings (float16: half the disk; readers convert).
 
     ``on_progress(n)`` is called with the number of rows finished after each chunk.
     """
+    path.mkdir(parents=True, exist_ok=True)
+    with _pool_lock(path):
+        return _build_pool_locked(
+            table, encoder, path, batch_size=batch_size, chunk_size=chunk_size, index_kind=index_kind,
+            max_index_memory=max_index_memory, overwrite=overwrite, precision=precision, engine=engine,
+            on_progress=on_progress,
+        )
+
+
+@contextlib.contextmanager
+def _pool_lock(path: Path) -> Iterator[None]:
+    """One writer per pool folder: a second concurrent ``fmal embed`` into it fails at once
+    instead of racing on its chunks. The OS releases the lock if the process dies."""
+    fd = os.open(path, os.O_RDONLY)  # the lock is on the folder itself: no lock file to leave behind
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PoolBusyError(
+                f"{path}: another fmal process is building this pool; wait for it to finish or use another --pool"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _build_pool_locked(
+    table: TextTable,
+    encoder: Encoder,
+    path: Path,
+    *,
+    batch_size: int,
+    chunk_size: int,
+    index_kind: str,
+    max_index_memory: int,
+    overwrite: bool,
+    precision: str,
+    engine: ChunkEngine | None,
+    on_progress: Callable[[int], None] | None,
+) -> BuildResult:
     precision = check_precision(precision)
     backend = str(getattr(encoder, "backend", "torch"))
     if overwrite and path.exists():
@@ -333,40 +383,36 @@ def build_pool(
     if not pfile.exists():
         write_json(pfile, progress)
 
-    n_embedded = reused = 0
-    rows_done = 0
+    chunks = [Chunk(c, c * chunk_size, min((c + 1) * chunk_size, len(uniq))) for c in range(n_chunks)]
+    todo = [ch for ch in chunks if _load_chunk(partial / ch.file_name, ch.hi - ch.lo, encoder.dim) is None]
+    reused = n_chunks - len(todo)
     rows_per_unique = np.bincount(inverse, minlength=len(uniq))
-    for c in range(n_chunks):
-        lo, hi = c * chunk_size, min((c + 1) * chunk_size, len(uniq))
-        f = partial / f"chunk-{c:06d}.npy"
-        emb = _load_chunk(f, hi - lo, encoder.dim)
-        if emb is None:
-            emb = encoder.encode(uniq[lo:hi], batch_size=batch_size, normalize=True)
-            with atomic_path(f) as tmp:
-                with open(tmp, "wb") as fh:
-                    np.save(fh, emb, allow_pickle=False)
-            n_embedded += hi - lo
-        else:
-            reused += 1
-        rows_done += int(rows_per_unique[lo:hi].sum())
+    rows_done = int(sum(rows_per_unique[ch.lo : ch.hi].sum() for ch in chunks if ch not in todo))
+    if on_progress and rows_done:
+        on_progress(rows_done)
+    engine = engine or LocalEngine(encoder, batch_size)
+    for ch in engine.run(todo, uniq, partial):
+        rows_done += int(rows_per_unique[ch.lo : ch.hi].sum())
         if on_progress:
             on_progress(rows_done)
+    n_embedded = sum(ch.hi - ch.lo for ch in todo)
 
     # assemble: rows, embeddings (row order, duplicates expanded), index, then the manifest
     X_path = path / EMBEDDINGS
     with atomic_path(X_path) as tmp:
         X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(precision), shape=(len(table), encoder.dim))
-        for c in range(n_chunks):
-            lo, hi = c * chunk_size, min((c + 1) * chunk_size, len(uniq))
-            emb = np.load(partial / f"chunk-{c:06d}.npy", allow_pickle=False)
-            rows = np.nonzero((inverse >= lo) & (inverse < hi))[0]
-            X[rows] = emb[inverse[rows] - lo]
+        order = np.argsort(inverse, kind="stable")  # rows grouped by their unique text, chunk by chunk
+        bounds = np.searchsorted(inverse[order], [ch.lo for ch in chunks] + [len(uniq)])
+        for ch in chunks:
+            emb = np.load(partial / ch.file_name, allow_pickle=False)
+            rows = np.sort(order[bounds[ch.index] : bounds[ch.index + 1]])
+            X[rows] = emb[inverse[rows] - ch.lo]
         X.flush()
         del X
     with atomic_path(path / ROWS) as tmp:
         pd.DataFrame({"id": table.ids, "text": table.texts}).to_parquet(tmp, index=False)
     X = np.load(X_path, mmap_mode="r", allow_pickle=False)
-    idx = fmal_index.build_index(X, index_kind)
+    idx, index_info = fmal_index.build(X, index_kind, max_memory=max_index_memory)
     fmal_index.save_index(idx, path / INDEX)
     manifest = {
         "format": FORMAT,
@@ -394,12 +440,51 @@ def build_pool(
             "ids_generated": table.id_col is None,
         },
         "embedding": {"batch_size": batch_size, "chunk_size": chunk_size},
-        "index": fmal_index.describe(idx, index_kind),
+        "index": index_info,
         "files": {"rows": ROWS, "embeddings": EMBEDDINGS, "index": INDEX},
     }
     write_json(path / MANIFEST, manifest)
     shutil.rmtree(partial, ignore_errors=True)
     return BuildResult(path, len(table), len(uniq), n_embedded, reused, skipped=False)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Unique texts ``lo:hi``, saved as ``.partial/chunk-NNNNNN.npy`` once embedded."""
+
+    index: int
+    lo: int
+    hi: int
+
+    @property
+    def file_name(self) -> str:
+        return f"chunk-{self.index:06d}.npy"
+
+
+def save_chunk(f: Path, emb: np.ndarray) -> None:
+    """Write one finished chunk (atomically: a killed run never leaves half a chunk)."""
+    with atomic_path(f) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(emb, dtype=np.float32), allow_pickle=False)
+
+
+class ChunkEngine(Protocol):
+    """Embeds chunks of unique texts and saves each to ``partial``; yields each chunk once saved."""
+
+    def run(self, chunks: list[Chunk], texts: list[str], partial: Path) -> Iterator[Chunk]: ...
+
+
+class LocalEngine:
+    """Embed chunk after chunk in this process."""
+
+    def __init__(self, encoder: Encoder, batch_size: int = 64) -> None:
+        self.encoder = encoder
+        self.batch_size = batch_size
+
+    def run(self, chunks: list[Chunk], texts: list[str], partial: Path) -> Iterator[Chunk]:
+        for ch in chunks:
+            save_chunk(partial / ch.file_name, self.encoder.encode(texts[ch.lo : ch.hi], batch_size=self.batch_size, normalize=True))
+            yield ch
 
 
 def _load_chunk(f: Path, n: int, dim: int) -> np.ndarray | None:

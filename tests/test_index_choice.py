@@ -56,3 +56,22 @@ def test_exact_knn_streams_blocks():
     got = fi.exact_knn(X, X[:7], 5, block=128)
     sims = X[:7] @ X.T
     assert np.array_equal(np.sort(got, axis=1), np.sort(np.argsort(-sims, axis=1)[:, :5], axis=1))
+
+
+def test_a_second_concurrent_build_of_a_pool_fails_at_once(tmp_path):
+    import fcntl
+    import os
+
+    from fmal import store
+    from fmal.exceptions import PoolBusyError
+
+    path = tmp_path / "p"
+    path.mkdir()
+    fd = os.open(path, os.O_RDONLY)  # another process holds the build lock on the pool folder
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(PoolBusyError, match="another fmal process is building this pool"):
+            store.build_pool(None, None, path)  # type: ignore[arg-type]
+    finally:
+        os.close(fd)
+    assert list(path.iterdir()) == []

@@ -93,7 +93,7 @@ def _main(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
-from fmal.cli import audit, embed, export, import_labels, query, report, seed, simulate, status  # noqa: E402,F401  (register the commands)
+from fmal.cli import audit, embed, export, import_labels, info, query, report, seed, simulate, status  # noqa: E402,F401  (register the commands)
 
 
 def main() -> None:

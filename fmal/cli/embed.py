@@ -26,6 +26,11 @@ def embed_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild the pool even if it exists (drops its session and labels)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Let the model run code from its folder (off by default)."),
     backend: Optional[str] = typer.Option(None, "--backend", help=f"Encoder runtime: {', '.join(BACKENDS)} (default {DEFAULT_BACKEND}, or the existing pool's). ONNX exports are made once and cached in $FMAL_CACHE (~/.cache/fmal)."),
+    index: str = typer.Option("auto", "--index", help="FAISS index: auto (exact Flat while the pool is small and fits --max-index-memory, then IVF-Flat, then IVF-PQ), flat, hnsw, ivfflat or ivfpq. The choice, its parameters and its measured recall@10 go into the manifest."),
+    engine: str = typer.Option("local", "--engine", help="Where to embed: local (this process) or ray (a Ray Data pipeline of encoder actors; needs the ray extra). Same chunks, same pool either way."),
+    ray_address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the cluster to join (e.g. auto, ray://head:10001); default: a local Ray with this machine's cores."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="With --engine ray: number of encoder actors (default: one per CPU)."),
+    max_index_memory: str = typer.Option("4G", "--max-index-memory", help="Memory budget of the index for --index auto, e.g. 512M, 4G."),
     precision: Optional[str] = typer.Option(None, "--precision", help="Stored embedding dtype: float32 or float16 (half the disk; default float32, or the existing pool's)."),
     max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Truncate texts to this many tokens (default: the model's own limit)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the encoder (default: the cores available to this process)."),
@@ -48,6 +53,7 @@ def embed_cmd(
             input, pool, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
             batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite,
             trust_remote_code=trust_remote_code, backend=backend, precision=precision,
+            index=index, max_index_memory=max_index_memory, engine=engine, ray_address=ray_address, workers=workers,
             max_seq_length=max_seq_length, threads=threads, on_start=on_start, on_progress=on_progress,
         )
     finally:

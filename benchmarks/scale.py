@@ -1,0 +1,144 @@
+"""Scale-out figures on synthetic clustered 384-d unit vectors (no encoder), in one run.
+
+For each pool size: the vectors are written chunk by chunk into a real fmal pool folder (never
+held in RAM whole); then, each in its own subprocess so that peak RSS is its own:
+  - index build for each index type: seconds, peak RSS, size on disk, recall@10 vs exact search;
+  - `fmal seed` with the default strategy (budget 100) and one `fmal query` round (budget 100,
+    `--candidates knn:K`) on the auto index: seconds and peak RSS.
+The data is synthetic (isotropic Gaussian clusters), which makes ANN indexes look worse than on
+real embeddings (see /work/shared/docs/SCALE.md): recall here is a lower bound.
+
+    python benchmarks/scale.py --sizes 1000000 [10000000] [--kinds auto flat ivfflat ivfpq hnsw]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DIM = 384
+
+
+def write_pool(path: Path, n: int, *, k: int = 1000, seed: int = 0, block: int = 200_000) -> np.ndarray:
+    """A pool folder of n clustered unit vectors; returns each row's cluster (used as the label)."""
+    from fmal import store
+    from fmal._atomic import write_json
+
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, DIM)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    y = rng.integers(0, k, size=n)
+    X = np.lib.format.open_memmap(path / store.EMBEDDINGS, mode="w+", dtype=np.float32, shape=(n, DIM))
+    for s in range(0, n, block):
+        yb = y[s : s + block]
+        xb = centers[yb] + 0.08 * rng.normal(size=(len(yb), DIM)).astype(np.float32)
+        X[s : s + len(yb)] = xb / np.linalg.norm(xb, axis=1, keepdims=True)
+    X.flush()
+    del X
+    np.save(path / "gold-clusters.npy", y, allow_pickle=False)
+    ids = [f"s{i:09d}" for i in range(n)]
+    pd.DataFrame({"id": ids, "text": [f"synthetic row {i}" for i in range(n)]}).to_parquet(path / store.ROWS, index=False)
+    write_json(path / "manifest.json", {
+        "format": store.FORMAT, "format_version": store.FORMAT_VERSION, "n_rows": n, "n_unique_texts": n, "dim": DIM,
+        "dtype": "float32", "normalized": True, "model": {"name": "synthetic", "fingerprint": "synthetic"},
+        "input": {"path": "synthetic", "format": "synthetic", "fingerprint": f"synthetic-{n}-{seed}", "text_col": "text", "id_col": "id"},
+        "index": {}, "files": {"rows": store.ROWS, "embeddings": store.EMBEDDINGS, "index": store.INDEX},
+    })
+    return y
+
+
+def run_measured(cmd: list[str], timeout: float = 3600) -> tuple[float, float, str]:
+    """Run ``cmd``; return (seconds, peak RSS in GiB of that process, stdout)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    secs = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{out[-2000:]}")
+    return secs, usage.ru_maxrss / 2**20, out  # ru_maxrss is in KiB on Linux
+
+
+BUILD = """
+import json, sys, numpy as np
+from fmal import index as fi, store
+from fmal._atomic import write_json
+path, kind, mem, save = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+X = np.load(f"{path}/embeddings.npy", mmap_mode="r")
+index, info = fi.build(X, kind, max_memory=mem)
+out = f"{path}/index.faiss" if save else f"{path}/index-{kind}.faiss"
+fi.save_index(index, out)
+if save:
+    m = json.load(open(f"{path}/manifest.json")); m["index"] = info; write_json(f"{path}/manifest.json", m)
+import os; info["bytes_on_disk"] = os.path.getsize(out)
+if not save: os.remove(out)
+print("RESULT " + json.dumps(info))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
+    ap.add_argument("--kinds", nargs="+", default=["flat", "ivfflat", "ivfpq", "auto"])
+    ap.add_argument("--max-index-memory", default="4G")
+    ap.add_argument("--workdir", default=None, help="where the synthetic pools go (default: a temp folder)")
+    ap.add_argument("--knn", type=int, default=50, help="K of --candidates knn:K for the query round")
+    args = ap.parse_args()
+    from fmal.index import parse_memory
+
+    mem = parse_memory(args.max_index_memory)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="fmal-scale-"))
+    py = sys.executable
+    fmal_cli = [py, "-m", "fmal"]
+    rows = []
+    for n in args.sizes:
+        pool = work / f"synthetic-{n}"
+        t0 = time.perf_counter()
+        if (pool / "gold-clusters.npy").exists():
+            y = np.load(pool / "gold-clusters.npy", allow_pickle=False)
+        else:
+            y = write_pool(pool, n)
+        matrix_gib = n * DIM * 4 / 2**30
+        print(f"\n== {n:,} vectors ({matrix_gib:.2f} GiB float32), written in {time.perf_counter() - t0:.1f} s -> {pool}", flush=True)
+        for kind in args.kinds:
+            if kind == "flat" and n * DIM * 4 > mem:
+                print(f"  {kind}: skipped (exceeds the {args.max_index_memory} budget)")
+                continue
+            secs, rss, out = run_measured([py, "-c", BUILD, str(pool), kind, str(mem), "1" if kind == "auto" else "0"])
+            info = json.loads(out.split("RESULT ", 1)[1])
+            rows.append({"n": n, "step": f"index {kind}", "factory": info["factory"], "seconds": round(secs, 1),
+                         "peak_rss_gib": round(rss, 2), "disk_mib": round(info["bytes_on_disk"] / 2**20, 1),
+                         "recall@10": info["recall_at_10"], "params": info["search_params"]})
+            print("  ", rows[-1], flush=True)
+        secs, rss, out = run_measured(fmal_cli + ["seed", "--pool", str(pool), "--budget", "100", "--output", str(work / "seed.csv")])
+        rows.append({"n": n, "step": "fmal seed (default strategy, budget 100)", "seconds": round(secs, 1), "peak_rss_gib": round(rss, 2)})
+        print("  ", rows[-1], flush=True)
+        picks = pd.read_csv(work / "seed.csv", dtype=str)
+        lab = [f"c{y[int(i[1:])] % 10}" for i in picks["id"]]
+        pd.DataFrame({"id": picks["id"], "label": lab}).to_csv(work / "labels.csv", index=False)
+        secs, rss, out = run_measured(fmal_cli + ["query", "--pool", str(pool), "--labels", str(work / "labels.csv"),
+                                                  "--budget", "100", "--candidates", f"knn:{args.knn}", "--output", str(work / "q.csv")])
+        rows.append({"n": n, "step": f"fmal query (knn:{args.knn}, budget 100)", "seconds": round(secs, 1), "peak_rss_gib": round(rss, 2)})
+        print("  ", rows[-1], flush=True)
+        rows.append({"n": n, "step": "embedding matrix (reference)", "peak_rss_gib": round(matrix_gib, 2)})
+    frame = pd.DataFrame(rows)
+    print("\n" + frame.to_markdown(index=False))
+
+
+if __name__ == "__main__":
+    main()
