@@ -91,13 +91,32 @@ print("RESULT " + json.dumps(info))
 """
 
 
+def ray_vs_local(work: Path, n_texts: int) -> list[dict]:
+    """Embedding throughput of the Ray engine (local Ray, 2 workers) vs the local engine, same texts."""
+    src = REPO.parent / "shared" / "data" / "rotten_tomatoes.csv"
+    texts = pd.read_csv(src, dtype=str)[["id", "text"]].head(n_texts)
+    data = work / f"ray-texts-{n_texts}.csv"
+    texts.to_csv(data, index=False)
+    out = []
+    for engine, extra in (("local", []), ("ray", ["--engine", "ray", "--workers", "2"])):
+        secs, rss, _ = run_measured([sys.executable, "-m", "fmal", "embed", str(data), "--pool", f"tp-{engine}-{n_texts}",
+                                     "--index-dir", str(work), "--overwrite", *extra])
+        out.append({"n": n_texts, "step": f"embed {engine} engine", "seconds": round(secs, 1),
+                    "texts_per_s": round(n_texts / secs, 1), "peak_rss_gib": round(rss, 2)})
+        print("  ", out[-1], flush=True)
+    out[-1]["ratio_to_local"] = round(out[0]["seconds"] / out[1]["seconds"], 2)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1_000_000])
     ap.add_argument("--kinds", nargs="+", default=["flat", "ivfflat", "ivfpq", "auto"])
     ap.add_argument("--max-index-memory", default="4G")
     ap.add_argument("--workdir", default=None, help="where the synthetic pools go (default: a temp folder)")
     ap.add_argument("--knn", type=int, default=50, help="K of --candidates knn:K for the query round")
+    ap.add_argument("--ray-texts", type=int, default=0,
+                    help="also embed this many shared-data texts with the local engine and with Ray (2 workers)")
     args = ap.parse_args()
     from fmal.index import parse_memory
 
@@ -106,6 +125,8 @@ def main() -> None:
     py = sys.executable
     fmal_cli = [py, "-m", "fmal"]
     rows = []
+    if args.ray_texts:
+        rows += ray_vs_local(work, args.ray_texts)
     for n in args.sizes:
         pool = work / f"synthetic-{n}"
         t0 = time.perf_counter()
