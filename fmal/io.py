@@ -77,6 +77,25 @@ def _decode(path: Path, data: bytes) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
+def parse_jsonl(
+    path: Path, text: str, *, error: type[InvalidInputError] = InvalidInputError, hint: str = ""
+) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL text; ``error`` naming the line
+    when a line is not JSON or not an object (``hint`` is appended to that message)."""
+    out = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise error(f"{path}: line {lineno}: not valid JSON ({exc.msg}); write one JSON object a line") from None
+        if not isinstance(rec, dict):
+            raise error(f"{path}: line {lineno}: expected a JSON object, got {type(rec).__name__}{hint}")
+        out.append((lineno, rec))
+    return out
+
+
 def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
     """Read a file into a DataFrame of strings (no NaN guessing: 'NA' stays a text).
 
@@ -98,19 +117,7 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
         lines = text.splitlines()
         return pd.DataFrame({"text": lines}, dtype=object), fmt, digest
     if fmt == "jsonl":
-        records = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(
-                    f"{path}: line {lineno}: not valid JSON ({exc.msg}); write one JSON object a line"
-                ) from None
-            if not isinstance(rec, dict):
-                raise InvalidInputError(f"{path}: line {lineno}: expected a JSON object, got {type(rec).__name__}")
-            records.append(rec)
+        records = [rec for _, rec in parse_jsonl(path, text)]
         return pd.DataFrame.from_records(records), fmt, digest
     sep = "," if fmt == "csv" else "\t"
     if not text.strip():

@@ -22,7 +22,7 @@ import pandas as pd
 
 from fmal._atomic import write_text
 from fmal.exceptions import LabelsError
-from fmal.io import _decode, _read_bytes
+from fmal.io import _decode, _read_bytes, parse_jsonl
 
 #: metadata key that carries fmal's row id through every tool
 ID_KEY = "fmal_id"
@@ -119,18 +119,8 @@ def read_records(path: Path, what: str) -> list[tuple[str, dict[str, Any]]]:
                 raise LabelsError(f"{path}: record {i}: expected a JSON object, got {type(rec).__name__}; is this a {what} export?")
             out.append((f"record {i}", rec))
         return out
-    out = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LabelsError(f"{path}: line {lineno}: not valid JSON ({exc.msg}); write one JSON object a line") from None
-        if not isinstance(rec, dict):
-            raise LabelsError(f"{path}: line {lineno}: expected a JSON object, got {type(rec).__name__}; is this a {what} export?")
-        out.append((f"line {lineno}", rec))
-    return out
+    recs = parse_jsonl(path, text, error=LabelsError, hint=f"; is this a {what} export?")
+    return [(f"line {lineno}", rec) for lineno, rec in recs]
 
 
 def text_label(value: Any) -> str | None:
