@@ -118,8 +118,9 @@ class Pool:
 
     @cached_property
     def index(self):  # -> faiss.Index
+        """The FAISS index; IVF indexes are memory-mapped (their lists stay on disk until searched)."""
         return fmal_index.load_index(
-            self.path / INDEX, n=self.n, dim=self.dim, search_params=self.manifest["index"].get("search_params")
+            self.path / INDEX, n=self.n, dim=self.dim, search_params=self.manifest["index"].get("search_params"), mmap=True
         )
 
     def rows_of(self, ids: list[str] | np.ndarray, *, source: str = "labels") -> np.ndarray:
