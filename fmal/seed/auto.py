@@ -20,7 +20,7 @@ import numpy as np
 from fmal._validation import check_budget, check_indices
 from fmal.exceptions import InvalidInputError
 from fmal.seed.base import SEED_STRATEGIES, SeedResult
-from fmal.seed.clustering import TYPICALITY_SAMPLE, _cluster_pick, typicality, typiclust_seed
+from fmal.seed.clustering import _cluster_pick, most_typical, typiclust_seed
 from fmal.seed.random import random_seed
 
 RULES = ("mix", "strata", "hedge")
@@ -59,11 +59,7 @@ def auto_seed(
             turn[0] += 1
             if turn[0] % 2 == 0:
                 return _random_member(rows, sim, rng)
-            if rows.size > TYPICALITY_SAMPLE:
-                rows = np.sort(rng.choice(rows, size=TYPICALITY_SAMPLE, replace=False))
-            t = typicality(np.asarray(X[rows]), 20)
-            j = int(np.argmax(t))
-            return int(rows[j]), float(t[j])
+            return most_typical(X, rows, rng)
 
         res = _cluster_pick(X, budget, labeled, random_state, alternate)
     elif rule == "hedge":  # half TypiClust, half random

@@ -93,6 +93,16 @@ def typicality(Xc: np.ndarray, k: int = 20) -> np.ndarray:
     return 1.0 / (dist + 1e-8)
 
 
+def most_typical(X: np.ndarray, rows: np.ndarray, rng: np.random.Generator, k: int = 20) -> tuple[int, float]:
+    """The most typical of ``rows`` and its typicality (on a random sample of TYPICALITY_SAMPLE rows
+    when there are more)."""
+    if rows.size > TYPICALITY_SAMPLE:
+        rows = np.sort(rng.choice(rows, size=TYPICALITY_SAMPLE, replace=False))
+    t = typicality(np.asarray(X[rows]), k)
+    j = int(np.argmax(t))
+    return int(rows[j]), float(t[j])
+
+
 def _cluster_sizes(assign: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(assign, minlength=k)
 
@@ -189,11 +199,7 @@ def typiclust_seed(
     1 / mean distance to its ``k_neighbors`` nearest neighbours in the cluster (score: typicality).
     Clusters above TYPICALITY_SAMPLE rows are scored on a random sample of that many rows."""
 
-    def most_typical(rows: np.ndarray, sim: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
-        if rows.size > TYPICALITY_SAMPLE:
-            rows = np.sort(rng.choice(rows, size=TYPICALITY_SAMPLE, replace=False))
-        t = typicality(np.asarray(X[rows]), k_neighbors)
-        j = int(np.argmax(t))
-        return int(rows[j]), float(t[j])
+    def pick(rows: np.ndarray, sim: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
+        return most_typical(X, rows, rng, k_neighbors)
 
-    return _cluster_pick(X, budget, labeled, random_state, most_typical)
+    return _cluster_pick(X, budget, labeled, random_state, pick)
