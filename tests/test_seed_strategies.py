@@ -205,3 +205,32 @@ def test_auto_rules(data) -> None:
         assert np.unique(res.indices).size == 6 and res.info["rule"] == rule
     with pytest.raises(InvalidInputError, match="rule must be one of"):
         SEED_STRATEGIES.get("auto")(X, 6, rule="magic")
+
+
+def _kcenter_brute(X: np.ndarray, budget: int, labeled: np.ndarray) -> list[int]:
+    """Textbook greedy k-center: a full distance update per pick (what the lazy version must equal)."""
+    max_sim = np.full(X.shape[0], -np.inf, dtype=np.float32)
+    picks: list[int] = []
+    for c in labeled:
+        max_sim = np.maximum(max_sim, X @ X[c])
+    if not labeled.size:
+        m = X.astype(np.float64).sum(axis=0)
+        picks.append(int(np.argmax(X @ (m / np.linalg.norm(m)).astype(np.float32))))
+        max_sim = np.maximum(max_sim, X @ X[picks[0]])
+    max_sim[labeled] = np.inf
+    max_sim[picks] = np.inf
+    while len(picks) < budget:
+        i = int(np.argmin(max_sim))
+        picks.append(i)
+        max_sim = np.maximum(max_sim, X @ X[i])
+        max_sim[i] = np.inf
+    return picks
+
+
+@pytest.mark.parametrize("with_labels", [False, True])
+def test_kcenter_lazy_steps_equal_the_textbook_greedy(with_labels: bool) -> None:
+    """Large enough (20k rows) that most steps take the lazy path rather than a full pass."""
+    X, _ = clustered(n=20000, d=16, k=40, seed=3)
+    labeled = np.arange(0, 20000, 1999) if with_labels else np.zeros(0, dtype=np.int64)
+    res = SEED_STRATEGIES.get("kcenter")(X, 60, labeled=labeled)
+    assert res.indices.tolist() == _kcenter_brute(X, 60, labeled)

@@ -46,7 +46,14 @@ def kcenter_seed(
 ) -> SeedResult:
     """Greedy k-center: repeatedly take the row farthest from every row chosen or labeled so far.
     Without labels the first center is the row nearest the pool's mean. Score: the distance
-    (Euclidean, unit vectors) at the moment the row was picked, i.e. the coverage radius so far."""
+    (Euclidean, unit vectors) at the moment the row was picked, i.e. the coverage radius so far.
+
+    Exact, but lazy (as lazy greedy for submodular maximisation): a row's similarity to its nearest
+    center only grows as centers are added, so a stale value is a lower bound. Each step refreshes
+    only the rows with the lowest stale similarity against the centers added since their last
+    refresh; when the best refreshed row is no closer than the best stale bound left, it is the
+    farthest row of the pool. The pool is streamed in full only when ``LAZY_MAX_FRACTION`` of it
+    would need refreshing, so a step costs a few thousand rows, not the whole matrix."""
     n = X.shape[0]
     labeled = check_indices(labeled, n)
     budget = check_budget(budget, n - labeled.size)
@@ -68,15 +75,74 @@ def kcenter_seed(
         _update_max_sim(X, np.asarray(X[first]), max_sim)
     max_sim[labeled] = np.inf
     max_sim[picks] = np.inf
+    # centers[:seen[i]] are already folded into max_sim[i]; the labeled rows and the first pick are in every row
+    centers = np.zeros((budget, X.shape[1]), dtype=np.float32)
+    n_centers = 0
+    seen = np.zeros(n, dtype=np.int32)
+    if picks:
+        centers[0] = X[picks[0]]
+        n_centers = 1
+        seen[:] = 1
     while len(picks) < budget:
-        i = int(np.argmin(max_sim))
+        i = _lazy_farthest(X, max_sim, seen, centers[:n_centers])
         picks.append(i)
         scores.append(float(dist_of_sim(max_sim[i])))
-        _update_max_sim(X, np.asarray(X[i]), max_sim)
+        centers[n_centers] = X[i]
+        n_centers += 1
         max_sim[i] = np.inf
-    free = max_sim[np.isfinite(max_sim)]
-    info = {"coverage_radius": round(float(dist_of_sim(free.min())) if free.size else 0.0, 4)}
+    free = np.isfinite(max_sim)
+    # coverage radius: the distance of the row that would be picked next
+    radius = float(dist_of_sim(max_sim[_lazy_farthest(X, max_sim, seen, centers[:n_centers])])) if free.any() else 0.0
+    info = {"coverage_radius": round(radius, 4)}
     return SeedResult(np.asarray(picks, dtype=np.int64), np.asarray(scores), np.full(len(picks), -1, dtype=np.int64), info)
+
+
+#: rows refreshed in the first lazy try of a k-center step (doubled until the step is certain)
+LAZY_START = 1024
+#: past this fraction of the pool a step refreshes every row in one streamed pass instead
+LAZY_MAX_FRACTION = 0.125
+
+
+def _refresh(X: np.ndarray, rows: np.ndarray, max_sim: np.ndarray, seen: np.ndarray, centers: np.ndarray) -> None:
+    """Fold the centers each of ``rows`` has not seen yet into its max_sim: exact afterwards.
+
+    Few rows are gathered; many are read as contiguous blocks of the pool, which streams faster."""
+    k = centers.shape[0]
+    if rows.size == 0:
+        return
+    lo = int(seen[rows].min())
+    C = centers[lo:].T
+    stream = rows.size > X.shape[0] // 4
+    for s in range(0, X.shape[0] if stream else rows.size, _BLOCK):
+        if stream:
+            xb = block(X, s, _BLOCK)
+            r = np.arange(s, s + len(xb))
+        else:
+            r = rows[s : s + _BLOCK]
+            xb = np.asarray(X[r], dtype=np.float32)
+        sim = xb @ C  # [rows, k - lo]
+        sim[np.arange(lo, k)[None, :] < seen[r, None]] = -np.inf  # centers already folded in
+        max_sim[r] = np.maximum(max_sim[r], sim.max(axis=1))
+        seen[r] = k
+
+
+def _lazy_farthest(X: np.ndarray, max_sim: np.ndarray, seen: np.ndarray, centers: np.ndarray) -> int:
+    """The row with the lowest exact similarity to its nearest center (``max_sim`` holds lower bounds)."""
+    n = max_sim.size
+    k = centers.shape[0]
+    t = min(LAZY_START, n)
+    while t < n and t <= LAZY_MAX_FRACTION * n:
+        cand = np.argpartition(max_sim, t)[: t + 1]  # the t lowest bounds, then the (t+1)-th
+        cand = cand[np.argsort(max_sim[cand], kind="stable")]
+        bound, cand = max_sim[cand[-1]], cand[:-1]  # every row outside cand has a bound >= this
+        _refresh(X, cand[seen[cand] < k], max_sim, seen, centers)
+        best = cand[np.argmin(max_sim[cand])]
+        if max_sim[best] <= bound:
+            return int(best)
+        t *= 4
+    # too many rows in doubt: one streamed pass over the pool against the centers not yet seen by all
+    _refresh(X, np.nonzero(seen < k)[0], max_sim, seen, centers)
+    return int(np.argmin(max_sim))
 
 
 # ----------------------------------------------------------------------------- ProbCover
