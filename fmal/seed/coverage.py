@@ -18,9 +18,9 @@ from fmal.seed.base import SEED_STRATEGIES, SeedResult
 from fmal.seed.geometry import (
     ball_graph,
     block,
-    dist_of_sim,
     check_delta,
     check_fraction,
+    dist_of_sim,
     mean_ball_fraction,
     purity_delta,
     sample_rows,
