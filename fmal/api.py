@@ -19,6 +19,7 @@ from fmal import encoders as fmal_encoders
 from fmal import index as fmal_index
 from fmal.engines import ENGINES
 from fmal import store
+from fmal._matrix import ram_cap
 from fmal._validation import check_budget, check_positive
 from fmal.exceptions import InvalidInputError, LabelsError
 from fmal.io import load_texts, read_labels, write_table
@@ -256,10 +257,18 @@ def seed(
                           **params)
         frame = pd.DataFrame({"id": p.ids[res.indices], "text": p.texts[res.indices], "strategy": strategy,
                               "score": res.scores, "cluster": res.clusters})
-        return frame, {**res.info, **merge_info}
+        return frame, {**res.info, **merge_info, **_blocks_note(p)}
 
     return _finish_round(p, session, "seed", strategy, key, {"budget": budget, "random_state": random_state,
                         "n_labeled": int(labeled_rows.size), "params": params}, compute, output)
+
+
+def _blocks_note(p: store.Pool) -> dict[str, str]:
+    """Say when a pool is read block by block because it exceeds the RAM cap."""
+    if not p.read_in_blocks:
+        return {}
+    return {"read_in_blocks": f"{p.n * p.dim * 4 / 2**30:.1f} GiB of embeddings exceed the RAM cap "
+                              f"({ram_cap() / 2**30:.1f} GiB; set FMAL_MAX_RAM): read block by block, never whole"}
 
 
 def _proba_batched(probe: LinearProbe, X: np.ndarray, rows: np.ndarray, batch: int = 65536) -> np.ndarray:
@@ -361,7 +370,7 @@ def query(
         info = {**res.info, **merge_info, "n_labels": int(y.size), "class_counts": probe.class_counts_,
                 "probe_C": probe.C_, "probe_cv_accuracy": None if np.isnan(probe.cv_accuracy_) else round(probe.cv_accuracy_, 4),
                 "candidates_scored": int(cand.size), **stop,
-                "probe_file": str(_probe_path(p, round_no))}
+                "probe_file": str(_probe_path(p, round_no)), **_blocks_note(p)}
         return frame, info
 
     return _finish_round(p, session, "query", strategy, key, {"budget": budget, "random_state": random_state,

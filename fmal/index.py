@@ -176,14 +176,26 @@ def save_index(index: faiss.Index, path: str | os.PathLike[str]) -> None:
 
 
 def load_index(
-    path: str | os.PathLike[str], *, n: int, dim: int, search_params: dict[str, Any] | None = None, mmap: bool = False
+    path: str | os.PathLike[str],
+    *,
+    n: int,
+    dim: int,
+    search_params: dict[str, Any] | None = None,
+    mmap: bool = False,
+    kind: str | None = None,
 ) -> faiss.Index:
-    """Load an index, check it holds ``n`` vectors of ``dim`` dims, apply its recorded search params."""
+    """Load an index, check it holds ``n`` vectors of ``dim`` dims, apply its recorded search params.
+
+    ``mmap``: leave the vectors on disk until searched (IVF lists, or the flat codes of the other
+    kinds; ``kind`` is the recorded index type, as the two need different FAISS flags)."""
     path = Path(path)
     if not path.is_file():
         raise CorruptPoolError(f"{path}: index file missing; rebuild the pool with fmal embed --overwrite")
     try:
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        flags = 0
+        if mmap:
+            ivf = kind is None or str(kind).startswith("ivf")
+            flags = (faiss.IO_FLAG_MMAP if ivf else faiss.IO_FLAG_MMAP_IFC) | faiss.IO_FLAG_READ_ONLY
         index = faiss.read_index(str(path), flags)
     except Exception:
         raise CorruptPoolError(f"{path}: index file is unreadable; rebuild the pool with fmal embed --overwrite") from None

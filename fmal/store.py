@@ -34,6 +34,7 @@ import pandas as pd
 
 from fmal import index as fmal_index
 from fmal._atomic import atomic_path, write_json
+from fmal._matrix import BlockMatrix, ram_cap
 from fmal._validation import check_pool_name
 from fmal._version import __version__
 from fmal.encoders import Encoder
@@ -88,24 +89,14 @@ class Pool:
 
     @cached_property
     def embeddings(self) -> np.ndarray:
-        """[n, dim] float32: memory-mapped (not loaded into RAM) for a float32 pool; a float16 pool
-        (``fmal embed --precision float16``: half the disk) is converted into RAM here, so every
-        reader (strategies, probe, FAISS) sees float32. ``stored_embeddings`` gives the raw memmap."""
-        f = self.path / EMBEDDINGS
-        try:
-            X = np.load(f, mmap_mode="r", allow_pickle=False)
-        except Exception:
-            raise CorruptPoolError(f"{f}: unreadable embeddings; rebuild with fmal embed --overwrite") from None
-        dtype = str(self.manifest.get("dtype", "float32"))
-        if X.shape != (self.n, self.dim) or X.dtype != np.dtype(dtype):
-            raise CorruptPoolError(
-                f"{f}: shape {X.shape} {X.dtype} disagrees with the manifest ({self.n}, {self.dim}) {dtype}; "
-                "rebuild with fmal embed --overwrite"
-            )
-        if X.dtype != np.float32:
-            log.debug("pool %s: converting %s embeddings to float32 in memory", self.name, X.dtype)
-            return _to_float32(X)
-        return X
+        """[n, dim] float32, never loaded whole unless it fits: see :func:`open_embeddings`.
+        ``stored_embeddings`` gives the raw memmap (float32 or float16)."""
+        return open_embeddings(self.path / EMBEDDINGS, self.n, self.dim, str(self.manifest.get("dtype", "float32")))
+
+    @property
+    def read_in_blocks(self) -> bool:
+        """True when the pool's embeddings exceed the RAM cap and are read block by block."""
+        return isinstance(self.embeddings, BlockMatrix)
 
     @property
     def stored_embeddings(self) -> np.ndarray:
@@ -118,9 +109,10 @@ class Pool:
 
     @cached_property
     def index(self):  # -> faiss.Index
-        """The FAISS index; IVF indexes are memory-mapped (their lists stay on disk until searched)."""
+        """The FAISS index, memory-mapped: IVF lists and flat codes stay on disk until searched."""
         return fmal_index.load_index(
-            self.path / INDEX, n=self.n, dim=self.dim, search_params=self.manifest["index"].get("search_params"), mmap=True
+            self.path / INDEX, n=self.n, dim=self.dim, search_params=self.manifest["index"].get("search_params"), mmap=True,
+            kind=self.manifest["index"].get("type"),
         )
 
     def rows_of(self, ids: list[str] | np.ndarray, *, source: str = "labels") -> np.ndarray:
@@ -143,6 +135,31 @@ def _to_float32(X: np.ndarray, batch: int = 65536) -> np.ndarray:
     for s in range(0, X.shape[0], batch):
         out[s : s + batch] = X[s : s + batch]
     return out
+
+
+def open_embeddings(f: Path, n: int, dim: int, dtype: str = "float32") -> np.ndarray:
+    """The one way to read a pool's embeddings (``f``, an ``.npy`` of ``n`` x ``dim`` ``dtype``) as float32.
+
+    While the float32 matrix fits the RAM cap (``$FMAL_MAX_RAM``, default half the machine's RAM):
+    memory-mapped when stored as float32, converted into RAM when float16. Beyond the cap: a
+    :class:`~fmal._matrix.BlockMatrix`, read block by block, so no command holds the pool whole."""
+    try:
+        X = np.load(f, mmap_mode="r", allow_pickle=False)
+    except Exception:
+        raise CorruptPoolError(f"{f}: unreadable embeddings; rebuild with fmal embed --overwrite") from None
+    if X.shape != (n, dim) or X.dtype != np.dtype(dtype):
+        raise CorruptPoolError(
+            f"{f}: shape {X.shape} {X.dtype} disagrees with the manifest ({n}, {dim}) {dtype}; "
+            "rebuild with fmal embed --overwrite"
+        )
+    if n * dim * 4 > ram_cap():
+        log.info("%s: %.1f GiB of float32 embeddings exceed the RAM cap: reading them in blocks", f, n * dim * 4 / 2**30)
+        del X
+        return BlockMatrix(f)  # type: ignore[return-value]  (array-like: what the readers use)
+    if X.dtype != np.float32:
+        log.debug("%s: converting %s embeddings to float32 in memory", f, X.dtype)
+        return _to_float32(X)
+    return X
 
 
 def _read_rows(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -412,8 +429,9 @@ def _build_pool_locked(
         del X
     with atomic_path(path / ROWS) as tmp:
         pd.DataFrame({"id": table.ids, "text": table.texts}).to_parquet(tmp, index=False)
-    X = np.load(X_path, mmap_mode="r", allow_pickle=False)
+    X = open_embeddings(X_path, len(table), encoder.dim, precision)
     idx, index_info = fmal_index.build(X, index_kind, max_memory=max_index_memory)
+    del X
     fmal_index.save_index(idx, path / INDEX)
     manifest = {
         "format": FORMAT,

@@ -13,6 +13,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from fmal._matrix import BlockMatrix
 from fmal._validation import check_budget, check_embeddings, check_indices
 from fmal.seed.base import SEED_STRATEGIES, SeedResult
 
@@ -53,7 +54,7 @@ def kmeans(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """FAISS (Euclidean) k-means, greedy k-means++ seeded.
     Returns (centroids [k, d], assignment [n], sim to own centroid [n])."""
-    X = check_embeddings(X) if not isinstance(X, np.memmap) else X
+    X = X if isinstance(X, (np.memmap, BlockMatrix)) else check_embeddings(X)  # never read a big pool whole
     n, d = X.shape
     k = int(min(k, n))
     km = faiss.Kmeans(d, k, niter=niter, seed=int(random_state) % (2**31), verbose=False)

@@ -1,0 +1,145 @@
+"""A pool's embedding matrix read in blocks, for pools larger than the RAM fmal may use.
+
+A memory map is the fast way to read a matrix that fits in RAM, but every page it touches counts
+in the process's resident memory until the process ends: one streamed pass over a 15 GB pool
+leaves 15 GB resident. :class:`BlockMatrix` instead reads contiguous rows with ``pread`` into a
+fresh buffer (the kernel's page cache keeps them warm; the process holds only the block), and
+gathers scattered rows through a memory map whose pages it releases right after. float16 stores
+are cast block by block, so every reader sees float32 and nothing is converted whole.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fmal.exceptions import InvalidInputError
+
+#: environment variable capping the RAM a pool's embeddings may take (e.g. "8G"); default half the machine's
+RAM_CAP_ENV = "FMAL_MAX_RAM"
+
+
+def physical_ram() -> int:
+    """Bytes of RAM on this machine (cgroup limits not considered)."""
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def ram_cap() -> int:
+    """Bytes of RAM a pool's float32 embeddings may occupy before fmal reads them in blocks:
+    ``$FMAL_MAX_RAM`` ("8G", "512M", bytes) or half the machine's RAM."""
+    from fmal.index import parse_memory  # index imports nothing from here
+
+    text = os.environ.get(RAM_CAP_ENV, "").strip()
+    if not text:
+        return physical_ram() // 2
+    try:
+        return parse_memory(text)
+    except InvalidInputError:
+        raise InvalidInputError(f"{RAM_CAP_ENV}={text!r}: give a size such as 8G or 512M") from None
+
+
+class BlockMatrix:
+    """Read-only ``[n, d]`` float32 view of a ``.npy`` file (float32 or float16) that is never
+    loaded or mapped whole. Supports what fmal's readers use: ``shape``, ``dtype``, ``len()``,
+    ``X[i]``, ``X[a:b]``, ``X[rows]`` (int or bool array), ``X[rows, cols]`` and ``np.asarray(X)``
+    (which does read it all: only for callers that need the whole matrix)."""
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            self._offset = f.tell()
+        if fortran or len(shape) != 2 or dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
+            raise InvalidInputError(f"{self.path}: expected a C-order 2-D float32 or float16 array, got {dtype} {shape}")
+        self.shape: tuple[int, int] = (int(shape[0]), int(shape[1]))
+        self.stored_dtype = np.dtype(dtype)
+        self._row_bytes = self.shape[1] * self.stored_dtype.itemsize
+        self._fd = os.open(self.path, os.O_RDONLY)
+        self._map: np.memmap | None = None
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._fd = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def size(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the float32 matrix this stands for (not of the file)."""
+        return self.size * 4
+
+    def __repr__(self) -> str:
+        return f"BlockMatrix({str(self.path)!r}, shape={self.shape}, stored={self.stored_dtype})"
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self._slice(0, self.shape[0])
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        cols: Any = slice(None)
+        if isinstance(key, tuple):
+            if len(key) == 0 or len(key) > 2:
+                raise IndexError(f"BlockMatrix takes X[rows] or X[rows, cols], got {key!r}")
+            key, cols = key[0], key[1] if len(key) == 2 else slice(None)
+        n = self.shape[0]
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (n if key < 0 else 0)
+            if not 0 <= i < n:
+                raise IndexError(f"row {int(key)} out of range for {n} rows")
+            out = self._slice(i, i + 1)[0]
+        elif isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            out = self._slice(start, stop) if step == 1 else self._gather(np.arange(start, stop, step))
+        else:
+            rows = np.asarray(key)
+            if rows.dtype == bool:
+                if rows.shape != (n,):
+                    raise IndexError(f"boolean row mask of shape {rows.shape} for {n} rows")
+                rows = np.flatnonzero(rows)
+            out = self._gather(rows)
+        return out if isinstance(cols, slice) and cols == slice(None) else out[..., cols]
+
+    def _slice(self, start: int, stop: int) -> np.ndarray:
+        """Rows start:stop read with pread: a fresh float32 array, no mapped pages left behind."""
+        m = max(stop - start, 0)
+        raw = np.empty((m, self.shape[1]), dtype=self.stored_dtype)
+        if raw.size == 0:
+            return raw.astype(np.float32)
+        buf = memoryview(raw.reshape(-1).view(np.uint8))
+        done, want, pos = 0, m * self._row_bytes, self._offset + start * self._row_bytes
+        while done < want:
+            got = os.preadv(self._fd, [buf[done:]], pos + done)
+            if got <= 0:
+                raise OSError(f"{self.path}: file ends before row {stop}; the pool is damaged, rebuild it")
+            done += got
+        return raw if self.stored_dtype == np.float32 else raw.astype(np.float32)
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        """Scattered rows, through a memory map whose pages are released afterwards."""
+        rows = rows.astype(np.int64, copy=False)
+        n = self.shape[0]
+        if rows.size and (rows.min() < -n or rows.max() >= n):
+            raise IndexError(f"row index out of range for {n} rows")
+        if self._map is None:
+            self._map = np.memmap(self.path, dtype=self.stored_dtype, mode="r", offset=self._offset, shape=self.shape)
+        out = np.asarray(self._map[rows], dtype=np.float32)
+        mm = getattr(self._map, "_mmap", None)
+        if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED)  # drop the touched pages from this process; the page cache keeps them
+        return out
