@@ -4,7 +4,8 @@ it, measure its recall, save it (atomically) and load it with checks.
 Embeddings are L2-normalised, so inner product is cosine similarity. The choice follows autofaiss's
 rules (criteo/autofaiss ``get_optimal_index_keys_v2``), reimplemented without the dependency:
 exact search while it fits and the pool is small, then IVF with flat codes while they fit, then
-IVF with PQ codes sized to the budget. HNSW is available on request.
+IVF with 8-bit scalar codes (a quarter of the memory, little recall lost), then IVF with PQ codes
+sized to the budget. HNSW is available on request.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from fmal._atomic import atomic_path
 from fmal.exceptions import CorruptPoolError, InvalidInputError
 
-INDEX_KINDS = ("auto", "flat", "hnsw", "ivfflat", "ivfpq")
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivfflat", "ivfsq", "ivfpq")
 #: exact search up to this many vectors when it fits the budget (a flat scan of 200k x 384 is ~10 ms a query)
 FLAT_MAX_ROWS = 200_000
 DEFAULT_MAX_MEMORY = 4 * 2**30
@@ -54,11 +55,17 @@ class IndexChoice:
     pq_m: int = 0
 
 
+#: most inverted lists fmal uses: building costs N x nlist x d, scanning N / nlist x nprobe per query
+MAX_NLIST = 1024
+
+
 def _nlist(n: int) -> int:
-    """About sqrt(N) inverted lists (a power of two). autofaiss uses 4 sqrt(N); fmal searches few
-    queries (k-NN of labeled rows), so it trades some search speed for a 4x cheaper build, and
-    recovers recall with nprobe, measured at build time."""
-    return int(max(1, min(65536, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
+    """About sqrt(N) inverted lists (a power of two), at most MAX_NLIST. autofaiss uses 4 sqrt(N)
+    for a search service; fmal searches few queries (the k-NN of labeled rows, once a round), so
+    the build (N x nlist x d: 10M rows into 4,096 lists is 30 TFLOP, most of an hour on 2 cores)
+    matters more than the scan (N / nlist x nprobe codes a query), and recall is recovered with
+    nprobe, measured at build time."""
+    return int(max(1, min(MAX_NLIST, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
 
 
 def _pq_m(d: int, budget_per_vector: float) -> int:
@@ -71,7 +78,7 @@ def choose_index(n: int, d: int, kind: str = "auto", max_memory: int = DEFAULT_M
     """Pick an index for ``n`` vectors of ``d`` dims under ``max_memory`` bytes."""
     if kind not in INDEX_KINDS:
         raise InvalidInputError(f"index must be one of [{', '.join(INDEX_KINDS)}], got {kind!r}")
-    flat_b, ivf_b, hnsw_b = 4 * d, 4 * d + 8, 4 * d + 8 * 32 * 2 / 1.5
+    flat_b, ivf_b, sq_b, hnsw_b = 4 * d, 4 * d + 8, d + 8, 4 * d + 8 * 32 * 2 / 1.5
     per = max_memory / max(n, 1)
     nlist = _nlist(n)
     if kind == "flat" or (kind == "auto" and n <= FLAT_MAX_ROWS and flat_b <= per):
@@ -81,6 +88,9 @@ def choose_index(n: int, d: int, kind: str = "auto", max_memory: int = DEFAULT_M
     if kind == "ivfflat" or (kind == "auto" and ivf_b <= per):
         return IndexChoice("ivfflat", f"IVF{nlist},Flat", ivf_b,
                            f"{n:,} vectors: inverted lists with full vectors fit the budget", nlist=nlist)
+    if kind == "ivfsq" or (kind == "auto" and sq_b <= per):
+        return IndexChoice("ivfsq", f"IVF{nlist},SQ8", sq_b,
+                           f"{n:,} vectors: full vectors exceed the budget, 8-bit scalar codes fit", nlist=nlist)
     m = _pq_m(d, per)
     why = "requested" if kind == "ivfpq" else f"{n:,} full vectors ({n * flat_b / 2**30:.1f} GiB) exceed the budget"
     return IndexChoice("ivfpq", f"IVF{nlist},PQ{m}", m + 8, why, nlist=nlist, pq_m=m)
@@ -111,13 +121,28 @@ def exact_knn(X: np.ndarray, queries: np.ndarray, k: int, *, block: int = 262144
     return best_i
 
 
-def recall_at_k(index: faiss.Index, X: np.ndarray, *, k: int = 10, n_queries: int = 200, random_state: int = 0) -> float:
-    """Share of the exact top-``k`` neighbours that ``index`` returns, on pool rows as queries."""
+def recall_at_k(
+    index: faiss.Index,
+    X: np.ndarray,
+    *,
+    k: int = 10,
+    n_queries: int = 200,
+    random_state: int = 0,
+    truth: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float:
+    """Share of the exact top-``k`` neighbours that ``index`` returns, on pool rows as queries.
+    ``truth``: (queries, exact neighbours) from :func:`recall_truth`, to measure several settings
+    with one exact pass over the pool."""
+    q, exact = truth if truth is not None else recall_truth(X, k=k, n_queries=n_queries, random_state=random_state)
+    _, got = index.search(q, min(exact.shape[1], index.ntotal))
+    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(exact, got))
+    return hits / float(exact.size)
+
+
+def recall_truth(X: np.ndarray, *, k: int = 10, n_queries: int = 200, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded sample of pool rows as queries and their exact top-``k`` neighbours (one streamed pass)."""
     q = _sample(X, n_queries, random_state + 1)
-    truth = exact_knn(X, q, k)
-    _, got = index.search(q, min(k, index.ntotal))
-    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(truth, got))
-    return hits / float(truth.size)
+    return q, exact_knn(X, q, k)
 
 
 def build_index(X: np.ndarray, kind: str = "flat", **kwargs: Any) -> faiss.Index:
@@ -152,18 +177,19 @@ def build(
         info["recall_at_10"] = 1.0
     else:
         recall = 0.0
+        truth = recall_truth(X, random_state=random_state)
         if choice.kind == "hnsw":
             for ef in (32, 64, 128, 256):
                 faiss.ParameterSpace().set_index_parameter(index, "efSearch", ef)
                 info["search_params"] = {"efSearch": ef}
-                recall = recall_at_k(index, X, random_state=random_state)
+                recall = recall_at_k(index, X, truth=truth)
                 if recall >= RECALL_TARGET:
                     break
         else:
             for nprobe in [p for p in _NPROBES if p <= choice.nlist] or [choice.nlist]:
                 faiss.ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
                 info["search_params"] = {"nprobe": nprobe}
-                recall = recall_at_k(index, X, random_state=random_state)
+                recall = recall_at_k(index, X, truth=truth)
                 if recall >= RECALL_TARGET:
                     break
         info["recall_at_10"] = round(float(recall), 4)

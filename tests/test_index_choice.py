@@ -20,6 +20,28 @@ def test_auto_picks_ivfpq_for_a_large_pool_under_a_small_budget():
     assert c.bytes_per_vector * 50_000_000 <= fi.parse_memory("4G")
 
 
+def test_auto_picks_scalar_codes_when_full_vectors_do_not_fit_but_8_bit_codes_do():
+    c = fi.choose_index(10_000_000, 384, "auto", fi.parse_memory("4G"))
+    assert c.kind == "ivfsq" and c.factory == f"IVF{fi.MAX_NLIST},SQ8"
+    assert c.bytes_per_vector * 10_000_000 <= fi.parse_memory("4G")
+
+
+def test_nlist_grows_as_sqrt_n_up_to_a_cap():
+    assert fi.choose_index(1_000_000, 384, "ivfflat").nlist == 1024
+    assert fi.choose_index(60_000, 384, "ivfflat").nlist == 256
+    assert fi.choose_index(100_000_000, 384, "ivfpq").nlist == fi.MAX_NLIST
+
+
+def test_recall_truth_is_computed_once_for_several_settings():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 16)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    index, info = fi.build(X, "ivfsq", max_memory=fi.parse_memory("1G"))
+    assert info["type"] == "ivfsq" and info["factory"].endswith(",SQ8") and 0.0 <= info["recall_at_10"] <= 1.0
+    truth = fi.recall_truth(X, random_state=3)
+    assert fi.recall_at_k(index, X, truth=truth) == fi.recall_at_k(index, X, random_state=3)
+
+
 def test_auto_picks_ivfflat_when_full_vectors_fit_but_pool_is_large():
     c = fi.choose_index(1_000_000, 384, "auto", fi.parse_memory("8G"))
     assert c.kind == "ivfflat"

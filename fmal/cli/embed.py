@@ -26,7 +26,7 @@ def embed_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild the pool even if it exists (drops its session and labels)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Let the model run code from its folder (off by default)."),
     backend: Optional[str] = typer.Option(None, "--backend", help=f"Encoder runtime: {', '.join(BACKENDS)} (default {DEFAULT_BACKEND}, or the existing pool's). ONNX exports are made once and cached in $FMAL_CACHE (~/.cache/fmal)."),
-    index: str = typer.Option("auto", "--index", help="FAISS index: auto (exact Flat while the pool is small and fits --max-index-memory, then IVF-Flat, then IVF-PQ), flat, hnsw, ivfflat or ivfpq. The choice, its parameters and its measured recall@10 go into the manifest."),
+    index: str = typer.Option("auto", "--index", help="FAISS index: auto (exact Flat while the pool is small and fits --max-index-memory, then IVF-Flat, then IVF with 8-bit scalar codes, then IVF-PQ), flat, hnsw, ivfflat, ivfsq or ivfpq. The choice, its parameters and its measured recall@10 go into the manifest."),
     engine: str = typer.Option("local", "--engine", help="Where to embed: local (this process) or ray (a Ray Data pipeline of encoder actors; needs the ray extra). Same chunks, same pool either way."),
     ray_address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the cluster to join (e.g. auto, ray://head:10001); default: a local Ray with this machine's cores."),
     workers: Optional[int] = typer.Option(None, "--workers", help="With --engine ray: number of encoder actors (default: one per CPU)."),
