@@ -234,3 +234,72 @@ def test_kcenter_lazy_steps_equal_the_textbook_greedy(with_labels: bool) -> None
     labeled = np.arange(0, 20000, 1999) if with_labels else np.zeros(0, dtype=np.int64)
     res = SEED_STRATEGIES.get("kcenter")(X, 60, labeled=labeled)
     assert res.indices.tolist() == _kcenter_brute(X, 60, labeled)
+
+
+# ----------------------------------------------------------------------------- ProbCover: n_classes and the delta rule
+
+
+def test_probcover_n_classes_is_deterministic_and_reported(data) -> None:
+    X, _ = data
+    fn = SEED_STRATEGIES.get("probcover")
+    a = fn(X, 8, n_classes=3, random_state=5)
+    b = fn(X, 8, n_classes=3, random_state=5)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert a.delta == b.delta and "on 3 k-means pseudo-classes" in a.info["delta_rule"]
+    assert "on 7 k-means pseudo-classes" in fn(X, 8, n_classes=7, random_state=5).info["delta_rule"]
+
+
+@pytest.mark.parametrize("bad", [1, 0, -3, 2.5, "4", True])
+def test_bad_n_classes_is_a_clear_error(bad, data) -> None:
+    X, _ = data
+    with pytest.raises(InvalidInputError, match=r"n_classes must be an integer >= 2"):
+        SEED_STRATEGIES.get("probcover")(X, 5, n_classes=bad)
+    with pytest.raises(InvalidInputError, match=r"n_classes must be an integer >= 2"):
+        probcover_delta(X, n_classes=bad)
+
+
+def test_n_classes_beyond_the_rows_is_a_clear_error(data) -> None:
+    X, _ = data
+    # not given: 10, or as many as there are rows
+    assert "on 10 k-means" in SEED_STRATEGIES.get("probcover")(X, 5).info["delta_rule"]
+    assert "on 6 k-means" in SEED_STRATEGIES.get("probcover")(X[:6], 2).info["delta_rule"]
+    with pytest.raises(InvalidInputError, match=r"n_classes must be <= the number of rows clustered \(50\)"):
+        SEED_STRATEGIES.get("probcover")(X[:50], 5, n_classes=51)
+
+
+def test_midpoint_rule_raises_the_purity_delta_never_lowers_it(data) -> None:
+    X, _ = data
+    fn = SEED_STRATEGIES.get("probcover")
+    pure = fn(X, 10, delta_rule="purity", random_state=2)
+    mid = fn(X, 10, random_state=2)  # default: midpoint
+    assert pure.delta == pytest.approx(probcover_delta(X, random_state=2)["delta"])
+    assert mid.delta >= pure.delta and mid.info["purity_delta"] == pytest.approx(pure.delta, abs=1e-4)
+    if mid.delta > pure.delta:
+        assert mid.delta == pytest.approx(0.5 * (mid.info["purity_delta"] + mid.info["tiling_radius"]), abs=1e-3)
+    d = probcover_delta(X, budget=10, random_state=2)
+    assert d["delta"] == pytest.approx(mid.delta, abs=1e-6)
+    with pytest.raises(InvalidInputError, match="delta_rule must be one of midpoint, purity"):
+        fn(X, 5, delta_rule="paper")
+
+
+def test_tiling_radius_shrinks_as_the_budget_grows(data) -> None:
+    from fmal.seed.geometry import tiling_radius
+
+    X, _ = data
+    r = [tiling_radius(X, b, np.random.default_rng(0)) for b in (2, 20, 200)]
+    assert 0 < r[2] <= r[1] <= r[0] <= 2
+
+
+def test_cli_n_classes(tiny_pool, cli, cli_error) -> None:
+    index_dir, name, _ = tiny_pool
+    res = cli("seed", "--pool", name, "--index-dir", index_dir, "--budget", 6, "--strategy", "probcover", "--n-classes", 3)
+    assert res.exit_code == 0, res.output
+    assert "6 rows picked by probcover" in res.output and "on 3 k-means pseudo-classes" in res.output
+    for bad in ("1", "0", "-2"):
+        res = cli("seed", "--pool", name, "--index-dir", index_dir, "--budget", 6, "--strategy", "probcover", "--n-classes", bad)
+        cli_error(res, "n_classes must be an integer >= 2")
+    res = cli("seed", "--pool", name, "--index-dir", index_dir, "--budget", 6, "--strategy", "probcover", "--n-classes", 500)
+    cli_error(res, "n_classes must be <= the number of rows clustered (200)")
+    res = cli("seed", "--pool", name, "--index-dir", index_dir, "--budget", 6, "--strategy", "probcover", "--n-classes", "abc")
+    assert res.exit_code == 2 and "--n-classes" in res.output
+    assert "--n-classes" in cli("seed", "--help").output

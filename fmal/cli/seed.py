@@ -10,7 +10,7 @@ import typer
 from fmal import api
 from fmal.cli import _print, command
 from fmal.seed import SEED_STRATEGIES
-from fmal.seed.geometry import check_delta
+from fmal.seed.geometry import check_delta, check_n_classes
 
 
 def _strategies_help() -> str:
@@ -31,11 +31,16 @@ def seed_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed: same inputs and seed give the same picks."),
     delta: Optional[float] = typer.Option(
         None, "--delta", help="Ball radius (Euclidean distance between unit vectors, 0 < delta <= 2) for probcover "
-        "and the coverage report; default: ProbCover's purity rule."),
+        "and the coverage report; default: ProbCover's purity rule, raised for the budget."),
+    n_classes: Optional[int] = typer.Option(
+        None, "--n-classes", help="probcover: how many k-means pseudo-classes the purity rule for delta uses "
+        "(an integer >= 2; default 10; about the number of label classes you expect). Ignored with --delta."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Pick a diverse, typical cold-start set to label first: no labels needed."""
-    params = {} if delta is None else {"delta": check_delta(delta)}
+    params: dict[str, object] = {} if delta is None else {"delta": check_delta(delta)}
+    if n_classes is not None:
+        params["n_classes"] = check_n_classes(n_classes)
     sel = api.seed(pool, budget, strategy, index_dir=index_dir, labels=labels, output=output, random_state=seed, **params)
     again = " (same as the last round: reused)" if sel.reused else ""
     typer.echo(f"round {sel.round}: {len(sel.picks)} rows picked by {strategy}{again}")

@@ -38,6 +38,16 @@ def check_fraction(value: object, name: str) -> float:
     return v
 
 
+def check_n_classes(n_classes: object, n_rows: int | None = None) -> int:
+    """``n_classes`` (k-means pseudo-classes of ProbCover's purity rule) must be an integer >= 2,
+    and no more than the rows it clusters when ``n_rows`` is given."""
+    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
+        raise InvalidInputError(f"n_classes must be an integer >= 2 (k-means pseudo-classes for the delta rule), got {n_classes!r}")
+    if n_rows is not None and n_classes > n_rows:
+        raise InvalidInputError(f"n_classes must be <= the number of rows clustered ({n_rows}), got {n_classes}")
+    return int(n_classes)
+
+
 def sim_of_delta(delta: float) -> float:
     """Cosine similarity at Euclidean distance ``delta`` between unit vectors."""
     return 1.0 - 0.5 * float(delta) ** 2
@@ -141,6 +151,23 @@ def mean_ball_fraction(Xs: np.ndarray, delta: float, rng: np.random.Generator, n
     idx.add(Xs)
     lim, _, _ = idx.range_search(np.ascontiguousarray(q), sim_of_delta(delta) - 1e-6)
     return float(np.diff(lim).mean() / m)
+
+
+def tiling_radius(Xs: np.ndarray, n_balls: int, rng: np.random.Generator, *, share: float = 0.5, n_probe: int = 1000) -> float:
+    """The radius at which a typical ball holds ``share`` x m / ``n_balls`` of the m rows of ``Xs``:
+    the median distance of ``n_probe`` random rows to their K-th nearest other row,
+    K = share x m / n_balls (1..2048). ``n_balls`` such balls could cover about ``share`` of the
+    rows if they did not overlap: the scale at which a budget of balls covers the pool, not one dense
+    corner of it. One FAISS k-NN search; memory n_probe x K."""
+    m = Xs.shape[0]
+    k = int(np.clip(np.ceil(share * m / max(int(n_balls), 1)), 1, min(2048, m - 1))) if m > 1 else 0
+    if k == 0:
+        return MAX_DELTA
+    q = np.ascontiguousarray(Xs[np.sort(rng.choice(m, size=min(n_probe, m), replace=False))])
+    idx = faiss.IndexFlatIP(Xs.shape[1])
+    idx.add(Xs)
+    S, _ = idx.search(q, k + 1)  # the row itself comes first
+    return float(min(np.median(dist_of_sim(S[:, k])), MAX_DELTA))
 
 
 def impurity_radius(Xs: np.ndarray, pseudo: np.ndarray, queries: np.ndarray) -> np.ndarray:
