@@ -79,12 +79,13 @@ import json, sys, numpy as np
 from fmal import index as fi, store
 from fmal._atomic import write_json
 path, kind, mem, save = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
-X = np.load(f"{path}/embeddings.npy", mmap_mode="r")
+m = json.load(open(f"{path}/manifest.json"))
+X = store.open_embeddings(store.Path(path) / store.EMBEDDINGS, m["n_rows"], m["dim"], m["dtype"])  # blocks past the RAM cap
 index, info = fi.build(X, kind, max_memory=mem)
 out = f"{path}/index.faiss" if save else f"{path}/index-{kind}.faiss"
 fi.save_index(index, out)
 if save:
-    m = json.load(open(f"{path}/manifest.json")); m["index"] = info; write_json(f"{path}/manifest.json", m)
+    m["index"] = info; write_json(f"{path}/manifest.json", m)
 import os; info["bytes_on_disk"] = os.path.getsize(out)
 if not save: os.remove(out)
 print("RESULT " + json.dumps(info))

@@ -3,6 +3,7 @@ selections. Every reader validates and raises InvalidInputError naming file, row
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import json
@@ -32,7 +33,7 @@ WRITE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "p
 
 @dataclass(frozen=True)
 class TextTable:
-    """Texts read from one input file, with their ids and any other columns."""
+    """Texts read from one input file or folder of shards, with their ids and any other columns."""
 
     path: Path
     format: str
@@ -158,48 +159,91 @@ def generate_ids(texts: list[str]) -> list[str]:
     return out
 
 
-def load_texts(
-    path: str | os.PathLike[str], *, text_col: str = "text", id_col: str | None = None
-) -> TextTable:
-    """Read and validate the texts of a pool.
+def shard_files(folder: Path) -> list[Path]:
+    """The readable files of a folder of shards, sorted by name (hidden files skipped)."""
+    files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in READ_FORMATS)
+    if not files:
+        raise InvalidInputError(
+            f"{folder}: folder holds no {', '.join(sorted(set(READ_FORMATS)))} files; give a file or a folder of shards"
+        )
+    return files
 
-    ``id_col=None`` uses a column named ``id`` when there is one, else generates stable ids.
-    Rows are numbered from 1, counting data rows (not the header).
-    """
-    path = Path(path)
-    frame, fmt, digest = read_table(path)
+
+def _texts_and_ids(path: Path, frame: pd.DataFrame, fmt: str, text_col: str, id_col: str | None) -> tuple[list[str], list[str] | None, str | None]:
+    """Validated texts of one file, its ids (None when there is no id column) and the id column used."""
     if len(frame) == 0:
         raise InvalidInputError(f"{path}: no rows; give a file with at least one text")
     if fmt == "txt":
         text_col = "text"
-    texts_s = _column(path, frame, text_col, "--text-col")
     texts: list[str] = []
-    for i, v in enumerate(texts_s.tolist(), start=1):
+    for i, v in enumerate(_column(path, frame, text_col, "--text-col").tolist(), start=1):
         if _is_blank(v):
             raise InvalidInputError(
                 f"{path}: row {i}: empty or missing text in column {text_col!r}; remove the row or fill it"
             )
         texts.append(v if isinstance(v, str) else str(v))
-    used_id_col = id_col
-    if id_col is None and "id" in frame.columns:
-        used_id_col = "id"
+    used_id_col = "id" if id_col is None and "id" in frame.columns else id_col
     if used_id_col is None:
+        return texts, None, None
+    ids = []
+    for i, v in enumerate(_column(path, frame, used_id_col, "--id-col").tolist(), start=1):
+        if _is_blank(v):
+            raise InvalidInputError(f"{path}: row {i}: empty id in column {used_id_col!r}; every row needs an id")
+        ids.append(str(v).strip())
+    return texts, ids, used_id_col
+
+
+def _file_row(files: list[Path], starts: list[int], j: int) -> tuple[Path, int]:
+    """File and 1-based row of the ``j``-th row of the concatenated shards."""
+    k = bisect.bisect_right(starts, j) - 1
+    return files[k], j - starts[k] + 1
+
+
+def load_texts(
+    path: str | os.PathLike[str], *, text_col: str = "text", id_col: str | None = None
+) -> TextTable:
+    """Read and validate the texts of a pool: one file, or a folder of shards (every CSV, TSV,
+    JSONL, Parquet or text file in it, in name order, read one at a time).
+
+    ``id_col=None`` uses a column named ``id`` when there is one (in every shard), else generates
+    stable ids. Rows are numbered from 1 in their own file, counting data rows (not the header).
+    """
+    path = Path(path)
+    files = shard_files(path) if path.is_dir() else [path]
+    texts: list[str] = []
+    ids: list[str] | None = []
+    frames, digests, fmts, starts = [], [], set(), []
+    used_id_col: str | None = None
+    for k, f in enumerate(files):
+        frame, fmt, digest = read_table(f)
+        t, i, col = _texts_and_ids(f, frame, fmt, text_col, id_col)
+        if k and (i is None) != (ids is None):
+            raise InvalidInputError(
+                f"{f}: {'no id column' if i is None else 'an id column'} unlike {files[0].name}; give every shard ids or none"
+            )
+        texts += t
+        ids = None if i is None else (ids or []) + i
+        used_id_col = col
+        frames.append(frame)
+        digests.append(f"{f.name}:{digest}")
+        fmts.add(fmt)
+        starts.append(len(texts) - len(t))
+    if ids is None:
         ids = generate_ids(texts)
     else:
-        ids_s = _column(path, frame, used_id_col, "--id-col")
-        ids = []
-        for i, v in enumerate(ids_s.tolist(), start=1):
-            if _is_blank(v):
-                raise InvalidInputError(f"{path}: row {i}: empty id in column {used_id_col!r}; every row needs an id")
-            ids.append(str(v).strip())
         first: dict[str, int] = {}
-        for i, x in enumerate(ids, start=1):
+        for j, x in enumerate(ids):
             if x in first:
-                raise InvalidInputError(
-                    f"{path}: rows {first[x]} and {i}: duplicate id {x!r} in column {used_id_col!r}; ids must be unique"
-                )
-            first[x] = i
-    return TextTable(path, fmt, ids, texts, text_col, used_id_col, digest, frame)
+                (f0, r0), (f1, r1) = (_file_row(files, starts, r) for r in (first[x], j))
+                rows = f"rows {r0} and {r1}" if f0 == f1 else f"row {r0} and {f1}: row {r1}"
+                raise InvalidInputError(f"{f0}: {rows}: duplicate id {x!r} in column {used_id_col!r}; ids must be unique")
+            first[x] = j
+    if len(files) == 1:
+        return TextTable(path, fmts.pop(), ids, texts, text_col, used_id_col, digests[0].split(":", 1)[1], frames[0])
+    fingerprint = "sha256:" + hashlib.sha256("\n".join(digests).encode()).hexdigest()
+    frame = pd.concat(frames, ignore_index=True)
+    fmt = f"folder of {len(files)} {'/'.join(sorted(fmts))} files"
+    return TextTable(path, fmt, ids, texts, text_col, used_id_col, fingerprint, frame)
 
 
 def read_labels(

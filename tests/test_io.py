@@ -192,3 +192,39 @@ def test_labels_from_spreadsheets_and_tools(tmp_path):
     numeric = tmp_path / "numeric.jsonl"
     numeric.write_text('{"id": 7, "label": 0}\n{"id": 8, "label": 1}\n')
     assert read_labels(numeric) == {"7": "0", "8": "1"}
+
+
+def test_a_folder_of_shards_is_read_in_name_order(tmp_path):
+    from fmal.io import load_texts
+
+    d = tmp_path / "shards"
+    d.mkdir()
+    (d / "part-000.csv").write_text("id,text\na,first\nb,second\n", encoding="utf-8")
+    pd.DataFrame({"id": ["c"], "text": ["third"]}).to_parquet(d / "part-001.parquet", index=False)
+    (d / "part-002.jsonl").write_text('{"id": "d", "text": "fourth"}\n', encoding="utf-8")
+    (d / ".hidden.csv").write_text("id,text\nz,ignored\n", encoding="utf-8")
+    (d / "README.md").write_text("not a shard", encoding="utf-8")
+    t = load_texts(d)
+    assert t.ids == ["a", "b", "c", "d"] and t.texts == ["first", "second", "third", "fourth"]
+    assert t.format == "folder of 3 csv/jsonl/parquet files" and t.fingerprint.startswith("sha256:")
+    (d / "part-002.jsonl").write_text('{"id": "d", "text": "changed"}\n', encoding="utf-8")
+    assert load_texts(d).fingerprint != t.fingerprint
+
+
+def test_shard_errors_name_the_shard_and_row(tmp_path):
+    from fmal.io import load_texts
+
+    d = tmp_path / "shards"
+    d.mkdir()
+    with pytest.raises(InvalidInputError, match="folder holds no"):
+        load_texts(d)
+    (d / "a.csv").write_text("id,text\nx,one\ny,two\n", encoding="utf-8")
+    (d / "b.csv").write_text("id,text\nz,three\nx,four\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"a\.csv: row 1 and .*b\.csv: row 2: duplicate id 'x'"):
+        load_texts(d)
+    (d / "b.csv").write_text("text\nthree\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"b\.csv: no id column unlike a\.csv"):
+        load_texts(d)
+    (d / "b.csv").write_text("id,text\nz,\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"b\.csv: row 1: empty or missing text"):
+        load_texts(d)

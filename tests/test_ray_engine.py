@@ -49,14 +49,21 @@ def test_ray_engine_matches_local_engine_and_resumes(ray_local, tiny_model_dir, 
     assert cos.min() >= 0.999
 
 
-def test_cli_engine_ray_builds_a_pool_seed_can_use(ray_local, tiny_model_dir, small_csv, tmp_path):
+def test_cli_engine_ray_builds_a_pool_seed_can_use_from_a_folder_of_shards(ray_local, tiny_model_dir, small_csv, tmp_path):
     from typer.testing import CliRunner
 
     from fmal.cli import app
 
-    r = CliRunner().invoke(app, ["embed", str(small_csv), "--pool", "r", "--index-dir", str(tmp_path),
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    df = pd.read_csv(small_csv, dtype=str)
+    df.iloc[:80].to_csv(shards / "part-0.csv", index=False)
+    df.iloc[80:150].to_parquet(shards / "part-1.parquet", index=False)
+    df.iloc[150:].to_json(shards / "part-2.jsonl", orient="records", lines=True)
+    r = CliRunner().invoke(app, ["embed", str(shards), "--pool", "r", "--index-dir", str(tmp_path),
                                  "--model", str(tiny_model_dir), "--engine", "ray", "--workers", "1"])
     assert r.exit_code == 0, r.output
     sel = fmal.seed("r", 5, "kmeans", index_dir=tmp_path)
     assert len(sel.ids) == 5
-    assert pd.read_parquet(tmp_path / "r" / "rows.parquet").shape[0] == 200
+    assert pd.read_parquet(tmp_path / "r" / "rows.parquet")["id"].tolist() == df["id"].tolist()
+    assert fmal.open_pool("r", tmp_path).manifest["input"]["format"] == "folder of 3 csv/jsonl/parquet files"

@@ -15,7 +15,7 @@ from fmal.encoders import BACKENDS, DEFAULT_BACKEND
 
 @command("embed")
 def embed_cmd(
-    input: Path = typer.Argument(..., help="Texts to embed: .csv, .tsv, .jsonl, .parquet, or .txt (one text a line)."),
+    input: Path = typer.Argument(..., help="Texts to embed: .csv, .tsv, .jsonl, .parquet, or .txt (one text a line), or a folder of such shards (read in name order)."),
     pool: str = typer.Option(..., "--pool", "-p", help="Name of the pool to build (a folder under --index-dir)."),
     text_col: str = typer.Option("text", "--text-col", help="Column holding the texts."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Column holding unique ids (default: 'id' if present, else stable ids made from the text)."),
