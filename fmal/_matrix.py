@@ -19,6 +19,8 @@ import numpy as np
 
 from fmal.exceptions import InvalidInputError
 
+#: scattered rows gathered between two releases of the mapped pages
+GATHER_ROWS = 4096
 #: environment variable capping the RAM a pool's embeddings may take (e.g. "8G"); default half the machine's
 RAM_CAP_ENV = "FMAL_MAX_RAM"
 
@@ -131,15 +133,24 @@ class BlockMatrix:
         return raw if self.stored_dtype == np.float32 else raw.astype(np.float32)
 
     def _gather(self, rows: np.ndarray) -> np.ndarray:
-        """Scattered rows, through a memory map whose pages are released afterwards."""
+        """Scattered rows, through a memory map read without read-ahead (MADV_RANDOM: a fault
+        maps its own page, not its neighbours, which on a sample would map most of the file) and
+        released after every GATHER_ROWS rows."""
         rows = rows.astype(np.int64, copy=False)
         n = self.shape[0]
         if rows.size and (rows.min() < -n or rows.max() >= n):
             raise IndexError(f"row index out of range for {n} rows")
         if self._map is None:
             self._map = np.memmap(self.path, dtype=self.stored_dtype, mode="r", offset=self._offset, shape=self.shape)
-        out = np.asarray(self._map[rows], dtype=np.float32)
-        mm = getattr(self._map, "_mmap", None)
-        if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
-            mm.madvise(mmap.MADV_DONTNEED)  # drop the touched pages from this process; the page cache keeps them
+            self._madvise("MADV_RANDOM")
+        out = np.empty(rows.shape + (self.shape[1],), dtype=np.float32)
+        flat, dest = rows.reshape(-1), out.reshape(-1, self.shape[1])
+        for s in range(0, flat.size, GATHER_ROWS):
+            dest[s : s + GATHER_ROWS] = self._map[flat[s : s + GATHER_ROWS]]
+            self._madvise("MADV_DONTNEED")  # drop the touched pages from this process; the page cache keeps them
         return out
+
+    def _madvise(self, advice: str) -> None:
+        mm = getattr(self._map, "_mmap", None)
+        if mm is not None and hasattr(mmap, advice):
+            mm.madvise(getattr(mmap, advice))
