@@ -338,8 +338,7 @@ def query(
     excluded = np.zeros(p.n, dtype=bool)
     excluded[labeled_rows] = True
     if not allow_requeue:
-        pool_ids = set(p.ids.tolist())
-        queued = [i for i in session.queued() if i in pool_ids]
+        queued = p.in_pool(session.queued())
         if queued:
             excluded[p.rows_of(queued, source="session")] = True
     n_free = int(p.n - excluded.sum())
@@ -551,7 +550,7 @@ def import_labels(
     session = Session(p.path)
     path = Path(file)
     got = fmt.read(path)
-    in_pool = set(p.ids.tolist())
+    in_pool = set(p.in_pool([a.id for a in got.answers]))
     unknown = tuple(a for a in got.answers if a.id not in in_pool)
     if got.answers and len(unknown) == len(got.answers):
         shown = ", ".join(repr(a.id) for a in unknown[:5])

@@ -115,10 +115,19 @@ class Pool:
             kind=self.manifest["index"].get("type"),
         )
 
-    def rows_of(self, ids: list[str] | np.ndarray, *, source: str = "labels") -> np.ndarray:
-        """Row numbers of ``ids``; unknown ids are an error naming a few of them."""
+    def _row_map(self) -> dict[str, int]:
         if not self._row_of:
             self._row_of = {str(x): i for i, x in enumerate(self.ids)}
+        return self._row_of
+
+    def in_pool(self, ids: list[str]) -> list[str]:
+        """The ``ids`` that are rows of this pool, in their order (one id map shared with rows_of)."""
+        row_of = self._row_map()
+        return [x for x in ids if x in row_of]
+
+    def rows_of(self, ids: list[str] | np.ndarray, *, source: str = "labels") -> np.ndarray:
+        """Row numbers of ``ids``; unknown ids are an error naming a few of them."""
+        self._row_map()
         missing = [x for x in ids if x not in self._row_of]
         if missing:
             shown = ", ".join(repr(x) for x in missing[:5])
