@@ -1,13 +1,17 @@
 """Speed and accuracy of fmal's encoder backends against raw sentence-transformers (torch fp32).
 
-    python benchmarks/embed_backends.py [--sizes 2000 20000] [--repeats 1] [--batch-size 64]
+    python benchmarks/embed_backends.py [--sizes 2000 20000] [--repeats N] [--batch-size 64] [--slice 2048]
 
 For each size (texts sampled from all of ../shared/data, seed 0) and each runtime, in one run:
 texts/s of the encode call (model already loaded, one warm-up batch), the ratio to raw
 ``SentenceTransformer.encode``, and the mean and minimum cosine of its embeddings to raw fp32.
 Runtimes are interleaved slice by slice (each slice of ``--slice`` texts through every runtime, the
-order rotating) so that other load on the machine hits them alike. Then a linear probe (logistic regression, all trec6 train labels)
-is fitted on each backend's embeddings and scored on trec6's test rows.
+order rotating) so that other load on the machine hits them alike. A slice is 2,048 texts by
+default, the chunk ``fmal embed`` hands to the encoder: every runtime sorts by length within the
+call it gets, so smaller slices would pad more than real use does. Without ``--repeats`` each size
+is timed over enough rounds to encode at least 4,000 texts per runtime (2 rounds at 2,000, 1 at
+20,000). Then a linear probe (logistic regression, all trec6 train labels) is fitted on each
+backend's embeddings and scored on trec6's test rows.
 
 The physical bound: FLOPs per token of the model (matmuls of every layer, plus attention over the
 text's own length) times the tokens encoded, over the measured peak FLOP/s of a large fp32 matrix
@@ -106,9 +110,9 @@ def probe_accuracy(encoders: dict, batch_size: int) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=None, help="rounds per size (default: >= 4,000 texts timed)")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--slice", type=int, default=250, help="texts per interleaving slice")
+    ap.add_argument("--slice", type=int, default=2048, help="texts per interleaving slice (fmal embed's chunk)")
     ap.add_argument("--no-probe", action="store_true")
     args = ap.parse_args()
 
@@ -140,10 +144,13 @@ def main() -> None:
         parts: dict[str, list[np.ndarray]] = {k: [] for k in runners}
         peaks32, peaks8 = [peak32], [peak8]
         names = list(runners)
-        for rep in range(args.repeats):
-            for j, lo in enumerate(range(0, len(texts), args.slice)):
+        repeats = args.repeats or max(1, -(-4000 // len(texts)))
+        turn = 0
+        for rep in range(repeats):
+            for lo in range(0, len(texts), args.slice):
                 part = texts[lo : lo + args.slice]
-                for k in names[j % len(names):] + names[: j % len(names)]:
+                turn += 1
+                for k in names[turn % len(names):] + names[: turn % len(names)]:
                     t0 = time.perf_counter()
                     e = runners[k](part, args.batch_size)
                     times[k] += time.perf_counter() - t0
@@ -153,18 +160,19 @@ def main() -> None:
                 peaks8.append(int8_peak(threads, reps=2))
         embs = {k: np.concatenate(v) for k, v in parts.items()}
         peak32, peak8 = float(np.median(peaks32)), float(np.median(peaks8))
-        raw_s = times["raw"] / args.repeats
+        raw_s = times["raw"] / repeats
         rows = {}
         for k in runners:
             cos = (embs[k] * embs["raw"]).sum(1) / np.linalg.norm(embs[k], axis=1) / np.linalg.norm(embs["raw"], axis=1)
-            s = times[k] / args.repeats
+            s = times[k] / repeats
             peak = peak8 if k == "onnx-int8" else peak32
             rows[k] = {"texts_s": len(texts) / s, "ratio": raw_s / s, "mean_cos": float(cos.mean()), "min_cos": float(cos.min()),
                        "of_bound": (flops / s) / peak}
         results[n] = rows
         bound32 = peak32 / flops * len(texts)
         print(f"\nmedian peaks measured between slices: fp32 {peak32 / 1e9:.1f} GFLOP/s, int8 {peak8 / 1e9:.1f} Gop/s")
-        print(f"{len(texts):,} texts ({tokens:,} tokens, {tokens / len(texts):.1f}/text; {flops / 1e12:.2f} TFLOP): "
+        print(f"{len(texts):,} texts, {repeats} round(s) ({tokens:,} tokens, {tokens / len(texts):.1f}/text; "
+              f"{flops / 1e12:.2f} TFLOP): "
               f"bound {bound32:,.0f} texts/s at the fp32 peak, {peak8 / flops * len(texts):,.0f} at the int8 peak")
         print(f"{'runtime':12s} {'texts/s':>9s} {'x raw':>6s} {'mean cos':>9s} {'min cos':>8s} {'% of bound':>10s}")
         for k, r in rows.items():
@@ -173,7 +181,7 @@ def main() -> None:
         for i in range(0, len(texts), 8192):
             raw_model.preprocess(texts[i : i + 8192])
         tok = time.perf_counter() - t0
-        print(f"tokenisation alone: {tok:.2f} s = {100 * tok / (times['onnx-int8'] / args.repeats):.1f}% of the onnx-int8 encode time "
+        print(f"tokenisation alone: {tok:.2f} s = {100 * tok / (times['onnx-int8'] / repeats):.1f}% of the onnx-int8 encode time "
               "(done once per window, before the forward passes)")
 
     if not args.no_probe:

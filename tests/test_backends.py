@@ -54,14 +54,69 @@ def test_onnx_backends_match_torch_on_tiny_model(tiny_model_dir: Path, tiny_torc
     np.testing.assert_allclose(enc.encode([SENTENCES[i] for i in perm]), X[perm], atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def bundled_torch() -> np.ndarray:
+    return load_encoder(None, backend="torch").encode(SENTENCES)
+
+
 @pytest.mark.slow
-def test_int8_matches_torch_on_the_bundled_model() -> None:
-    texts = SENTENCES[:48]
-    ref = load_encoder(None, backend="torch").encode(texts)
-    enc = load_encoder(None, backend="onnx-int8")
-    assert enc.onnx_file and Path(enc.onnx_file).name == "model-int8.onnx"
-    cos = _cosines(enc.encode(texts), ref)
-    assert cos.mean() >= 0.99 and cos.min() >= 0.97, (cos.mean(), cos.min())
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_onnx_backends_match_torch_on_the_bundled_model(bundled_torch: np.ndarray, backend: str) -> None:
+    enc = load_encoder(None, backend=backend)
+    assert enc.onnx_file and Path(enc.onnx_file).name == ("model-int8.onnx" if backend == "onnx-int8" else "model.onnx")
+    meta = json.loads((Path(enc.onnx_file).parent / _onnx.META).read_text())
+    assert meta["recipe"] == _onnx.RECIPE_ID and meta["files"]["onnx"]["fused"]["Attention"] == 6  # MiniLM-L6: fused
+    cos = _cosines(enc.encode(SENTENCES), bundled_torch)
+    assert cos.mean() >= 0.99 and cos.min() >= (0.9999 if backend == "onnx" else 0.95), (cos.mean(), cos.min())
+
+
+def test_export_is_fused_and_int8_keeps_the_first_ffn_output_fp32(tiny_model_dir: Path) -> None:
+    import onnx
+
+    enc = load_encoder(tiny_model_dir, backend="onnx-int8")
+    folder = Path(enc.onnx_file or "").parent
+    meta = json.loads((folder / _onnx.META).read_text())
+    assert meta["recipe"] == _onnx.RECIPE_ID and meta["recipe_text"] == _onnx.RECIPE
+    fused = meta["files"]["onnx"]["fused"]
+    assert fused["Attention"] == 2 and fused["SkipLayerNormalization"] == 4, fused  # 2 layers, eager attention
+    ops = {n.name: n.op_type for n in onnx.load(str(folder / "model-int8.onnx"), load_external_data=False).graph.node}
+    assert "QAttention" in ops.values()
+    fp32 = [n for n, op in ops.items() if op == "MatMul"]
+    assert len(fp32) == 1 and "layer.0/output/dense" in fp32[0], fp32
+    assert not list(folder.glob("*unfused*")), "the intermediate unfused export was left behind"
+
+
+def test_unfusable_model_runs_unfused(tiny_model_dir: Path, tiny_torch: np.ndarray, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("FMAL_CACHE", str(tmp_path / "cache"))
+
+    def cannot_fuse(*a: object, **k: object) -> None:
+        raise ValueError("no attention layer fused")
+
+    monkeypatch.setattr(_onnx, "_fuse", cannot_fuse)
+    with caplog.at_level(logging.WARNING, logger="fmal._onnx"):
+        enc = load_encoder(tiny_model_dir, backend="onnx-int8")
+    assert "runs unfused" in caplog.text
+    folder = Path(enc.onnx_file or "").parent
+    assert json.loads((folder / _onnx.META).read_text())["files"]["onnx"]["fused"] == {}
+    assert not list(folder.glob("*unfused*"))
+    assert _cosines(enc.encode(SENTENCES), tiny_torch).mean() >= 0.99
+
+
+def test_cache_of_another_recipe_is_rebuilt(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("FMAL_CACHE", str(tmp_path / "cache"))
+    first = load_encoder(tiny_model_dir, backend="onnx-int8")
+    folder = Path(first.onnx_file or "").parent
+    meta = json.loads((folder / _onnx.META).read_text())
+    meta.pop("recipe")
+    meta["format"] = 2  # what fmal's previous (unfused) export recipe wrote
+    (folder / _onnx.META).write_text(json.dumps(meta))
+    with caplog.at_level(logging.INFO, logger="fmal._onnx"):
+        load_encoder(tiny_model_dir, backend="onnx-int8")
+    assert "older or different export recipe (cache format 2" in caplog.text and "rebuilding" in caplog.text, caplog.text
+    assert "model-int8.onnx, made by another export recipe" in caplog.text and "meta.json does not" not in caplog.text
+    assert json.loads((folder / _onnx.META).read_text())["recipe"] == _onnx.RECIPE_ID
 
 
 def test_export_is_cached_and_reused(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
