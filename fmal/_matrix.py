@@ -44,6 +44,15 @@ def ram_cap() -> int:
         raise InvalidInputError(f"{RAM_CAP_ENV}={text!r}: give a size such as 8G or 512M") from None
 
 
+def format_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB', 15360000000 -> '14.3 GiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
 class BlockMatrix:
     """Read-only ``[n, d]`` float32 view of a ``.npy`` file (float32 or float16) that is never
     loaded or mapped whole. Supports what fmal's readers use: ``shape``, ``dtype``, ``len()``,

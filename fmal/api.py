@@ -19,7 +19,7 @@ from fmal import encoders as fmal_encoders
 from fmal import index as fmal_index
 from fmal.engines import ENGINES
 from fmal import store
-from fmal._matrix import ram_cap
+from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive
 from fmal.exceptions import InvalidInputError, LabelsError
 from fmal.io import load_texts, read_labels, write_table
@@ -267,8 +267,8 @@ def _blocks_note(p: store.Pool) -> dict[str, str]:
     """Say when a pool is read block by block because it exceeds the RAM cap."""
     if not p.read_in_blocks:
         return {}
-    return {"read_in_blocks": f"{p.n * p.dim * 4 / 2**30:.1f} GiB of embeddings exceed the RAM cap "
-                              f"({ram_cap() / 2**30:.1f} GiB; set FMAL_MAX_RAM): read block by block, never whole"}
+    return {"read_in_blocks": f"{format_bytes(p.n * p.dim * 4)} of embeddings exceed the RAM cap "
+                              f"({format_bytes(ram_cap())}; set FMAL_MAX_RAM): read block by block, never whole"}
 
 
 def _proba_batched(probe: LinearProbe, X: np.ndarray, rows: np.ndarray, batch: int = 65536) -> np.ndarray:

@@ -34,7 +34,7 @@ import pandas as pd
 
 from fmal import index as fmal_index
 from fmal._atomic import atomic_path, write_json
-from fmal._matrix import BlockMatrix, ram_cap
+from fmal._matrix import BlockMatrix, format_bytes, ram_cap
 from fmal._validation import check_pool_name
 from fmal._version import __version__
 from fmal.encoders import Encoder
@@ -162,7 +162,7 @@ def open_embeddings(f: Path, n: int, dim: int, dtype: str = "float32") -> np.nda
             "rebuild with fmal embed --overwrite"
         )
     if n * dim * 4 > ram_cap():
-        log.info("%s: %.1f GiB of float32 embeddings exceed the RAM cap: reading them in blocks", f, n * dim * 4 / 2**30)
+        log.info("%s: %s of float32 embeddings exceed the RAM cap: reading them in blocks", f, format_bytes(n * dim * 4))
         del X
         return BlockMatrix(f)  # type: ignore[return-value]  (array-like: what the readers use)
     if X.dtype != np.float32:

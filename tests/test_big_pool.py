@@ -84,3 +84,10 @@ def test_a_pool_over_the_ram_cap_is_seeded_and_queried_in_blocks(big, monkeypatc
     labels.write_text("id,label\n" + "".join(f"{i},{'ab'[k % 2]}\n" for k, i in enumerate(plain.ids)), encoding="utf-8")
     q = fmal.query("big", labels, 20, index_dir=index_dir, candidates="knn:20", output=index_dir / "q.csv")
     assert len(q.ids) == 20 and "read_in_blocks" in q.info
+
+
+def test_format_bytes() -> None:
+    from fmal._matrix import format_bytes
+
+    assert format_bytes(100) == "100 B" and format_bytes(1536) == "1.5 KiB"
+    assert format_bytes(8 * 2**20) == "8.0 MiB" and format_bytes(15_360_000_000) == "14.3 GiB"
