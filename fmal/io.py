@@ -211,24 +211,26 @@ def load_texts(
     path = Path(path)
     files = shard_files(path) if path.is_dir() else [path]
     texts: list[str] = []
-    ids: list[str] | None = []
+    ids: list[str] = []
+    has_ids: bool | None = None  # the first shard decides: every shard has an id column or none has
     frames, digests, fmts, starts = [], [], set(), []
     used_id_col: str | None = None
-    for k, f in enumerate(files):
+    for f in files:
         frame, fmt, digest = read_table(f)
         t, i, col = _texts_and_ids(f, frame, fmt, text_col, id_col)
-        if k and (i is None) != (ids is None):
+        if has_ids is not None and (i is not None) != has_ids:
             raise InvalidInputError(
                 f"{f}: {'no id column' if i is None else 'an id column'} unlike {files[0].name}; give every shard ids or none"
             )
         texts += t
-        ids = None if i is None else (ids or []) + i
+        has_ids = i is not None
+        ids.extend(i or [])
         used_id_col = col
         frames.append(frame)
-        digests.append(f"{f.name}:{digest}")
+        digests.append(digest)
         fmts.add(fmt)
         starts.append(len(texts) - len(t))
-    if ids is None:
+    if not has_ids:
         ids = generate_ids(texts)
     else:
         first: dict[str, int] = {}
@@ -239,8 +241,9 @@ def load_texts(
                 raise InvalidInputError(f"{f0}: {rows}: duplicate id {x!r} in column {used_id_col!r}; ids must be unique")
             first[x] = j
     if len(files) == 1:
-        return TextTable(path, fmts.pop(), ids, texts, text_col, used_id_col, digests[0].split(":", 1)[1], frames[0])
-    fingerprint = "sha256:" + hashlib.sha256("\n".join(digests).encode()).hexdigest()
+        fmt = fmts.pop()
+        return TextTable(path, fmt, ids, texts, "text" if fmt == "txt" else text_col, used_id_col, digests[0], frames[0])
+    fingerprint = "sha256:" + hashlib.sha256("\n".join(f"{f.name}\t{d}" for f, d in zip(files, digests)).encode()).hexdigest()
     frame = pd.concat(frames, ignore_index=True)
     fmt = f"folder of {len(files)} {'/'.join(sorted(fmts))} files"
     return TextTable(path, fmt, ids, texts, text_col, used_id_col, fingerprint, frame)
