@@ -571,6 +571,15 @@ class AuditResult:
     info: dict[str, Any]
 
 
+def _stored_labels(p: store.Pool, session: Session) -> tuple[list[str], np.ndarray, list[str]]:
+    """The pool's labeled ids (sorted), their rows and labels; an error when there are none yet."""
+    known = session.labels
+    if not known:
+        raise LabelsError(f"pool {p.name!r} has no labels yet; import some first with fmal import-labels FILE --pool {p.name}")
+    ids = sorted(known)
+    return ids, p.rows_of(ids, source="labels"), [known[i] for i in ids]
+
+
 def audit(
     pool: str | PathLike,
     *,
@@ -590,12 +599,8 @@ def audit(
     """
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
-    known = session.labels
-    if not known:
-        raise LabelsError(f"pool {p.name!r} has no labels yet; import some first with fmal import-labels FILE --pool {p.name}")
-    ids = sorted(known)
-    rows = p.rows_of(ids, source="labels")
-    res = audit_labels(np.asarray(p.embeddings[rows]), ids, [known[i] for i in ids], n_folds=n_folds, random_state=random_state)
+    ids, rows, y = _stored_labels(p, session)
+    res = audit_labels(np.asarray(p.embeddings[rows]), ids, y, n_folds=n_folds, random_state=random_state)
     out = None
     if output is not None:
         if format is None:
@@ -627,15 +632,10 @@ def report(
     check_positive(rare_ratio, "rare_ratio")
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
-    known = session.labels
-    if not known:
-        raise LabelsError(f"pool {p.name!r} has no labels yet; import some first with fmal import-labels FILE --pool {p.name}")
+    ids, rows, y = _stored_labels(p, session)
     out = Path(output) if output is not None else p.path / "reports" / "report.md"
     if out.suffix.lower() != ".md":
         raise InvalidInputError(f"--output {out}: the report is markdown, use a .md file name (the PNG goes beside it)")
-    ids = sorted(known)
-    rows = p.rows_of(ids, source="labels")
-    y = [known[i] for i in ids]
     probe = LinearProbe(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))
     proba = _proba_batched(probe, p.embeddings, np.arange(p.n))
     predicted = probe.classes_[proba.argmax(axis=1)]
@@ -643,9 +643,9 @@ def report(
     k = int(min(n_clusters, p.n))
     _, assign, sim = fmal_seed_kmeans(p.embeddings, k, random_state=random_state)
     clusters = unlabeled_clusters(assign, sim, rows, predicted, p.texts, k)
-    rounds = rounds_balance(session.rounds, known, balance["class"].tolist())
+    rounds = rounds_balance(session.rounds, session.labels, balance["class"].tolist())
     picked = {i for r in session.rounds for i in r["ids"]}
-    rep = BiasReport(balance, clusters, rounds, warns, p.n, len(known), k, sum(i not in picked for i in known))
+    rep = BiasReport(balance, clusters, rounds, warns, p.n, len(ids), k, sum(i not in picked for i in ids))
     write_report(rep, out, p.name)
     return rep
 

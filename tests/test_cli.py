@@ -44,6 +44,27 @@ BAD_EMBED_INPUTS = {
 }
 
 
+BAD_SHARD_FOLDERS = {
+    # name: ({shard file: bytes}, words the error must contain)
+    "no shards": ({"notes.md": b"x"}, ["shards", "folder holds no"]),
+    "duplicate id across shards": ({"a.csv": b"id,text\n1,a\n", "b.csv": b"id,text\n1,b\n"},
+                                   ["a.csv", "b.csv: row 1", "duplicate id '1'"]),
+    "ids in one shard only": ({"a.csv": b"id,text\n1,a\n", "b.csv": b"text\nb\n"}, ["b.csv", "no id column", "a.csv"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SHARD_FOLDERS))
+def test_embed_bad_folder_of_shards_is_one_line_error(cli, cli_error, tmp_path, tiny_model_dir, case):
+    files, needles = BAD_SHARD_FOLDERS[case]
+    d = tmp_path / "shards"
+    d.mkdir()
+    for name, content in files.items():
+        (d / name).write_bytes(content)
+    cli_error(cli("embed", d, "--pool", "p", "--index-dir", tmp_path / "idx", "--model", tiny_model_dir), *needles)
+    assert not (tmp_path / "idx" / "p" / "manifest.json").exists()
+    _no_temp_files(tmp_path)
+
+
 @pytest.mark.parametrize("case", list(BAD_EMBED_INPUTS))
 def test_embed_bad_input_is_one_line_error(cli, cli_error, tmp_path, tiny_model_dir, case):
     name, content, extra, needles = BAD_EMBED_INPUTS[case]

@@ -47,7 +47,9 @@ app = typer.Typer(
     help="Choose what to label first: embed a pool of texts, pick a diverse cold-start set, then "
     "query the rows a linear probe is least sure about.\n\n"
     "Typical loop: fmal embed data.csv --pool P; fmal seed --pool P --budget 20; label the picks; "
-    "fmal query --pool P --labels labels.csv --budget 20; repeat.",
+    "fmal query --pool P --labels labels.csv --budget 20; repeat.\n\n"
+    "Environment: FMAL_MAX_RAM (e.g. 8G; default half the RAM): pools whose embeddings exceed it are "
+    "read block by block, never whole. FMAL_CACHE: where ONNX exports go (default ~/.cache/fmal).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from fmal.export import register
-from fmal.export.base import AGENT, ID_KEY, LABEL_KEY, Answer, Answers, Format, meta_of, read_records, rows, suggestion, text_label, write_json, write_jsonl
+from fmal.export.base import AGENT, ID_KEY, LABEL_KEY, Answers, Format, meta_of, read_records, rows, suggestion, text_label, write_json, write_jsonl
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -84,12 +84,8 @@ def _read(path: Path) -> Answers:
             at = f"{where} (user {who})"
             if status not in (None, "submitted"):
                 res.skipped.append((at, f"response status {status!r}"))
-            elif isinstance(value, list):
-                res.skipped.append((at, f"{len(value)} labels chosen; fmal needs exactly one"))
-            elif text_label(value) is None:
-                res.skipped.append((at, "empty response"))
             else:
-                res.answers.append(Answer(rid, text_label(value), at))  # type: ignore[arg-type]
+                res.take(rid, value, at, chosen="labels chosen", empty="empty response")
     return res
 
 

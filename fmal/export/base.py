@@ -51,6 +51,16 @@ class Answers:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
     n_records: int = 0
 
+    def take(self, rid: str, value: Any, where: str, *, chosen: str, empty: str) -> None:
+        """Record ``value`` as ``rid``'s label, or skip it: several values chosen (``chosen`` names
+        them: "labels", "choices"), or a blank one (``empty`` says why)."""
+        if isinstance(value, list):
+            self.skipped.append((where, f"{len(value)} {chosen}; fmal needs exactly one"))
+        elif text_label(value) is None:
+            self.skipped.append((where, empty))
+        else:
+            self.answers.append(Answer(rid, text_label(value), where))  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True)
 class Format:

@@ -83,12 +83,8 @@ def _read(path: Path) -> Answers:
             lab = task.get(LABEL_KEY)
             if rid is None:
                 res.skipped.append((where, f"no {ID_KEY!r}; was the task exported by fmal?"))
-            elif isinstance(lab, list):
-                res.skipped.append((where, f"{len(lab)} choices; fmal needs exactly one"))
-            elif text_label(lab) is None:
-                res.skipped.append((where, "not annotated"))
             else:
-                res.answers.append(Answer(rid, text_label(lab), where))
+                res.take(rid, lab, where, chosen="choices", empty="not annotated")
             continue
         data = task.get("data") or {}
         rid = text_label(data.get(ID_KEY))
