@@ -174,7 +174,7 @@ class SentenceTransformerEncoder:
                 raise InvalidInputError(f"--backend {self.backend} runs on the CPU only, got device {device!r}")
             from fmal import _onnx
 
-            self._session, exp = _onnx.load_session(self.model, self.fingerprint, self.name, self.backend, self.threads)
+            self._session, exp = _onnx.load_session(self.model, self.fingerprint, self.name, self.backend)
             self._input_names = exp.input_names
             self.onnx_file = str(exp.path)
         log.info("encoder %s: backend %s, %d thread(s), max_seq_length %s, dim %d",
@@ -205,7 +205,8 @@ class SentenceTransformerEncoder:
         if self._session is not None:
             from fmal import _onnx
 
-            emb = _onnx.run_sorted(self._session, self.model, texts, self._input_names, batch_size, self.dim)
+            emb = _onnx.run_sorted(self._session, self.model, texts, self._input_names, batch_size, self.dim,
+                                   workers=self.threads)
             if normalize and len(emb):
                 emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
             return np.ascontiguousarray(emb, dtype=np.float32)

@@ -176,6 +176,15 @@ def test_threads_default_to_available_cores(tiny_model_dir: Path) -> None:
         load_encoder(tiny_model_dir, threads=0)
 
 
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_concurrent_batches_give_the_same_rows(tiny_model_dir: Path, backend: str) -> None:
+    """``threads`` batches run at once on one single-threaded session: the batches are the same as
+    one at a time, so the rows are byte-identical (int8 included)."""
+    one = load_encoder(tiny_model_dir, backend=backend, threads=1).encode(SENTENCES, batch_size=8)
+    three = load_encoder(tiny_model_dir, backend=backend, threads=3).encode(SENTENCES, batch_size=8)
+    np.testing.assert_array_equal(one, three)
+
+
 def test_bad_backend_and_precision_are_named(small_csv: Path, index_dir: Path) -> None:
     assert DEFAULT_BACKEND in BACKENDS
     with pytest.raises(InvalidInputError, match=r"--backend must be one of \['torch', 'onnx', 'onnx-int8'\], got 'tensorrt'"):
