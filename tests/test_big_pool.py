@@ -80,6 +80,12 @@ def test_a_pool_over_the_ram_cap_is_seeded_and_queried_in_blocks(big, monkeypatc
     assert res.indices.tolist() == mapped.indices.tolist()  # the same picks as from the memory-mapped read
     blocked = fmal.seed("big", 40, index_dir=index_dir, output=index_dir / "blocked.csv", random_state=3)
     assert "block by block" in blocked.info["read_in_blocks"]  # and the API says so
+    # with the pool's IVF index: two-level k-means over its lists, the report on a sample of rows
+    assert "IVF lists" in blocked.info["two_level"] and "random rows" in blocked.info["coverage_sample"]
+    assert blocked.info["rows_read"] <= 40 * 500
+    exact = fmal.seed("big", 40, index_dir=index_dir, output=index_dir / "exact.csv", random_state=3, exact=True)
+    assert "two_level" not in exact.info and "coverage_sample" not in exact.info
+    assert exact.info["clusters_represented"] == "40 of 40"
     labels = index_dir / "labels.csv"
     labels.write_text("id,label\n" + "".join(f"{i},{'ab'[k % 2]}\n" for k, i in enumerate(plain.ids)), encoding="utf-8")
     q = fmal.query("big", labels, 20, index_dir=index_dir, candidates="knn:20", output=index_dir / "q.csv")
@@ -91,3 +97,28 @@ def test_format_bytes() -> None:
 
     assert format_bytes(100) == "100 B" and format_bytes(1536) == "1.5 KiB"
     assert format_bytes(8 * 2**20) == "8.0 MiB" and format_bytes(15_360_000_000) == "14.3 GiB"
+
+
+def test_two_level_kmeans_over_ivf_lists_finds_the_clusters(tmp_path: Path) -> None:
+    """The two-level path (IVF lists, then k-means of their centroids weighted by size) recovers
+    well separated clusters as the exact k-means does, reading no embedding for the assignment."""
+    import faiss
+    from sklearn.metrics import adjusted_rand_score
+
+    from fmal.seed.clustering import ivf_lists, kmeans, pool_kmeans
+
+    X, y = clustered(n=20_000, d=16, k=8, spread=0.05, seed=2)
+    index = faiss.index_factory(16, "IVF128,Flat", faiss.METRIC_INNER_PRODUCT)
+    index.train(X)
+    index.add(X)
+    C1, lists = ivf_lists(index, X.shape[0])
+    assert C1.shape == (128, 16) and lists.min() >= 0 and lists.max() < 128
+    assert ivf_lists(faiss.IndexFlatIP(16), 10) is None and ivf_lists(index, 5) is None
+    np.save(tmp_path / "X.npy", X)
+    B = BlockMatrix(tmp_path / "X.npy")
+    two = pool_kmeans(B, 8, index=index, random_state=0)
+    assert two.two_level and np.isnan(two.sim).all()
+    exact = kmeans(X, 8, random_state=0)[1]
+    assert adjusted_rand_score(y, two.assign) > 0.9 and adjusted_rand_score(y, exact) > 0.9
+    assert not pool_kmeans(X, 8, index=index).two_level  # an array in RAM: exact
+    assert not pool_kmeans(B, 64, index=index).two_level  # too few lists per cluster: exact

@@ -35,12 +35,18 @@ def seed_cmd(
     n_classes: Optional[int] = typer.Option(
         None, "--n-classes", help="probcover: how many k-means pseudo-classes the purity rule for delta uses "
         "(an integer >= 2; default 10; about the number of label classes you expect). Ignored with --delta."),
+    exact: bool = typer.Option(
+        False, "--exact", help="On a pool over the RAM cap (FMAL_MAX_RAM), cluster and judge every row by streaming "
+        "the embeddings, instead of the two-level clustering over the index's IVF lists and a sampled coverage "
+        "report (slower: several passes over the pool on disk)."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Pick a diverse, typical cold-start set to label first: no labels needed."""
     params: dict[str, object] = {} if delta is None else {"delta": check_delta(delta)}
     if n_classes is not None:
         params["n_classes"] = check_n_classes(n_classes)
+    if exact:
+        params["exact"] = True
     sel = api.seed(pool, budget, strategy, index_dir=index_dir, labels=labels, output=output, random_state=seed, **params)
     again = " (same as the last round: reused)" if sel.reused else ""
     typer.echo(f"round {sel.round}: {len(sel.picks)} rows picked by {strategy}{again}")

@@ -51,7 +51,7 @@ def auto_seed(
     labeled = check_indices(labeled, n)
     budget = check_budget(budget, n - labeled.size)
     if rule == "strata":  # a random row of every cluster
-        res = _cluster_pick(X, budget, labeled, random_state, _random_member)
+        res = _cluster_pick(X, budget, labeled, random_state, _random_member, index)
     elif rule == "mix":  # one row per cluster: the most typical in every other cluster, a random one in the rest
         turn = [0]
 
@@ -61,10 +61,10 @@ def auto_seed(
                 return _random_member(rows, sim, rng)
             return most_typical(X, rows, rng)
 
-        res = _cluster_pick(X, budget, labeled, random_state, alternate)
+        res = _cluster_pick(X, budget, labeled, random_state, alternate, index)
     elif rule == "hedge":  # half TypiClust, half random
         half = (budget + 1) // 2
-        a = typiclust_seed(X, half, labeled=labeled, random_state=random_state)
+        a = typiclust_seed(X, half, index=index, labeled=labeled, random_state=random_state)
         rest = budget - half
         if rest:
             b = random_seed(X, rest, labeled=np.union1d(labeled, a.indices), random_state=random_state)

@@ -4,10 +4,17 @@ Both cluster the pool into ``budget + n_labeled`` clusters with FAISS k-means (w
 sample of at most KMEANS_POINTS_PER_CENTROID points per centroid, so the cost does not grow with the pool), treat
 clusters that hold a labeled row as covered, and pick one row in each of the largest uncovered
 clusters. Memory stays linear in the pool: no N x N matrix is ever formed.
+
+A pool over the RAM cap (read block by block) with an IVF index is clustered in two levels instead
+(:func:`pool_kmeans`): the index's own IVF lists, trained on a sample when the index was built, are
+the first level, and k-means of their centroids, weighted by list size, the second. Every row's
+cluster then comes from the inverted lists' ids, without a pass over the embeddings, and each
+cluster's pick is chosen among a random sample of its rows.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import faiss
@@ -82,6 +89,96 @@ def kmeans(
     return km.centroids, assign, sim
 
 
+#: the two-level path needs at least this many IVF lists per cluster (else: exact k-means)
+TWO_LEVEL_LISTS_PER_CLUSTER = 4
+
+
+def ivf_lists(index: Any, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first level a compressed index already holds: its IVF centroids [nlist, d] and the list
+    of every row [n], read from the inverted lists' ids (no embedding is read). None when ``index``
+    is not an IVF index holding rows 0..n-1."""
+    if index is None:
+        return None
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return None
+    if ivf.ntotal != n:
+        return None
+    inv = ivf.invlists
+    lists = np.full(n, -1, dtype=np.int64)
+    for j in range(ivf.nlist):
+        size = inv.list_size(j)
+        if size:
+            ptr = inv.get_ids(j)
+            lists[faiss.rev_swig_ptr(ptr, size)] = j
+            inv.release_ids(j, ptr)
+    if (lists < 0).any():
+        return None
+    return ivf.quantizer.reconstruct_n(0, ivf.nlist), lists
+
+
+def two_level_kmeans(
+    coarse: tuple[np.ndarray, np.ndarray], k: int, *, random_state: int = 0, niter: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means of the IVF centroids weighted by their list sizes, then every row to the cluster of
+    its list. Returns (centroids [k, d], assignment [n])."""
+    C1, lists = coarse
+    w = np.bincount(lists, minlength=C1.shape[0]).astype(np.float32)
+    used = np.nonzero(w > 0)[0]
+    k = int(min(k, used.size))
+    X1 = np.ascontiguousarray(C1[used], dtype=np.float32)
+    km = faiss.Kmeans(X1.shape[1], k, niter=niter, seed=int(random_state) % (2**31), verbose=False)
+    km.cp.min_points_per_centroid = 1
+    km.cp.max_points_per_centroid = max(1, -(-used.size // k))  # no subsampling of the centroids
+    rng = np.random.default_rng(random_state)
+    km.train(X1, weights=w[used], init_centroids=kmeans_pp_init(X1, k, rng))
+    idx_l2 = faiss.IndexFlatL2(X1.shape[1])
+    idx_l2.add(km.centroids)
+    _, a1 = idx_l2.search(np.ascontiguousarray(C1, dtype=np.float32), 1)
+    return km.centroids, a1[:, 0][lists]
+
+
+@dataclass
+class PoolClusters:
+    """A k-means clustering of the pool. ``sim`` (similarity to the own centroid) is complete on the
+    exact path; on the two-level path it is NaN until :meth:`sample` fills it for the rows drawn."""
+
+    X: Any
+    centroids: np.ndarray
+    assign: np.ndarray
+    sim: np.ndarray
+    two_level: bool
+    info: dict[str, Any]
+
+    def sample(self, rows: np.ndarray, c: int, rng: np.random.Generator) -> np.ndarray:
+        """The rows of cluster ``c`` to choose among: all of them on the exact path; on the
+        two-level path a random sample of TYPICALITY_SAMPLE, gathered and scored against the centroid."""
+        if not self.two_level:
+            return rows
+        if rows.size > TYPICALITY_SAMPLE:
+            rows = np.sort(rng.choice(rows, size=TYPICALITY_SAMPLE, replace=False))
+        self.sim[rows] = np.asarray(self.X[rows], dtype=np.float32) @ self.centroids[c]
+        self.info["rows_read"] = self.info.get("rows_read", 0) + int(rows.size)
+        return rows
+
+
+def pool_kmeans(X: Any, k: int, *, index: Any = None, random_state: int = 0) -> PoolClusters:
+    """k-means of the pool into ``k`` clusters: exact (:func:`kmeans`) while the pool is read whole
+    or memory-mapped, two-level over ``index``'s IVF lists when it is read block by block (over
+    the RAM cap) and the index has TWO_LEVEL_LISTS_PER_CLUSTER lists per cluster."""
+    n = X.shape[0]
+    coarse = ivf_lists(index, n) if isinstance(X, BlockMatrix) else None
+    if coarse is not None and coarse[0].shape[0] >= TWO_LEVEL_LISTS_PER_CLUSTER * k:
+        centroids, assign = two_level_kmeans(coarse, k, random_state=random_state)
+        info = {"two_level": f"k-means of the index's {coarse[0].shape[0]:,} IVF lists (trained on a sample at "
+                             f"build time) weighted by size; no pass over the embeddings, picks made "
+                             f"among up to {TYPICALITY_SAMPLE} sampled rows per cluster"}
+        return PoolClusters(X, centroids, assign, np.full(n, np.nan, dtype=np.float32), True, info)
+    centroids, assign, sim = kmeans(X, k, random_state=random_state)
+    return PoolClusters(X, centroids, assign, sim, False, {})
+
+
 def typicality(Xc: np.ndarray, k: int = 20) -> np.ndarray:
     """1 / mean Euclidean distance to the ``k`` nearest neighbours within ``Xc`` (exact, FAISS)."""
     m = Xc.shape[0]
@@ -140,15 +237,17 @@ def _members(assign: np.ndarray, k: int) -> list[np.ndarray]:
 
 
 def _cluster_pick(
-    X: np.ndarray, budget: int, labeled: np.ndarray | None, random_state: int, score_cluster
+    X: np.ndarray, budget: int, labeled: np.ndarray | None, random_state: int, score_cluster, index: Any = None
 ) -> SeedResult:
     n = X.shape[0]
     labeled = check_indices(labeled, n)
     budget = check_budget(budget, n - labeled.size)
     rng = np.random.default_rng(random_state)
     k = min(budget + labeled.size, n)
-    _, assign, sim = kmeans(X, k, random_state=random_state)
-    order, sizes = _uncovered_order(assign, k, labeled, rng)
+    pc = pool_kmeans(X, k, index=index, random_state=random_state)
+    assign, sim = pc.assign, pc.sim
+    k = int(pc.centroids.shape[0])
+    order, _ = _uncovered_order(assign, k, labeled, rng)
     members = _members(assign, k)
     is_labeled = np.zeros(n, dtype=bool)
     is_labeled[labeled] = True
@@ -159,6 +258,7 @@ def _cluster_pick(
         rows = members[c][~is_labeled[members[c]]]
         if rows.size == 0:
             continue
+        rows = pc.sample(rows, int(c), rng)
         row, score = score_cluster(rows, sim, rng)
         picks.append(int(row))
         scores.append(float(score))
@@ -166,7 +266,7 @@ def _cluster_pick(
     filled = _fill_random(picks, budget, n, labeled, rng)
     scores += [float("nan")] * filled
     clusters += [-1] * filled
-    info = {"n_clusters": int(k), "filled_at_random": int(filled)}
+    info = {"n_clusters": int(k), "filled_at_random": int(filled), **pc.info}
     return SeedResult(np.asarray(picks, dtype=np.int64), np.asarray(scores), np.asarray(clusters, dtype=np.int64), info,
                       assign=assign)
 
@@ -182,7 +282,7 @@ def kmeans_seed(
         j = int(np.argmax(sim[rows]))
         return int(rows[j]), float(sim[rows[j]])
 
-    return _cluster_pick(X, budget, labeled, random_state, nearest)
+    return _cluster_pick(X, budget, labeled, random_state, nearest, index)
 
 
 @SEED_STRATEGIES.register("typiclust")
@@ -203,4 +303,4 @@ def typiclust_seed(
     def pick(rows: np.ndarray, sim: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
         return most_typical(X, rows, rng, k_neighbors)
 
-    return _cluster_pick(X, budget, labeled, random_state, pick)
+    return _cluster_pick(X, budget, labeled, random_state, pick, index)

@@ -3,6 +3,8 @@ within delta of a chosen row, how many k-means clusters hold one, and the larges
 
 Cheap by construction: one streamed 1-NN pass of the pool against the chosen rows (a FAISS index
 of budget + labeled vectors), one k-means (or the strategy's own), one ProbCover delta on a sample.
+A pool read block by block (over the RAM cap) is judged on a random sample of COVERAGE_SAMPLE rows
+instead of a full pass, and the report says so.
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from fmal._matrix import BlockMatrix
 from fmal._validation import check_indices
 from fmal.seed.base import SEED_STRATEGIES, SeedResult
-from fmal.seed.clustering import kmeans
+from fmal.seed.clustering import pool_kmeans
 from fmal.seed.coverage import probcover_delta
 from fmal.seed.geometry import check_delta, dist_of_sim, nearest_sim
+
+#: rows a pool read block by block is judged on (distance fractions and medians: sampling error ~0.1%)
+COVERAGE_SAMPLE = 200_000
+_GATHER = 65536  # sampled rows gathered at a time
 
 
 def diagnose(
@@ -26,12 +33,16 @@ def diagnose(
     delta: float | None = None,
     assign: np.ndarray | None = None,
     random_state: int = 0,
+    index: Any = None,
+    sample: bool = True,
 ) -> dict[str, Any]:
     """Coverage report of ``picks`` (with ``labeled`` rows counted as chosen).
 
     ``delta``: ball radius (Euclidean, unit vectors); default ProbCover's automatic delta.
     ``assign``: a k-means clustering of the pool to judge by; default k-means with one cluster per
-    chosen row, so a perfect spread represents every cluster.
+    chosen row, so a perfect spread represents every cluster (two-level over ``index``'s IVF lists
+    for a pool read block by block, see fmal.seed.clustering.pool_kmeans). ``sample``: judge a
+    pool read block by block on COVERAGE_SAMPLE random rows rather than a full pass.
     """
     n = X.shape[0]
     labeled = check_indices(labeled, n)
@@ -42,14 +53,20 @@ def diagnose(
         delta = d["delta"]
         out["coverage_delta_rule"] = "auto (" + d["delta_rule"] + ")"
     delta = check_delta(delta)
-    sim, _ = nearest_sim(X, np.asarray(X[chosen]))
+    C = np.asarray(X[chosen])
+    if sample and isinstance(X, BlockMatrix) and n > COVERAGE_SAMPLE:
+        rows = np.sort(np.random.default_rng(random_state).choice(n, size=COVERAGE_SAMPLE, replace=False))
+        sim = np.concatenate([nearest_sim(X[rows[s : s + _GATHER]], C)[0] for s in range(0, rows.size, _GATHER)])
+        out["coverage_sample"] = f"distances estimated on {COVERAGE_SAMPLE:,} random rows of {n:,}"
+    else:
+        sim, _ = nearest_sim(X, C)
     dist = dist_of_sim(sim)
     out["coverage_delta"] = round(float(delta), 4)
     out["pool_within_delta"] = round(float((dist <= delta + 1e-6).mean()), 4)
     out["median_distance_to_chosen"] = round(float(np.median(dist)), 4)
     out["max_distance_to_chosen"] = round(float(dist.max()), 4)
     if assign is None:
-        _, assign, _ = kmeans(X, min(chosen.size, n), random_state=random_state)
+        assign = pool_kmeans(X, min(chosen.size, n), index=index, random_state=random_state).assign
     k = int(assign.max()) + 1
     sizes = np.bincount(assign, minlength=k)
     hit = np.zeros(k, dtype=bool)
@@ -75,8 +92,12 @@ def select(
 ) -> SeedResult:
     """Run the seed strategy named ``strategy`` and add the coverage report to its ``info``."""
     fn = SEED_STRATEGIES.get(strategy)
+    exact = bool(params.pop("exact", False))  # a pool over the RAM cap: every row, no two-level, no sample
+    if exact:
+        index = None
     res = fn(X, budget, index=index, labeled=labeled, random_state=random_state, **params)
     if diagnostics:
         delta = res.delta if res.delta is not None else params.get("delta")
-        res.info.update(diagnose(X, res.indices, labeled, delta=delta, assign=res.assign, random_state=random_state))
+        res.info.update(diagnose(X, res.indices, labeled, delta=delta, assign=res.assign, random_state=random_state,
+                                 index=index, sample=not exact))
     return res
