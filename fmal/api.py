@@ -22,7 +22,7 @@ from fmal import store
 from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive
 from fmal.exceptions import InvalidInputError, LabelsError
-from fmal.io import load_texts, read_labels, write_table
+from fmal.io import ShardList, list_shards, load_texts, read_labels, write_table
 from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
 from fmal.query.stopping import advice as stop_advice
@@ -58,6 +58,8 @@ class EmbedResult:
     precision: str = "float32"
     max_seq_length: int | None = None
     threads: int | None = None
+    engine: str = "local"
+    n_shards: int = 0  # input files read by the Ray engine's workers (0: read here, by the local engine)
 
 
 def embed(
@@ -81,7 +83,7 @@ def embed(
     engine: str = "local",
     ray_address: str | None = None,
     workers: int | None = None,
-    on_start: Callable[[int], None] | None = None,
+    on_start: Callable[[int | None], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> EmbedResult:
     """Read ``input``, embed its texts (each distinct text once) and write the pool folder.
@@ -90,6 +92,11 @@ def embed(
     and model is left as it is (``skipped=True``). ``backend`` (torch, onnx, onnx-int8) and
     ``precision`` (float32, float16) left as None mean: the existing pool's (or the interrupted
     run's), else ``fmal.encoders.DEFAULT_BACKEND`` and float32.
+
+    ``engine="ray"``: Ray workers read the input (each file of a folder of shards, or the one
+    file) and embed it; work is saved and resumed per shard, texts repeated across shards are
+    embedded once per shard, and the pool is the local engine's. ``on_start(total)`` gets the
+    row count, or None on Ray (rows are counted as they are read).
     """
     t0 = time.perf_counter()
     check_positive(batch_size, "batch_size", integer=True)
@@ -102,7 +109,9 @@ def embed(
     if engine not in ENGINES:
         raise InvalidInputError(f"engine must be one of [{', '.join(ENGINES)}], got {engine!r}")
     path = store.pool_path(pool, index_dir)
-    table = load_texts(input, text_col=text_col, id_col=id_col)
+    # the Ray engine reads the input on its workers: here it is only listed and fingerprinted
+    source = list_shards(input, text_col=text_col, id_col=id_col) if engine == "ray" else load_texts(input, text_col=text_col, id_col=id_col)
+    n_shards = len(source.files) if isinstance(source, ShardList) else 0
     name, folder = fmal_encoders.resolve_model(model)
     if not overwrite and (backend is None or precision is None):
         backend, precision = _existing_build_settings(path, backend, precision)
@@ -110,29 +119,33 @@ def embed(
     precision = precision or "float32"
     if not overwrite and folder is not None:
         # cheap no-op check before loading the model: a local model's fingerprint is its files' hash
-        m = store.check_existing(path, table, name, fmal_encoders.fingerprint_folder(folder), backend, precision)
+        m = store.check_existing(path, source, name, fmal_encoders.fingerprint_folder(folder), backend, precision)
         if m is not None:
             mm = m.get("model", {})
             return EmbedResult(path, m["n_rows"], m["n_unique_texts"], 0, 0, True, time.perf_counter() - t0, name,
-                               m["dim"], backend, precision, mm.get("max_seq_length"), mm.get("threads"))
+                               m["dim"], backend, precision, mm.get("max_seq_length"), mm.get("threads"), engine, n_shards)
     encoder_kwargs = {"model": None if model is None else str(model), "trust_remote_code": trust_remote_code,
                       "backend": backend, "max_seq_length": max_seq_length, "threads": threads}
     encoder = fmal_encoders.load_encoder(**encoder_kwargs)
-    chunk_engine = None
-    if engine == "ray":
+    settings: dict[str, Any] = {
+        "batch_size": batch_size, "chunk_size": chunk_size, "overwrite": overwrite, "precision": precision,
+        "index_kind": index, "max_index_memory": fmal_index.parse_memory(max_index_memory), "on_progress": on_progress,
+    }
+    if isinstance(source, ShardList):
         from fmal.engines.ray_engine import RayEngine
 
-        chunk_engine = RayEngine(encoder_kwargs, batch_size=batch_size, address=ray_address, workers=workers)
-    if on_start:
-        on_start(len(table))
-    res = store.build_pool(
-        table, encoder, path, batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite,
-        precision=precision, index_kind=index, max_index_memory=fmal_index.parse_memory(max_index_memory),
-        engine=chunk_engine, on_progress=on_progress,
-    )
+        if on_start:
+            on_start(None)  # rows are counted as the workers read them
+        ray_engine = RayEngine(encoder_kwargs, batch_size=batch_size, address=ray_address, workers=workers)
+        res = store.build_pool_from_shards(source, encoder, path, engine=ray_engine, **settings)
+    else:
+        if on_start:
+            on_start(len(source))
+        res = store.build_pool(source, encoder, path, **settings)
     return EmbedResult(
         path, res.n_rows, res.n_unique, res.n_embedded, res.n_chunks_reused, res.skipped,
         time.perf_counter() - t0, encoder.name, encoder.dim, backend, precision, encoder.max_seq_length, encoder.threads,
+        engine, n_shards,
     )
 
 

@@ -58,12 +58,34 @@ def detect_format(path: Path, allowed: dict[str, str] = READ_FORMATS) -> str:
     return fmt
 
 
-def _read_bytes(path: Path) -> bytes:
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise InvalidInputError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise InvalidInputError(f"{path}: is a folder, expected a file")
+
+
+def _read_bytes(path: Path) -> bytes:
+    _check_file(path)
     return path.read_bytes()
+
+
+def _digest(data: bytes) -> str:
+    """The fingerprint of one file's bytes (what pools record as their input's identity)."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """:func:`read_table`'s fingerprint of a file (sha256 of its bytes), read in blocks, not parsed:
+    the Ray engine fingerprints its shards on the driver and parses them on workers."""
+    path = Path(path)
+    detect_format(path)
+    _check_file(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -106,7 +128,7 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
     path = Path(path)
     fmt = detect_format(path)
     data = _read_bytes(path)
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    digest = _digest(data)
     if fmt == "parquet":
         try:
             frame = pd.read_parquet(io.BytesIO(data))
@@ -193,10 +215,111 @@ def _texts_and_ids(path: Path, frame: pd.DataFrame, fmt: str, text_col: str, id_
     return texts, ids, used_id_col
 
 
-def _file_row(files: list[Path], starts: list[int], j: int) -> tuple[Path, int]:
-    """File and 1-based row of the ``j``-th row of the concatenated shards."""
-    k = bisect.bisect_right(starts, j) - 1
-    return files[k], j - starts[k] + 1
+@dataclass(frozen=True)
+class Shard:
+    """One validated input file: its texts, its ids (None when it has no id column), the id column used."""
+
+    path: Path
+    format: str
+    digest: str
+    texts: list[str]
+    ids: list[str] | None
+    id_col: str | None
+    frame: pd.DataFrame
+
+
+def read_shard(path: str | os.PathLike[str], *, text_col: str = "text", id_col: str | None = None) -> Shard:
+    """Read and validate one file of a pool's input. The one reader of both engines (the Ray
+    engine runs it on its workers), so a bad row gives the same error whichever engine reads."""
+    path = Path(path)
+    frame, fmt, digest = read_table(path)
+    texts, ids, col = _texts_and_ids(path, frame, fmt, text_col, id_col)
+    return Shard(path, fmt, digest, texts, ids, col, frame)
+
+
+class ShardJoiner:
+    """Joins the shards of one input, added in name order, into one list of texts and ids: every
+    shard has ids or none has, ids are unique across shards, missing ids are generated from the
+    texts of all shards (so repeats get -2, -3 in input order)."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+        self.texts: list[str] = []
+        self._ids: list[str] = []
+        self._starts: list[int] = []
+        self.has_ids: bool | None = None  # the first shard decides
+        self.id_col: str | None = None
+
+    def add(self, texts: list[str], ids: list[str] | None, id_col: str | None) -> None:
+        """Append the next shard (texts, its ids or None, the id column used)."""
+        f = self.files[len(self._starts)]
+        if self.has_ids is not None and (ids is not None) != self.has_ids:
+            raise InvalidInputError(
+                f"{f}: {'no id column' if ids is None else 'an id column'} unlike {self.files[0].name}; give every shard ids or none"
+            )
+        self._starts.append(len(self.texts))
+        self.texts += texts
+        self.has_ids = ids is not None
+        self._ids.extend(ids or [])
+        self.id_col = id_col
+
+    def _file_row(self, j: int) -> tuple[Path, int]:
+        """File and 1-based row of the ``j``-th row of the joined shards."""
+        k = bisect.bisect_right(self._starts, j) - 1
+        return self.files[k], j - self._starts[k] + 1
+
+    def ids(self) -> list[str]:
+        """The ids of all rows: given (checked unique) or generated."""
+        if not self.has_ids:
+            return generate_ids(self.texts)
+        first: dict[str, int] = {}
+        for j, x in enumerate(self._ids):
+            if x in first:
+                (f0, r0), (f1, r1) = (self._file_row(r) for r in (first[x], j))
+                rows = f"rows {r0} and {r1}" if f0 == f1 else f"row {r0} and {f1}: row {r1}"
+                raise InvalidInputError(f"{f0}: {rows}: duplicate id {x!r} in column {self.id_col!r}; ids must be unique")
+            first[x] = j
+        return self._ids
+
+
+def input_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files of an input: the file itself, or the shards of a folder (:func:`shard_files`)."""
+    path = Path(path)
+    return shard_files(path) if path.is_dir() else [path]
+
+
+def input_identity(files: list[Path], digests: list[str], text_col: str) -> tuple[str, str, str]:
+    """(fingerprint, format, text column) a pool records for an input of ``files`` with ``digests``,
+    whichever engine read it. A single file (or a folder of one) is fingerprinted by its bytes."""
+    fmts = sorted({detect_format(f) for f in files})
+    if len(files) == 1:
+        return digests[0], fmts[0], "text" if fmts[0] == "txt" else text_col
+    fingerprint = "sha256:" + hashlib.sha256("\n".join(f"{f.name}\t{d}" for f, d in zip(files, digests)).encode()).hexdigest()
+    return fingerprint, f"folder of {len(files)} {'/'.join(fmts)} files", text_col
+
+
+@dataclass(frozen=True)
+class ShardList:
+    """An input listed and fingerprinted but not parsed: the Ray engine reads its shards on workers.
+
+    ``id_col`` is the column asked for: None means ``id`` when the shards have one, else generated."""
+
+    path: Path
+    files: list[Path]
+    digests: list[str]
+    text_col: str
+    id_col: str | None
+    fingerprint: str
+    format: str
+
+
+def list_shards(path: str | os.PathLike[str], *, text_col: str = "text", id_col: str | None = None) -> ShardList:
+    """List and fingerprint the files of an input (one file, or a folder of shards) without parsing them."""
+    path = Path(path)
+    files = input_files(path)
+    digests = [file_digest(f) for f in files]
+    fingerprint, fmt, text_col = input_identity(files, digests, text_col)
+    return ShardList(path, files, digests, text_col, id_col, fingerprint, fmt)
 
 
 def load_texts(
@@ -209,44 +332,18 @@ def load_texts(
     stable ids. Rows are numbered from 1 in their own file, counting data rows (not the header).
     """
     path = Path(path)
-    files = shard_files(path) if path.is_dir() else [path]
-    texts: list[str] = []
-    ids: list[str] = []
-    has_ids: bool | None = None  # the first shard decides: every shard has an id column or none has
-    frames, digests, fmts, starts = [], [], set(), []
-    used_id_col: str | None = None
+    files = input_files(path)
+    joiner = ShardJoiner(files)
+    frames, digests = [], []
     for f in files:
-        frame, fmt, digest = read_table(f)
-        t, i, col = _texts_and_ids(f, frame, fmt, text_col, id_col)
-        if has_ids is not None and (i is not None) != has_ids:
-            raise InvalidInputError(
-                f"{f}: {'no id column' if i is None else 'an id column'} unlike {files[0].name}; give every shard ids or none"
-            )
-        texts += t
-        has_ids = i is not None
-        ids.extend(i or [])
-        used_id_col = col
-        frames.append(frame)
-        digests.append(digest)
-        fmts.add(fmt)
-        starts.append(len(texts) - len(t))
-    if not has_ids:
-        ids = generate_ids(texts)
-    else:
-        first: dict[str, int] = {}
-        for j, x in enumerate(ids):
-            if x in first:
-                (f0, r0), (f1, r1) = (_file_row(files, starts, r) for r in (first[x], j))
-                rows = f"rows {r0} and {r1}" if f0 == f1 else f"row {r0} and {f1}: row {r1}"
-                raise InvalidInputError(f"{f0}: {rows}: duplicate id {x!r} in column {used_id_col!r}; ids must be unique")
-            first[x] = j
-    if len(files) == 1:
-        fmt = fmts.pop()
-        return TextTable(path, fmt, ids, texts, "text" if fmt == "txt" else text_col, used_id_col, digests[0], frames[0])
-    fingerprint = "sha256:" + hashlib.sha256("\n".join(f"{f.name}\t{d}" for f, d in zip(files, digests)).encode()).hexdigest()
-    frame = pd.concat(frames, ignore_index=True)
-    fmt = f"folder of {len(files)} {'/'.join(sorted(fmts))} files"
-    return TextTable(path, fmt, ids, texts, text_col, used_id_col, fingerprint, frame)
+        shard = read_shard(f, text_col=text_col, id_col=id_col)
+        joiner.add(shard.texts, shard.ids, shard.id_col)
+        frames.append(shard.frame)
+        digests.append(shard.digest)
+    ids = joiner.ids()
+    fingerprint, fmt, text_col = input_identity(files, digests, text_col)
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return TextTable(path, fmt, ids, joiner.texts, text_col, joiner.id_col, fingerprint, frame)
 
 
 def read_labels(

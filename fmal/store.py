@@ -9,10 +9,13 @@ the embeddings (.npy, read memory-mapped) and a FAISS index.
         session.json      rounds of selection (fmal.session)
         labels.csv        every label fmal was given (fmal.session)
         .partial/         while embedding: progress.json + one .npy per finished chunk
+                          (Ray engine: one .parquet + .npy per finished input shard)
 
 Embedding is resumable: chunks of unique texts are written one at a time (temp file, then
 rename); a rerun with the same input and model skips the finished ones, and since a chunk's
 batches do not depend on what ran before, the result is byte-identical to an uninterrupted run.
+The Ray engine reads the input itself and resumes per input shard (``build_pool_from_shards``);
+both paths end in ``_write_pool``, so the pool format is one.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from fmal._validation import check_pool_name
 from fmal._version import __version__
 from fmal.encoders import Encoder
 from fmal.exceptions import CorruptPoolError, PoolBusyError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
-from fmal.io import TextTable
+from fmal.io import ShardJoiner, ShardList, TextTable
 
 log = logging.getLogger(__name__)
 
@@ -262,9 +265,20 @@ def check_precision(precision: object) -> str:
     return str(precision)
 
 
+def _same_input(inp: dict[str, Any], source: TextTable | ShardList) -> bool:
+    """Whether a manifest's ``input`` is ``source``: same bytes, same text column, same id column.
+    A ShardList's ``id_col`` is the column asked for: None picks ``id`` when the input has one, so
+    with the same bytes it matches a pool that used ``id`` or no id column, and nothing else."""
+    if (inp.get("fingerprint"), inp.get("text_col")) != (source.fingerprint, source.text_col):
+        return False
+    if isinstance(source, ShardList) and source.id_col is None:
+        return inp.get("id_col") in (None, "id")
+    return inp.get("id_col") == source.id_col
+
+
 def check_existing(
     path: Path,
-    table: TextTable,
+    table: TextTable | ShardList,
     model_name: str,
     model_fingerprint: str | None,
     backend: str | None = None,
@@ -280,7 +294,7 @@ def check_existing(
     if m is None:
         return None
     inp = m.get("input", {})
-    if (inp.get("fingerprint"), inp.get("text_col"), inp.get("id_col")) != (table.fingerprint, table.text_col, table.id_col):
+    if not _same_input(inp, table):
         raise PoolExistsError(
             f"{path}: pool exists, built from other input ({inp.get('path')}); "
             "pass --overwrite to rebuild it or choose another --pool"
@@ -353,6 +367,115 @@ def _pool_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _start_build(
+    path: Path, source: TextTable | ShardList, encoder: Encoder, *, overwrite: bool, backend: str, precision: str
+) -> dict[str, Any] | None:
+    """Clear the pool for ``overwrite``; return the manifest of a finished pool built from this
+    input and model (nothing to do), raise when the pool was built from something else."""
+    if overwrite and path.exists():
+        for name in (MANIFEST, ROWS, EMBEDDINGS, INDEX, PARTIAL, "session.json", "labels.csv"):
+            p = path / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    if not overwrite and (m := check_existing(path, source, encoder.name, encoder.fingerprint, backend, precision)) is not None:
+        return m
+    # a run killed while assembling leaves its temp files behind (as large as the embeddings): drop them
+    for name in (EMBEDDINGS, ROWS, INDEX, MANIFEST):
+        for stale in path.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+    return None
+
+
+def _open_partial(path: Path, progress: dict[str, Any]) -> Path:
+    """The ``.partial`` folder of an unfinished build with these settings (``progress``): kept
+    when an interrupted run had the same ones, emptied otherwise."""
+    partial = path / PARTIAL
+    pfile = partial / "progress.json"
+    if partial.exists():
+        try:
+            old = json.loads(pfile.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if old != progress:
+            log.info("discarding unfinished work in %s: it was for other input or settings", partial)
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    if not pfile.exists():
+        write_json(pfile, progress)
+    return partial
+
+
+def _write_pool(
+    path: Path,
+    *,
+    ids: list[str],
+    texts: list[str],
+    n_unique: int,
+    fill: Callable[[np.ndarray], None],
+    encoder: Encoder,
+    backend: str,
+    precision: str,
+    input_info: dict[str, Any],
+    batch_size: int,
+    chunk_size: int,
+    index_kind: str,
+    max_index_memory: int,
+) -> None:
+    """Write a finished pool: embeddings (``fill`` writes them, in row order, into the
+    [n_rows, dim] array it is given), rows, index, then the manifest; drop ``.partial``.
+    Every engine ends here, so every pool has the same format."""
+    X_path = path / EMBEDDINGS
+    with atomic_path(X_path) as tmp:
+        X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(precision), shape=(len(ids), encoder.dim))
+        fill(X)
+        X.flush()
+        del X
+    with atomic_path(path / ROWS) as tmp:
+        pd.DataFrame({"id": ids, "text": texts}).to_parquet(tmp, index=False)
+    X = open_embeddings(X_path, len(ids), encoder.dim, precision)
+    idx, index_info = fmal_index.build(X, index_kind, max_memory=max_index_memory)
+    del X
+    fmal_index.save_index(idx, path / INDEX)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "fmal_version": __version__,
+        "n_rows": len(ids),
+        "n_unique_texts": n_unique,
+        "dim": encoder.dim,
+        "dtype": precision,
+        "normalized": True,
+        "model": {
+            "name": encoder.name,
+            "fingerprint": encoder.fingerprint,
+            "max_seq_length": getattr(encoder, "max_seq_length", None),
+            "backend": backend,
+            "threads": getattr(encoder, "threads", None),
+            "onnx_file": getattr(encoder, "onnx_file", None),
+        },
+        "input": input_info,
+        "embedding": {"batch_size": batch_size, "chunk_size": chunk_size},
+        "index": index_info,
+        "files": {"rows": ROWS, "embeddings": EMBEDDINGS, "index": INDEX},
+    }
+    write_json(path / MANIFEST, manifest)
+    shutil.rmtree(path / PARTIAL, ignore_errors=True)
+
+
+def _input_info(source: TextTable | ShardList, id_col: str | None) -> dict[str, Any]:
+    """The manifest's ``input`` record (``id_col``: the id column used, None when generated)."""
+    return {
+        "path": str(source.path),
+        "format": source.format,
+        "fingerprint": source.fingerprint,
+        "text_col": source.text_col,
+        "id_col": id_col,
+        "ids_generated": id_col is None,
+    }
+
+
 def _build_pool_locked(
     table: TextTable,
     encoder: Encoder,
@@ -369,24 +492,12 @@ def _build_pool_locked(
 ) -> BuildResult:
     precision = check_precision(precision)
     backend = str(getattr(encoder, "backend", "torch"))
-    if overwrite and path.exists():
-        for name in (MANIFEST, ROWS, EMBEDDINGS, INDEX, PARTIAL, "session.json", "labels.csv"):
-            p = path / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    if not overwrite and (m := check_existing(path, table, encoder.name, encoder.fingerprint, backend, precision)) is not None:
+    if (m := _start_build(path, table, encoder, overwrite=overwrite, backend=backend, precision=precision)) is not None:
         return BuildResult(path, int(m["n_rows"]), int(m["n_unique_texts"]), 0, 0, skipped=True)
-    # a run killed while assembling leaves its temp files behind (as large as the embeddings): drop them
-    for name in (EMBEDDINGS, ROWS, INDEX, MANIFEST):
-        for stale in path.glob(f".{name}.*.tmp"):
-            stale.unlink(missing_ok=True)
 
     uniq, inverse = _unique(table.texts)
     n_chunks = (len(uniq) + chunk_size - 1) // chunk_size
-    partial = path / PARTIAL
-    progress = {
+    partial = _open_partial(path, {
         "input_fingerprint": table.fingerprint,
         "text_col": table.text_col,
         "id_col": table.id_col,
@@ -396,19 +507,7 @@ def _build_pool_locked(
         "batch_size": batch_size,
         "n_unique": len(uniq),
         "dim": encoder.dim,
-    }
-    pfile = partial / "progress.json"
-    if partial.exists():
-        try:
-            old = json.loads(pfile.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            old = None
-        if old != progress:
-            log.info("discarding unfinished work in %s: it was for other input or settings", partial)
-            shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    if not pfile.exists():
-        write_json(pfile, progress)
+    })
 
     chunks = [Chunk(c, c * chunk_size, min((c + 1) * chunk_size, len(uniq))) for c in range(n_chunks)]
     todo = [ch for ch in chunks if _load_chunk(partial / ch.file_name, ch.hi - ch.lo, encoder.dim) is None]
@@ -424,55 +523,19 @@ def _build_pool_locked(
             on_progress(rows_done)
     n_embedded = sum(ch.hi - ch.lo for ch in todo)
 
-    # assemble: rows, embeddings (row order, duplicates expanded), index, then the manifest
-    X_path = path / EMBEDDINGS
-    with atomic_path(X_path) as tmp:
-        X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(precision), shape=(len(table), encoder.dim))
+    def fill(X: np.ndarray) -> None:  # rows in order, duplicates expanded from their unique text's chunk
         order = np.argsort(inverse, kind="stable")  # rows grouped by their unique text, chunk by chunk
         bounds = np.searchsorted(inverse[order], [ch.lo for ch in chunks] + [len(uniq)])
         for ch in chunks:
             emb = np.load(partial / ch.file_name, allow_pickle=False)
             rows = np.sort(order[bounds[ch.index] : bounds[ch.index + 1]])
             X[rows] = emb[inverse[rows] - ch.lo]
-        X.flush()
-        del X
-    with atomic_path(path / ROWS) as tmp:
-        pd.DataFrame({"id": table.ids, "text": table.texts}).to_parquet(tmp, index=False)
-    X = open_embeddings(X_path, len(table), encoder.dim, precision)
-    idx, index_info = fmal_index.build(X, index_kind, max_memory=max_index_memory)
-    del X
-    fmal_index.save_index(idx, path / INDEX)
-    manifest = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "fmal_version": __version__,
-        "n_rows": len(table),
-        "n_unique_texts": len(uniq),
-        "dim": encoder.dim,
-        "dtype": precision,
-        "normalized": True,
-        "model": {
-            "name": encoder.name,
-            "fingerprint": encoder.fingerprint,
-            "max_seq_length": getattr(encoder, "max_seq_length", None),
-            "backend": backend,
-            "threads": getattr(encoder, "threads", None),
-            "onnx_file": getattr(encoder, "onnx_file", None),
-        },
-        "input": {
-            "path": str(table.path),
-            "format": table.format,
-            "fingerprint": table.fingerprint,
-            "text_col": table.text_col,
-            "id_col": table.id_col,
-            "ids_generated": table.id_col is None,
-        },
-        "embedding": {"batch_size": batch_size, "chunk_size": chunk_size},
-        "index": index_info,
-        "files": {"rows": ROWS, "embeddings": EMBEDDINGS, "index": INDEX},
-    }
-    write_json(path / MANIFEST, manifest)
-    shutil.rmtree(partial, ignore_errors=True)
+
+    _write_pool(
+        path, ids=table.ids, texts=table.texts, n_unique=len(uniq), fill=fill, encoder=encoder, backend=backend,
+        precision=precision, input_info=_input_info(table, table.id_col), batch_size=batch_size,
+        chunk_size=chunk_size, index_kind=index_kind, max_index_memory=max_index_memory,
+    )
     return BuildResult(path, len(table), len(uniq), n_embedded, reused, skipped=False)
 
 
@@ -527,3 +590,136 @@ def _load_chunk(f: Path, n: int, dim: int) -> np.ndarray | None:
         log.warning("re-embedding chunk %s of the wrong shape", f)
         return None
     return emb
+
+
+# ----------------------------------------------------------------------------- building from shards read by workers
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One input file for an engine that reads its input itself: read ``file``, embed its texts."""
+
+    key: str
+    file: Path
+    digest: str
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """One shard read and embedded: its validated texts, ids (None: generated at assembly) and
+    id column, the embeddings in row order, and how many texts were embedded for it."""
+
+    key: str
+    texts: list[str]
+    ids: list[str] | None
+    emb: np.ndarray
+    n_embedded: int
+
+
+class ShardEngine(Protocol):
+    """Reads input files (with ``fmal.io.read_shard``) and embeds them; yields each shard once done."""
+
+    def run_shards(self, tasks: list[ShardTask], *, text_col: str, id_col: str | None, chunk_size: int) -> Iterator[ShardResult]: ...
+
+
+def shard_key(digest: str) -> str:
+    """The name of a shard's files in ``.partial``: from its bytes, so a changed shard is redone
+    and an unchanged one is reused, wherever it sits in the folder."""
+    return "shard-" + digest.split(":", 1)[-1][:32]
+
+
+def save_shard(partial: Path, res: ShardResult) -> None:
+    """Write one finished shard: its rows (Parquet) then its embeddings (.npy, float32), each
+    atomically; the .npy, written last, marks the shard done."""
+    cols = {"text": res.texts} if res.ids is None else {"id": res.ids, "text": res.texts}
+    with atomic_path(partial / f"{res.key}.parquet") as tmp:
+        pd.DataFrame(cols).to_parquet(tmp, index=False)
+    save_chunk(partial / f"{res.key}.npy", res.emb)
+
+
+def _load_shard_rows(partial: Path, key: str, dim: int) -> int | None:
+    """Rows of a finished shard in ``partial``, None when it is missing or unreadable (redo it)."""
+    import pyarrow.parquet as pq
+
+    try:
+        n = pq.read_metadata(partial / f"{key}.parquet").num_rows
+        emb = np.load(partial / f"{key}.npy", mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # missing, or cut short outside fmal's atomic writes (ArrowInvalid is a ValueError)
+        return None
+    return n if emb.shape == (n, dim) and emb.dtype == np.float32 else None
+
+
+def build_pool_from_shards(
+    shards: ShardList,
+    encoder: Encoder,
+    path: Path,
+    *,
+    engine: ShardEngine,
+    batch_size: int = 64,
+    chunk_size: int = 2048,
+    index_kind: str = "auto",
+    max_index_memory: int = fmal_index.DEFAULT_MAX_MEMORY,
+    overwrite: bool = False,
+    precision: str = "float32",
+    on_progress: Callable[[int], None] | None = None,
+) -> BuildResult:
+    """Build the pool of ``shards`` with an engine that reads the files itself (the Ray engine).
+
+    Resumable per shard: each finished shard (rows and embeddings) is saved in ``.partial`` under
+    a name taken from its bytes; a rerun redoes only the others. Assembly is the local engine's:
+    same rows, ids (generated over all shards in order), checks and files. Texts repeated across
+    shards are embedded once per shard (each shard is deduplicated on its own), which changes
+    no result. ``n_chunks_reused`` counts shards here; ``on_progress(rows)`` follows shards.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    with _pool_lock(path):
+        precision = check_precision(precision)
+        backend = str(getattr(encoder, "backend", "torch"))
+        if (m := _start_build(path, shards, encoder, overwrite=overwrite, backend=backend, precision=precision)) is not None:
+            return BuildResult(path, int(m["n_rows"]), int(m["n_unique_texts"]), 0, 0, skipped=True)
+        partial = _open_partial(path, {
+            "engine": "shards",
+            "text_col": shards.text_col,
+            "id_col": shards.id_col,
+            "model_fingerprint": encoder.fingerprint,
+            "backend": backend,
+            "batch_size": batch_size,
+            "dim": encoder.dim,
+        })
+        keys = [shard_key(d) for d in shards.digests]
+        rows_of = {k: n for k in set(keys) if (n := _load_shard_rows(partial, k, encoder.dim)) is not None}
+        todo = list({k: ShardTask(k, f, d) for k, f, d in zip(keys, shards.files, shards.digests) if k not in rows_of}.values())
+        rows_done = sum(rows_of[k] for k in keys if k in rows_of)
+        if on_progress and rows_done:
+            on_progress(rows_done)
+        n_embedded = 0
+        for res in engine.run_shards(todo, text_col=shards.text_col, id_col=shards.id_col, chunk_size=chunk_size):
+            if res.emb.shape != (len(res.texts), encoder.dim):
+                raise CorruptPoolError(f"shard {res.key}: embeddings of shape {res.emb.shape}, expected ({len(res.texts)}, {encoder.dim})")
+            save_shard(partial, res)
+            n_embedded += res.n_embedded
+            rows_done += len(res.texts) * keys.count(res.key)
+            if on_progress:
+                on_progress(rows_done)
+
+        joiner = ShardJoiner(shards.files)
+        for k in keys:
+            frame = pd.read_parquet(partial / f"{k}.parquet")
+            has_ids = "id" in frame.columns
+            joiner.add(frame["text"].tolist(), frame["id"].tolist() if has_ids else None, (shards.id_col or "id") if has_ids else None)
+        ids = joiner.ids()  # the local engine's checks: ids in every shard or none, unique
+
+        def fill(X: np.ndarray) -> None:  # shard after shard, in input order
+            start = 0
+            for k in keys:
+                emb = np.load(partial / f"{k}.npy", allow_pickle=False)
+                X[start : start + len(emb)] = emb
+                start += len(emb)
+
+        n_unique = len(set(joiner.texts))
+        _write_pool(
+            path, ids=ids, texts=joiner.texts, n_unique=n_unique, fill=fill, encoder=encoder, backend=backend,
+            precision=precision, input_info=_input_info(shards, joiner.id_col if joiner.has_ids else None),
+            batch_size=batch_size, chunk_size=chunk_size, index_kind=index_kind, max_index_memory=max_index_memory,
+        )
+        return BuildResult(path, len(ids), n_unique, n_embedded, len(set(keys)) - len(todo), skipped=False)

@@ -228,3 +228,24 @@ def test_shard_errors_name_the_shard_and_row(tmp_path):
     (d / "b.csv").write_text("id,text\nz,\n", encoding="utf-8")
     with pytest.raises(InvalidInputError, match=r"b\.csv: row 1: empty or missing text"):
         load_texts(d)
+
+
+def test_list_shards_fingerprints_an_input_as_load_texts_does_without_parsing_it(tmp_path):
+    from fmal.io import list_shards, load_texts, read_shard
+
+    d = tmp_path / "shards"
+    d.mkdir()
+    (d / "part-000.csv").write_text("id,text\na,first\nb,second\n", encoding="utf-8")
+    pd.DataFrame({"id": ["c"], "text": ["third"]}).to_parquet(d / "part-001.parquet", index=False)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("one\ntwo\n", encoding="utf-8")
+    for src, kw in ((d, {}), (d / "part-000.csv", {"id_col": "id"}), (notes, {"text_col": "body"})):
+        t, s = load_texts(src, **kw), list_shards(src, **kw)
+        assert (s.fingerprint, s.format, s.text_col) == (t.fingerprint, t.format, t.text_col)
+    assert list_shards(d).id_col is None and [f.name for f in list_shards(d).files] == ["part-000.csv", "part-001.parquet"]
+    (d / "part-002.csv").write_text("id,text\nz,\n", encoding="utf-8")  # not parsed: listed all the same
+    assert len(list_shards(d).files) == 3
+    with pytest.raises(InvalidInputError, match=r"part-002\.csv: row 1: empty or missing text"):
+        read_shard(d / "part-002.csv")
+    with pytest.raises(InvalidInputError, match="file not found"):
+        list_shards(tmp_path / "missing.csv")

@@ -248,3 +248,63 @@ def test_corrupt_pool_is_a_clear_error(built, what, needle):
         pool.texts, pool.embeddings, pool.index  # noqa: B018  (load every part)
     assert needle in str(exc.value) and "\n" not in str(exc.value)
     assert "rebuild" in str(exc.value)
+
+
+def test_check_existing_matches_a_shard_list_of_the_same_input(tmp_path):
+    """The Ray engine checks a finished pool against its listed (unparsed) input: an unset id
+    column matches a pool that used 'id' or generated ids, an other id column does not."""
+    from fmal.io import list_shards
+
+    src = tmp_path / "in.csv"
+    src.write_text("id,uid,text\n1,a,one\n2,b,two\n", encoding="utf-8")
+    for id_col in ("id", "uid"):
+        path = tmp_path / id_col
+        store.build_pool(load_texts(src, id_col=id_col), HashEncoder(), path)
+        assert store.check_existing(path, list_shards(src, id_col=id_col), "hash", None) is not None
+    assert store.check_existing(tmp_path / "id", list_shards(src), "hash", None) is not None
+    with pytest.raises(PoolExistsError):
+        store.check_existing(tmp_path / "uid", list_shards(src), "hash", None)
+    with pytest.raises(PoolExistsError):
+        store.check_existing(tmp_path / "id", list_shards(src, id_col="uid"), "hash", None)
+
+
+class _ShardsHere:
+    """A ShardEngine in this process (what the Ray engine does, without Ray): read, embed, yield."""
+
+    def __init__(self, encoder: HashEncoder) -> None:
+        self.encoder, self.read = encoder, []
+
+    def run_shards(self, tasks, *, text_col, id_col, chunk_size):
+        from fmal.io import read_shard
+
+        for t in tasks:
+            s = read_shard(t.file, text_col=text_col, id_col=id_col)
+            self.read.append(t.file.name)
+            yield store.ShardResult(t.key, s.texts, s.ids, self.encoder.encode(s.texts), len(s.texts))
+
+
+def test_build_pool_from_shards_writes_the_local_engines_pool_and_reuses_finished_shards(tmp_path):
+    from fmal.io import list_shards
+
+    d = tmp_path / "shards"
+    d.mkdir()
+    (d / "a.csv").write_text("text\none\ntwo\none\n", encoding="utf-8")
+    (d / "b.jsonl").write_text('{"text": "two"}\n{"text": "three"}\n', encoding="utf-8")
+    (d / "c.txt").write_text("one\n", encoding="utf-8")
+    local = store.build_pool(load_texts(d), HashEncoder(), tmp_path / "local")
+    path = tmp_path / "shard"
+    engine = _ShardsHere(HashEncoder())
+
+    def die_after_one(rows: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.build_pool_from_shards(list_shards(d), HashEncoder(), path, engine=engine, on_progress=die_after_one)
+    res = store.build_pool_from_shards(list_shards(d), HashEncoder(), path, engine=engine)
+    assert engine.read == ["a.csv", "b.jsonl", "c.txt"] and res.n_chunks_reused == 1
+    assert (res.n_rows, res.n_unique) == (local.n_rows, local.n_unique) == (6, 3)
+    a, b = store.open_pool(local.path), store.open_pool(path)
+    assert list(a.ids) == list(b.ids) and a.ids[2].endswith("-2") and a.ids[5].endswith("-3")
+    np.testing.assert_array_equal(np.asarray(a.embeddings), np.asarray(b.embeddings))
+    assert a.manifest["input"] == b.manifest["input"] and a.manifest["n_unique_texts"] == b.manifest["n_unique_texts"]
+    assert store.build_pool_from_shards(list_shards(d), HashEncoder(), path, engine=engine).skipped

@@ -27,9 +27,9 @@ def embed_cmd(
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Let the model run code from its folder (off by default)."),
     backend: Optional[str] = typer.Option(None, "--backend", help=f"Encoder runtime: {', '.join(BACKENDS)} (default {DEFAULT_BACKEND}, or the existing pool's). ONNX exports are made once and cached in $FMAL_CACHE (~/.cache/fmal)."),
     index: str = typer.Option("auto", "--index", help="FAISS index: auto (exact Flat while the pool is small and fits --max-index-memory, then IVF-Flat, then IVF with 8-bit scalar codes, then IVF-PQ), flat, hnsw, ivfflat, ivfsq or ivfpq. The choice, its parameters and its measured recall@10 go into the manifest."),
-    engine: str = typer.Option("local", "--engine", help="Where to embed: local (this process) or ray (a Ray Data pipeline of encoder actors; needs the ray extra). Same chunks, same pool either way."),
+    engine: str = typer.Option("local", "--engine", help="Where to embed: local (this process) or ray (a Ray Data pipeline: workers read the input shards and a pool of encoder actors embeds them; resumes per shard; needs the ray extra). Same pool either way."),
     ray_address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the cluster to join (e.g. auto, ray://head:10001); default: a local Ray with this machine's cores."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="With --engine ray: number of encoder actors (default: one per CPU)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="With --engine ray: number of encoder actors (default: from one up to one per CPU, as work queues)."),
     max_index_memory: str = typer.Option("4G", "--max-index-memory", help="Memory budget of the index for --index auto, e.g. 512M, 4G."),
     precision: Optional[str] = typer.Option(None, "--precision", help="Stored embedding dtype: float32 or float16 (half the disk; default float32, or the existing pool's)."),
     max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Truncate texts to this many tokens (default: the model's own limit)."),
@@ -37,12 +37,12 @@ def embed_cmd(
 ) -> None:
     """Embed a file of texts into a pool: L2-normalised embeddings, ids, texts and a FAISS index.
 
-    Identical texts are embedded once. Work is saved chunk by chunk: rerun the same command after
-    an interruption to resume; rerunning a finished embed does nothing.
+    Identical texts are embedded once. Work is saved chunk by chunk (shard by shard with --engine
+    ray): rerun the same command after an interruption to resume; rerunning a finished embed does nothing.
     """
     bar: dict[str, tqdm] = {}
 
-    def on_start(n: int) -> None:
+    def on_start(n: int | None) -> None:
         bar["b"] = tqdm(total=n, unit="rows", desc=f"embedding {pool}", dynamic_ncols=True)
 
     def on_progress(done: int) -> None:
@@ -63,7 +63,10 @@ def embed_cmd(
         typer.echo(f"pool {res.pool_path} is already built from this input and model ({res.backend}, "
                    f"{res.precision}): nothing to do")
         return
-    resumed = f", {res.n_chunks_reused} chunk(s) reused from an interrupted run" if res.n_chunks_reused else ""
+    unit = "shard" if res.engine == "ray" else "chunk"
+    resumed = f", {res.n_chunks_reused} {unit}(s) reused from an interrupted run" if res.n_chunks_reused else ""
+    if res.engine == "ray":
+        typer.echo(f"read by Ray: {res.n_shards:,} shard(s) of {res.n_rows:,} rows")
     typer.echo(
         f"pool {res.pool_path}: {res.n_rows:,} rows ({res.n_unique:,} distinct texts, {res.n_embedded:,} embedded now{resumed}), "
         f"dim {res.dim}, model {res.model}, {res.seconds:.1f} s"
