@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -687,6 +688,7 @@ def build_pool_from_shards(
             "dim": encoder.dim,
         })
         keys = [shard_key(d) for d in shards.digests]
+        copies = Counter(keys)  # identical files share one key: read and embedded once
         rows_of = {k: n for k in set(keys) if (n := _load_shard_rows(partial, k, encoder.dim)) is not None}
         todo = list({k: ShardTask(k, f, d) for k, f, d in zip(keys, shards.files, shards.digests) if k not in rows_of}.values())
         rows_done = sum(rows_of[k] for k in keys if k in rows_of)
@@ -698,7 +700,7 @@ def build_pool_from_shards(
                 raise CorruptPoolError(f"shard {res.key}: embeddings of shape {res.emb.shape}, expected ({len(res.texts)}, {encoder.dim})")
             save_shard(partial, res)
             n_embedded += res.n_embedded
-            rows_done += len(res.texts) * keys.count(res.key)
+            rows_done += len(res.texts) * copies[res.key]
             if on_progress:
                 on_progress(rows_done)
 
@@ -722,4 +724,4 @@ def build_pool_from_shards(
             precision=precision, input_info=_input_info(shards, joiner.id_col if joiner.has_ids else None),
             batch_size=batch_size, chunk_size=chunk_size, index_kind=index_kind, max_index_memory=max_index_memory,
         )
-        return BuildResult(path, len(ids), n_unique, n_embedded, len(set(keys)) - len(todo), skipped=False)
+        return BuildResult(path, len(ids), n_unique, n_embedded, len(copies) - len(todo), skipped=False)

@@ -120,7 +120,9 @@ def test_ray_bad_row_in_a_shard_is_the_local_engines_one_line_error(ray_local, t
         fmal.embed(shards, "local", index_dir=tmp_path, model=tiny_model_dir)
     assert "part-1.parquet: row 3: empty or missing text" in str(local.value)
     r = cli("embed", shards, "--pool", "r", "--index-dir", tmp_path, "--model", tiny_model_dir, "--engine", "ray", "--workers", "1")
-    assert r.exit_code not in (0, None) and r.stdout == "" and "Traceback" not in r.output
+    assert r.exit_code not in (0, None) and "Traceback" not in r.output
+    # stdout: nothing of fmal's; Ray may say there that it stopped the actors still busy on other shards
+    assert all("(raylet)" in line for line in r.stdout.splitlines()), r.stdout
     # after the progress bar (other shards may have been embedded and saved): the local engine's error, on one line
     assert r.stderr.strip().splitlines()[-1] == f"error: {local.value}"
     assert {p.name for p in (tmp_path / "r").iterdir()} <= {store.PARTIAL}  # nothing written but resumable partials
