@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -154,6 +155,12 @@ def main() -> None:
                          "recall@10": info["recall_at_10"], "params": info["search_params"]})
             print("  ", rows[-1], flush=True)
         env = {"FMAL_MAX_RAM": args.ram_cap} if args.ram_cap else None
+        for old in ("session.json", "labels.csv", "rounds"):  # a cold start: no labels or rounds of an earlier run
+            f = pool / old
+            if f.is_dir():
+                shutil.rmtree(f)
+            else:
+                f.unlink(missing_ok=True)
         seed_cmd = fmal_cli + ["seed", "--pool", str(pool), "--budget", "100"]
         secs, rss, out = run_measured(seed_cmd + ["--output", str(work / "seed.csv")], env=env)
         blocks = "read in blocks:" in out  # fmal prints info keys with spaces

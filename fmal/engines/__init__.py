@@ -1,9 +1,10 @@
-"""Where the embedding pass runs. Every engine fills the same chunks of the same store
-(``fmal.store``), so a pool is the same whichever engine built it.
+"""Where the embedding pass runs. Every engine builds the same pool (``fmal.store`` writes it), so
+a pool is the same whichever engine built it.
 
-- ``local``: chunk after chunk in this process (``fmal.store.LocalEngine``).
-- ``ray``: a Ray Data pipeline with a pool of encoder actors, on a local Ray or a cluster
-  (``fmal.engines.ray_engine.RayEngine``); needs the ``ray`` extra.
+- ``local``: this process reads the input and embeds it chunk after chunk (``fmal.store.LocalEngine``).
+- ``ray``: a Ray Data pipeline reads the input shard by shard on Ray workers and embeds it with a
+  pool of encoder actors, on a local Ray or a cluster (``fmal.engines.ray_engine.RayEngine``);
+  resumable per shard; needs the ``ray`` extra.
 """
 
 ENGINES = ("local", "ray")

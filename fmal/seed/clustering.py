@@ -90,7 +90,7 @@ def kmeans(
 
 
 #: the two-level path needs at least this many IVF lists per cluster (else: exact k-means)
-TWO_LEVEL_LISTS_PER_CLUSTER = 4
+TWO_LEVEL_LISTS_PER_CLUSTER = 2
 
 
 def ivf_lists(index: Any, n: int) -> tuple[np.ndarray, np.ndarray] | None:
