@@ -97,11 +97,14 @@ print("RESULT " + json.dumps(info))
 
 
 def ray_vs_local(work: Path, n_texts: int) -> list[dict]:
-    """Embedding throughput of the Ray engine (local Ray, 2 workers) vs the local engine, same texts."""
-    src = REPO.parent / "shared" / "data" / "rotten_tomatoes.csv"
-    texts = pd.read_csv(src, dtype=str)[["id", "text"]].head(n_texts)
+    """Embedding throughput of the Ray engine (local Ray, 2 workers) vs the local engine, on the same
+    ``n_texts`` distinct texts sampled from all of ../shared/data (as embed_backends.py samples)."""
+    from embed_backends import sample_texts
+
+    texts = sample_texts(n_texts)
+    n_texts = len(texts)
     data = work / f"ray-texts-{n_texts}.csv"
-    texts.to_csv(data, index=False)
+    pd.DataFrame({"text": texts}).to_csv(data, index=False)
     out = []
     for engine, extra in (("local", []), ("ray", ["--engine", "ray", "--workers", "2"])):
         secs, rss, _ = run_measured([sys.executable, "-m", "fmal", "embed", str(data), "--pool", f"tp-{engine}-{n_texts}",
@@ -130,6 +133,7 @@ def main() -> None:
 
     mem = parse_memory(args.max_index_memory)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="fmal-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     fmal_cli = [py, "-m", "fmal"]
     rows = []
@@ -138,10 +142,12 @@ def main() -> None:
     for n in args.sizes:
         pool = work / f"synthetic-{n}"
         t0 = time.perf_counter()
-        if (pool / "gold-clusters.npy").exists():
-            y = np.load(pool / "gold-clusters.npy", allow_pickle=False)
-        else:
-            y = write_pool(pool, n)
+        if not (pool / "gold-clusters.npy").exists():
+            # in a child process: a process started while this one is large would report this one's
+            # peak as its own (Linux folds the pre-exec memory into the child's ru_maxrss)
+            run_measured([py, "-c", f"import sys; sys.path.insert(0, {str(REPO / 'benchmarks')!r}); "
+                                    f"from scale import write_pool; write_pool(__import__('pathlib').Path({str(pool)!r}), {n})"])
+        y = np.load(pool / "gold-clusters.npy", allow_pickle=False)
         matrix_gib = n * DIM * 4 / 2**30
         print(f"\n== {n:,} vectors ({matrix_gib:.2f} GiB float32), written in {time.perf_counter() - t0:.1f} s -> {pool}", flush=True)
         for kind in args.kinds:
