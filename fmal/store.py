@@ -330,13 +330,11 @@ def build_pool(
     max_index_memory: int = fmal_index.DEFAULT_MAX_MEMORY,
     overwrite: bool = False,
     precision: str = "float32",
-    engine: ChunkEngine | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> BuildResult:
-    """Embed ``table`` with ``encoder`` into the pool folder ``path``, resuming unfinished work.
-
-    ``engine`` computes the missing chunks (default: :class:`LocalEngine`, in this process; see
-    ``fmal.engines`` for Ray). Whatever the engine, chunks are the same, so is the result.
+    """Embed ``table`` with ``encoder`` into the pool folder ``path``, in this process, chunk after
+    chunk of distinct texts, resuming unfinished work (the Ray engine, which reads its own input,
+    uses :func:`build_pool_from_shards`).
 
     ``precision`` is the dtype of the stored embeddings (float16: half the disk; readers convert).
 
@@ -346,8 +344,7 @@ def build_pool(
     with _pool_lock(path):
         return _build_pool_locked(
             table, encoder, path, batch_size=batch_size, chunk_size=chunk_size, index_kind=index_kind,
-            max_index_memory=max_index_memory, overwrite=overwrite, precision=precision, engine=engine,
-            on_progress=on_progress,
+            max_index_memory=max_index_memory, overwrite=overwrite, precision=precision, on_progress=on_progress,
         )
 
 
@@ -488,7 +485,6 @@ def _build_pool_locked(
     max_index_memory: int,
     overwrite: bool,
     precision: str,
-    engine: ChunkEngine | None,
     on_progress: Callable[[int], None] | None,
 ) -> BuildResult:
     precision = check_precision(precision)
@@ -517,8 +513,8 @@ def _build_pool_locked(
     rows_done = int(sum(rows_per_unique[ch.lo : ch.hi].sum() for ch in chunks if ch not in todo))
     if on_progress and rows_done:
         on_progress(rows_done)
-    engine = engine or LocalEngine(encoder, batch_size)
-    for ch in engine.run(todo, uniq, partial):
+    for ch in todo:
+        save_chunk(partial / ch.file_name, encoder.encode(uniq[ch.lo : ch.hi], batch_size=batch_size, normalize=True))
         rows_done += int(rows_per_unique[ch.lo : ch.hi].sum())
         if on_progress:
             on_progress(rows_done)
@@ -558,25 +554,6 @@ def save_chunk(f: Path, emb: np.ndarray) -> None:
     with atomic_path(f) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(emb, dtype=np.float32), allow_pickle=False)
-
-
-class ChunkEngine(Protocol):
-    """Embeds chunks of unique texts and saves each to ``partial``; yields each chunk once saved."""
-
-    def run(self, chunks: list[Chunk], texts: list[str], partial: Path) -> Iterator[Chunk]: ...
-
-
-class LocalEngine:
-    """Embed chunk after chunk in this process."""
-
-    def __init__(self, encoder: Encoder, batch_size: int = 64) -> None:
-        self.encoder = encoder
-        self.batch_size = batch_size
-
-    def run(self, chunks: list[Chunk], texts: list[str], partial: Path) -> Iterator[Chunk]:
-        for ch in chunks:
-            save_chunk(partial / ch.file_name, self.encoder.encode(texts[ch.lo : ch.hi], batch_size=self.batch_size, normalize=True))
-            yield ch
 
 
 def _load_chunk(f: Path, n: int, dim: int) -> np.ndarray | None:
