@@ -4,7 +4,8 @@ between two writes; unset, it costs two dictionary lookups.
     FMAL_CRASH_AT=session.before-commit      die (SIGKILL: no cleanup, as kill -9 or a power cut)
                                              the first time that point is reached
     FMAL_CRASH_AT=atomic.before-rename:2     die the second time
-    FMAL_PAUSE_AT=session.locked:1.5         sleep 1.5 s there (widens a race window in tests)
+    FMAL_PAUSE_AT=session.locked:1.5         sleep 1.5 s there (widens a race window in tests;
+                                             several: a:0.5,b:0.5)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def crash_point(name: str) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
     pause = os.environ.get(ENV_PAUSE)
     if pause:
-        point, _, seconds = pause.partition(":")
-        if point == name:
-            time.sleep(float(seconds or 1))
+        for item in pause.split(","):
+            point, _, seconds = item.partition(":")
+            if point == name:
+                time.sleep(float(seconds or 1))

@@ -315,11 +315,9 @@ class Session:
     def _after_commit(self, conn: sqlite3.Connection) -> None:
         if self._labels_changed:
             self._render_labels()
-            crash_point("view.labels")
         for rec in self.rounds:
             if rec["round"] in self._rendered:
                 self._render_round(conn, rec)
-                crash_point("view.round")
         self.removed_files = self._finish_deletions(conn)
         self._set_views_generation(conn)
 
@@ -564,6 +562,7 @@ class Session:
             return
         frame = pd.DataFrame({"id": list(self._labels), "label": [v[0] for v in self._labels.values()]}, dtype=object)
         write_bytes(self.dir / LABELS, frame.to_csv(index=False).encode("utf-8"))
+        crash_point("view.labels")
 
     def _render_round(self, conn: sqlite3.Connection, rec: dict[str, Any]) -> None:
         """Write the round's pool-owned picks CSV(s) from the database."""
@@ -574,6 +573,7 @@ class Session:
             target = _inside(self.dir, p)
             if target is not None:
                 write_bytes(target, data)
+                crash_point("view.round")
 
     def _finish_deletions(self, conn: sqlite3.Connection) -> list[Path]:
         """Delete the files an undo queued (owned by the pool and inside its folder), then forget them."""
