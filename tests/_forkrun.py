@@ -5,7 +5,9 @@ runs ``fmal.cli.main`` and exits; a child killed by a signal reports it as a neg
 
     python tests/_forkrun.py JOBS.json PARALLEL  ->  JSON list of return codes on stdout
 
-A job is {"argv": [...], "env": {...}, "stdout": path, "stderr": path}.
+A job is {"argv": [...], "env": {...}, "stdout": path, "stderr": path}. JOBS.json may instead
+hold a list of groups (lists of jobs): each group is started at once, groups one after another,
+and the answer is a list of lists.
 """
 
 from __future__ import annotations
@@ -40,10 +42,17 @@ def _child(job: dict) -> None:
 
 
 def main() -> None:
-    jobs = json.loads(open(sys.argv[1]).read())
+    spec = json.loads(open(sys.argv[1]).read())
     parallel = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     import fmal.cli  # noqa: F401  (imported once, shared by every child)
 
+    if spec and isinstance(spec[0], list):  # groups: each group's jobs all at once, group after group
+        print(json.dumps([_run(group, len(group)) for group in spec]))
+    else:
+        print(json.dumps(_run(spec, parallel)))
+
+
+def _run(jobs: list[dict], parallel: int) -> list[int | None]:
     codes: list[int | None] = [None] * len(jobs)
     running: dict[int, int] = {}
     todo = list(range(len(jobs)))
@@ -57,7 +66,7 @@ def main() -> None:
         pid, status = os.wait()
         i = running.pop(pid)
         codes[i] = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    print(json.dumps(codes))
+    return codes
 
 
 if __name__ == "__main__":

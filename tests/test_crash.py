@@ -69,18 +69,40 @@ def _args(scenario: str, base: Path, shared: Path) -> list[str]:
     return [sys.executable, "-m", "fmal", *_cli_args(scenario, base, shared)]
 
 
-def run_many(jobs: list[tuple[list[str], dict[str, str]]], workdir: Path, parallel: int = 2) -> list[subprocess.CompletedProcess]:
-    """Run fmal commands (CLI arguments, extra environment) as forked processes; their results."""
+Job = tuple[list[str], dict[str, str]]  # CLI arguments after "fmal", extra environment
+
+
+def run_many(jobs: list[Job], workdir: Path, parallel: int = 2) -> list[subprocess.CompletedProcess]:
+    """Run fmal commands as forked processes, ``parallel`` at a time; their results."""
+    return _forkrun(jobs, workdir, parallel)
+
+
+def run_groups(groups: list[list[Job]], workdir: Path) -> list[list[subprocess.CompletedProcess]]:
+    """Run groups of fmal commands: a group's commands all at once, group after group."""
+    return _forkrun(groups, workdir, 0)
+
+
+def _forkrun(jobs: list, workdir: Path, parallel: int) -> list:
     workdir.mkdir(parents=True, exist_ok=True)
-    spec = [{"argv": argv, "env": env, "stdout": str(workdir / f"{n}.out"), "stderr": str(workdir / f"{n}.err")}
-            for n, (argv, env) in enumerate(jobs)]
+    count = iter(range(10**6))
+
+    def job(j: Job) -> dict[str, Any]:
+        n = next(count)
+        return {"argv": j[0], "env": j[1], "stdout": str(workdir / f"{n}.out"), "stderr": str(workdir / f"{n}.err")}
+
+    spec = [[job(j) for j in g] for g in jobs] if parallel == 0 else [job(j) for j in jobs]
     (workdir / "jobs.json").write_text(json.dumps(spec))
     res = subprocess.run([sys.executable, str(Path(__file__).with_name("_forkrun.py")), str(workdir / "jobs.json"), str(parallel)],
                          env=_env(), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     codes = json.loads(res.stdout.strip().splitlines()[-1])
-    return [subprocess.CompletedProcess(j["argv"], c, Path(j["stdout"]).read_text(), Path(j["stderr"]).read_text())
-            for j, c in zip(spec, codes)]
+
+    def done(j: dict[str, Any], c: int) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess(j["argv"], c, Path(j["stdout"]).read_text(), Path(j["stderr"]).read_text())
+
+    if parallel == 0:
+        return [[done(j, c) for j, c in zip(g, cs)] for g, cs in zip(spec, codes)]
+    return [done(j, c) for j, c in zip(spec, codes)]
 
 
 def state(d: Path) -> dict[str, Any]:
