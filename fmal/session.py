@@ -565,15 +565,18 @@ class Session:
         crash_point("view.labels")
 
     def _render_round(self, conn: sqlite3.Connection, rec: dict[str, Any]) -> None:
-        """Write the round's pool-owned picks CSV(s) from the database."""
-        frame = round_frame(rec)
-        data = frame.to_csv(index=False).encode("utf-8")
+        """Write the round's pool-owned picks CSV(s) from the database, unless one already lists
+        the round's ids in order (a picks file a person is filling in is left alone)."""
+        data = None
         for (p,) in conn.execute("SELECT path FROM files WHERE round = ? AND owned = 1 AND kind = 'picks' AND state = 'live'",
-                                 (rec["round"],)):
+                                 (rec["round"],)).fetchall():
             target = _inside(self.dir, p)
-            if target is not None:
-                write_bytes(target, data)
-                crash_point("view.round")
+            if target is None or _lists_ids(target, rec["ids"]):
+                continue
+            if data is None:
+                data = round_frame(rec).to_csv(index=False).encode("utf-8")
+            write_bytes(target, data)
+            crash_point("view.round")
 
     def _finish_deletions(self, conn: sqlite3.Connection) -> list[Path]:
         """Delete the files an undo queued (owned by the pool and inside its folder), then forget them."""
@@ -633,6 +636,14 @@ def _open_existing(pool_dir: Path) -> sqlite3.Connection | None:
         raise CorruptPoolError(f"{db}: not a readable fmal labels database ({exc}); restore it from a backup") from None
     conn.close()
     return None
+
+
+def _lists_ids(path: Path, ids: list[str]) -> bool:
+    """True when the CSV at ``path`` has an ``id`` column equal to ``ids``."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, usecols=["id"])["id"].tolist() == ids
+    except Exception:  # missing, unreadable, no id column: render it again
+        return False
 
 
 def _table_exists(conn: sqlite3.Connection, name: str) -> bool:

@@ -47,7 +47,7 @@ SCENARIOS: dict[str, tuple[list[str], list[str]]] = {
              ["session.locked", "undo.before-commit", "session.before-commit", "session.after-commit", "undo.file-deleted"]),
     "migrate-import": (["import-labels", "{shared}/fix.csv", "--on-conflict", "replace"],
                        ["session.locked", "labels.merged", "session.before-commit", "session.after-commit",
-                        "migrate.renamed:1", "migrate.renamed:2", "atomic.before-rename:1", "view.round"]),
+                        "migrate.renamed:1", "migrate.renamed:2", "atomic.before-rename:1", "view.labels"]),
     "first-seed": (["seed", "--budget", "4", "--strategy", "kmeans"],
                    ["session.locked", "round.inserted", "session.before-commit", "session.after-commit", "atomic.before-rename:1"]),
 }

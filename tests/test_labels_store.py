@@ -149,6 +149,14 @@ def test_views_are_rendered_from_the_database_and_repaired(pool, tmp_path):
     assert pd.read_csv(q.output, dtype=str)["id"].tolist() == q.ids
 
 
+def test_a_picks_file_being_filled_in_is_not_rewritten(pool):
+    sel = api.seed("p", 5, "kmeans", index_dir=pool)
+    filled = pd.read_csv(sel.output, dtype=str).assign(label="a")
+    filled.to_csv(sel.output, index=False)
+    again = api.seed("p", 5, "kmeans", index_dir=pool)  # a rerun reuses the round
+    assert again.reused and pd.read_csv(sel.output, dtype=str)["label"].tolist() == ["a"] * 5
+
+
 def test_undo_deletes_only_recorded_pool_files_inside_the_pool(pool, tmp_path):
     d = pool / "p"
     mine = tmp_path / "work" / "rounds" / "x.csv"
