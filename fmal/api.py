@@ -28,6 +28,7 @@ from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_can
 from fmal.query.stopping import advice as stop_advice
 from fmal.seed import SEED_STRATEGIES
 from fmal.seed import select as seed_select
+from fmal._faults import crash_point
 from fmal.session import Session, params_key
 from fmal.simulate import SimulationResult, simulate  # noqa: F401  (fmal simulate lives in its own module)
 
@@ -183,25 +184,31 @@ class Selection:
         return self.picks["id"].tolist()
 
 
-def _labels_into_session(pool: store.Pool, session: Session, labels: PathLike | None) -> tuple[dict[str, str], dict[str, Any]]:
-    """Read a labels file (if any), check its ids belong to the pool, merge it into the session
-    (in memory: ``_finish_round`` writes it once the round succeeded)."""
+def _read_labels_file(pool: store.Pool, labels: PathLike | None) -> dict[str, str] | None:
+    """Read a labels file (if any) and check its ids belong to the pool (before taking the lock)."""
     if labels is None:
-        return session.labels, {}
+        return None
     new = read_labels(labels)
     pool.rows_of(list(new), source=str(labels))
-    merge = session.add_labels(new, source=str(labels), write=False)
+    return new
+
+
+def _labels_into_session(session: Session, new: dict[str, str] | None, labels: PathLike | None) -> tuple[dict[str, str], dict[str, Any]]:
+    """Merge a labels file's labels into the session's open transaction (committed with the round)."""
+    if new is None:
+        return session.labels, {}
+    merge = session.add_labels(new, source=str(labels))
     return session.labels, {"labels_added": merge.added, "labels_changed": merge.changed, "labels_in_file": len(new)}
 
 
-def _default_output(pool: store.Pool, round_no: int, kind: str, strategy: str) -> Path:
-    return pool.path / "rounds" / f"round-{round_no:03d}-{kind}-{strategy}.csv"
-
-
 def _frame_of_round(pool: store.Pool, rec: dict[str, Any]) -> pd.DataFrame:
-    """Rebuild a round's picks table from the session (texts come from the pool)."""
-    rows = pool.rows_of(rec["ids"], source="session")
-    cols = {"id": rec["ids"], "text": pool.texts[rows], **rec["columns"], "round": rec["round"]}
+    """A round's picks table from the session; texts stored with the picks, else the pool's."""
+    texts = list(rec.get("texts") or [None] * len(rec["ids"]))
+    missing = [i for i, t in zip(rec["ids"], texts) if t is None]
+    if missing:
+        rows = pool.rows_of(rec["ids"], source="session")
+        texts = [pool.texts[r] if t is None else t for r, t in zip(rows, texts)]
+    cols = {"id": rec["ids"], "text": texts, **rec["columns"], "round": rec["round"]}
     return pd.DataFrame(cols)
 
 
@@ -217,25 +224,33 @@ def _finish_round(
 ) -> Selection:
     """Reuse the last round when it had the same parameters (a rerun), else compute and record one.
 
-    The picks table is written to ``output`` (atomically) before the round is recorded.
+    Runs inside the session's open transaction. The round's view (``rounds/round-NNN-...csv``) is
+    written from the database after the commit; a user's ``output`` is a copy written before the
+    commit (a failure there records nothing) and recorded as not the pool's (never deleted).
     """
     if output is not None and Path(output).suffix.lower() not in {".csv", ".jsonl", ".tsv", ".parquet"}:
         raise InvalidInputError(f"--output {output}: use a .csv, .tsv, .jsonl or .parquet file name")
     prev = session.last_round_like(key)
     if prev is not None:
         frame = _frame_of_round(pool, prev)
-        out = Path(output) if output else _default_output(pool, prev["round"], kind, strategy)
-        write_table(frame, out)
-        session.save()  # labels merged by this rerun
+        out = Path(output) if output else session.round_view(prev)
+        if output:
+            write_table(frame, out)
+            session.record_file(out, prev["round"], "output", owned=False)
+        session.rerender_round(prev["round"])
         return Selection(prev["round"], kind, strategy, frame, out, True, prev.get("info", {}))
     frame, info = compute()
-    round_no = len(session.rounds) + 1
+    crash_point(f"{kind}.computed")
+    round_no = session.next_round
     frame["round"] = round_no
-    out = Path(output) if output else _default_output(pool, round_no, kind, strategy)
-    write_table(frame, out)
     columns = {c: [None if pd.isna(v) else v for v in frame[c].tolist()] for c in frame.columns if c not in {"id", "text", "round"}}
+    out = Path(output) if output else session.round_view({"round": round_no, "kind": kind, "strategy": strategy})
     session.add_round({"kind": kind, "strategy": strategy, "key": key, **record, "ids": frame["id"].tolist(),
-                       "columns": columns, "output": str(out), "info": info})
+                       "texts": frame["text"].tolist(), "columns": columns, "output": str(out), "info": info})
+    if output is not None:
+        write_table(frame, out)
+        crash_point("output.written")
+        session.record_file(out, round_no, "output", owned=False)
     return Selection(round_no, kind, strategy, frame, out, False, info)
 
 
@@ -258,8 +273,15 @@ def seed(
     """
     SEED_STRATEGIES.get(strategy)  # an unknown name fails before any work
     p = store.open_pool(pool, index_dir)
+    new = _read_labels_file(p, labels)
     session = Session(p.path)
-    known, merge_info = _labels_into_session(p, session, labels)
+    with session.transaction("seed"):
+        return _seed_locked(p, session, new, labels, budget, strategy, output, random_state, params)
+
+
+def _seed_locked(p: store.Pool, session: Session, new: dict[str, str] | None, labels: PathLike | None, budget: int,
+                 strategy: str, output: PathLike | None, random_state: int, params: dict[str, Any]) -> Selection:
+    known, merge_info = _labels_into_session(session, new, labels)
     labeled_rows = p.rows_of(sorted(known), source="labels")  # stored labels count too, with or without --labels
     check_budget(budget, p.n - labeled_rows.size)
     key = params_key({"kind": "seed", "strategy": strategy, "budget": budget, "seed": random_state,
@@ -341,8 +363,17 @@ def query(
     spec = parse_candidates(candidates)
     LinearProbe(class_weight=class_weight)._check_params()
     p = store.open_pool(pool, index_dir)
+    new = _read_labels_file(p, labels)
     session = Session(p.path)
-    known, merge_info = _labels_into_session(p, session, labels)
+    with session.transaction("query"):
+        return _query_locked(p, session, new, labels, budget, strategy, output, random_state, allow_requeue, spec,
+                             candidates, class_weight, fn, params)
+
+
+def _query_locked(p: store.Pool, session: Session, new: dict[str, str] | None, labels: PathLike | None, budget: int,
+                  strategy: str, output: PathLike | None, random_state: int, allow_requeue: bool, spec: Any,
+                  candidates: str, class_weight: str | None, fn: Callable[..., Any], params: dict[str, Any]) -> Selection:
+    known, merge_info = _labels_into_session(session, new, labels)
     if not known:
         raise LabelsError(f"pool {p.name!r} has no labels yet; pass --labels FILE with id,label columns")
     ids_sorted = sorted(known)
@@ -361,7 +392,7 @@ def query(
                       "candidates": candidates, "class_weight": class_weight})
 
     def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
-        round_no = len(session.rounds) + 1
+        round_no = session.next_round
         probe = LinearProbe(class_weight=class_weight, random_state=random_state).fit(np.asarray(p.embeddings[labeled_rows]), y)
         if spec.kind == "knn":
             cand = knn_candidates(p.index, p.embeddings, labeled_rows, excluded, spec.k, budget)
@@ -379,6 +410,8 @@ def query(
                               "predicted_proba": pick_proba.max(axis=1).round(4)})
         stop = _stop_info(p, session, probe, int(y.size))
         probe.save(_probe_path(p, round_no))
+        session.record_file(_probe_path(p, round_no), round_no, "probe", owned=True)
+        crash_point("query.probe-written")
         info = {**res.info, **merge_info, "n_labels": int(y.size), "class_counts": probe.class_counts_,
                 "probe_C": probe.C_, "probe_cv_accuracy": None if np.isnan(probe.cv_accuracy_) else round(probe.cv_accuracy_, 4),
                 "candidates_scored": int(cand.size), **stop,
@@ -401,19 +434,16 @@ class UndoResult:
 
 
 def undo(pool: str | PathLike, *, index_dir: PathLike | None = None) -> UndoResult:
-    """Remove the last round from the session: its picks are no longer queued, and its picks file
-    (when in the pool's ``rounds/`` folder) and stored probe are deleted. Labels are kept."""
+    """Remove the last round from the session in one transaction: its picks are no longer queued,
+    and the files the pool wrote for it (its ``rounds/`` view, its stored probe: recorded in the
+    database, inside the pool folder) are deleted. A user's own ``--output`` copy is never
+    deleted. Labels are kept."""
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
     rec = session.undo_last_round()
     if rec is None:
         raise InvalidInputError(f"pool {p.name!r} has no rounds to undo")
-    removed = []
-    for f in (Path(rec.get("output", "")), _probe_path(p, rec["round"])):
-        if f.name and f.is_file() and (p.path in f.resolve().parents or f.parent.name in {"rounds", PROBES}):
-            f.unlink()
-            removed.append(f)
-    return UndoResult(rec["round"], rec["kind"], rec["strategy"], len(rec["ids"]), removed)
+    return UndoResult(rec["round"], rec["kind"], rec["strategy"], len(rec["ids"]), list(session.removed_files))
 
 
 # ----------------------------------------------------------------------------- status
@@ -507,6 +537,8 @@ def export(
     fmt = FORMATS.get(format)
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
+    if session.refresh_views():  # a writer killed after its commit left a view stale
+        session = Session(p.path)
     if not session.rounds:
         raise InvalidInputError(f"pool {p.name!r} has no rounds yet; pick rows first with fmal seed --pool {p.name} --budget N")
     numbers = [r["round"] for r in session.rounds]
@@ -555,8 +587,9 @@ def import_labels(
     Answers for ids not in the pool are reported, not imported. A file that answers an id twice
     differently, or answers a labeled id differently from the stored label, is a conflict:
     ``on_conflict`` = ``error`` (default: nothing is written), ``keep`` (the stored / first answer
-    wins) or ``replace`` (the file's / last answer wins; the old label is kept in session.json's
-    ``relabels``). Importing the same file again changes nothing.
+    wins) or ``replace`` (the file's / last answer wins; the old label is kept in the pool's
+    labels.db: ``relabels`` and ``answers``). Importing the same file again changes no label.
+    The file is read before the pool's write lock is taken; the merge is one transaction.
     """
     fmt = FORMATS.get(format)
     p = store.open_pool(pool, index_dir)
@@ -569,7 +602,8 @@ def import_labels(
         shown = ", ".join(repr(a.id) for a in unknown[:5])
         raise LabelsError(f"{path}: none of the {len(unknown)} answered ids are in pool {p.name!r} ({shown}); check the file belongs to this pool")
     labels, dis = collapse([a for a in got.answers if a.id in in_pool], on_conflict, str(path))
-    merge = session.add_labels(labels, source=f"{fmt.name}:{path.name}", on_conflict=on_conflict)
+    annotators = {a.id: str(a.annotator) for a in got.answers if getattr(a, "annotator", None)}  # when the tool says
+    merge = session.add_labels(labels, source=f"{fmt.name}:{path.name}", on_conflict=on_conflict, annotators=annotators)
     return ImportResult(path, fmt.name, on_conflict, got.n_records, len(got.answers), merge.added, merge.changed,
                         merge.unchanged, merge.kept, merge.conflicts, tuple(dis), unknown, tuple(got.skipped))
 

@@ -6,8 +6,10 @@ the embeddings (.npy, read memory-mapped) and a FAISS index.
         rows.parquet      id, text
         embeddings.npy    float32 (or float16: --precision) [n_rows, dim], L2-normalised
         index.faiss       FAISS index over embeddings.npy
-        session.json      rounds of selection (fmal.session)
-        labels.csv        every label fmal was given (fmal.session)
+        labels.db         labels, answers, rounds and their files: the truth (fmal.session)
+        labels.csv        view of the current labels (id,label), rewritten from labels.db
+        rounds/, probes/  each round's picks (a view) and stored probe
+        .lock             the pool's write lock (fmal._lock)
         .partial/         while embedding: progress.json + one .npy per finished chunk
                           (Ray engine: one .parquet + .npy per finished input shard)
 
@@ -21,7 +23,6 @@ both paths end in ``_write_pool``, so the pool format is one.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -38,11 +39,12 @@ import pandas as pd
 
 from fmal import index as fmal_index
 from fmal._atomic import atomic_path, write_json
+from fmal._lock import pool_lock
 from fmal._matrix import BlockMatrix, format_bytes, ram_cap
 from fmal._validation import check_pool_name
 from fmal._version import __version__
 from fmal.encoders import Encoder
-from fmal.exceptions import CorruptPoolError, PoolBusyError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
+from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
 from fmal.io import ShardJoiner, ShardList, TextTable
 
 log = logging.getLogger(__name__)
@@ -350,19 +352,13 @@ def build_pool(
 
 @contextlib.contextmanager
 def _pool_lock(path: Path) -> Iterator[None]:
-    """One writer per pool folder: a second concurrent ``fmal embed`` into it fails at once
-    instead of racing on its chunks. The OS releases the lock if the process dies."""
-    fd = os.open(path, os.O_RDONLY)  # the lock is on the folder itself: no lock file to leave behind
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise PoolBusyError(
-                f"{path}: another fmal process is building this pool; wait for it to finish or use another --pool"
-            ) from None
+    """One writer per pool folder: the write lock every command that writes a pool takes
+    (:func:`fmal._lock.pool_lock`). ``embed`` does not wait for it: a second ``fmal embed`` into a
+    pool being built, or an embed while seed/query/import-labels writes it, fails at once
+    (PoolBusyError) instead of racing on its chunks or waiting out a build of hours. The OS
+    releases the lock if the process dies."""
+    with pool_lock(path, timeout=0, what="embed"):
         yield
-    finally:
-        os.close(fd)
 
 
 def _start_build(

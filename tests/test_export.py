@@ -49,9 +49,13 @@ def loop(tmp_path: Path, _loop_template):
     return tmp_path / "indexes", gold, s1, s2
 
 
-def _files(index_dir: Path) -> dict[str, bytes]:
+def _files(index_dir: Path) -> dict[str, object]:
+    """What a person made, as stored: the labels view and the database's labels, relabels, rounds
+    (``answers``, the log of every answer given, grows with each import: checked on its own)."""
     d = index_dir / "p"
-    return {n: (d / n).read_bytes() for n in ("labels.csv", "session.json") if (d / n).exists()}
+    s = Session(d)
+    return {"labels.csv": (d / "labels.csv").read_bytes() if (d / "labels.csv").exists() else None,
+            "labels": s.labels, "relabels": s.relabels, "rounds": s.rounds}
 
 
 def _import(path, fmt, index_dir, policy="error"):
@@ -270,10 +274,13 @@ def test_conflict_with_stored_label_follows_the_policy(loop, tmp_path):
     with pytest.raises(LabelsError, match=rf"1 id\(s\) already have another label \('{rid}': stored '{gold[rid]}', new '{wrong}'\); pass --on-conflict"):
         _import(f, "label-studio", index_dir)
     assert _files(index_dir) == before  # nothing written
+    n_answers = len(Session(index_dir / "p").answers())
 
     r = _import(f, "label-studio", index_dir, "keep")
     assert (r.kept, r.changed) == (1, 0) and r.conflicts[0].stored == gold[rid] and r.conflicts[0].incoming == wrong
     assert r.conflicts[0].resolution == "kept" and _files(index_dir) == before
+    log = Session(index_dir / "p").answers()  # the kept answer is not lost either: it is in the log
+    assert len(log) == n_answers + 1 and log.iloc[-1][["id", "value", "outcome"]].tolist() == [rid, wrong, "kept"]
 
     r = _import(f, "label-studio", index_dir, "replace")
     assert (r.changed, r.conflicts[0].resolution) == (1, "replaced")
@@ -316,11 +323,12 @@ def test_reimport_changes_nothing(loop, tmp_path, policy):
     first = _import(f, "label-studio", index_dir, policy)
     assert first.added == 6
     before = _files(index_dir)
-    mtimes = {n: (index_dir / "p" / n).stat().st_mtime_ns for n in before}
+    mtime = (index_dir / "p" / "labels.csv").stat().st_mtime_ns
     again = _import(f, "label-studio", index_dir, policy)
     assert (again.added, again.changed) == (0, 0)
     assert _files(index_dir) == before
-    assert {n: (index_dir / "p" / n).stat().st_mtime_ns for n in before} == mtimes
+    assert (index_dir / "p" / "labels.csv").stat().st_mtime_ns == mtime  # the view is not even rewritten
+    assert set(Session(index_dir / "p").answers()["outcome"].tail(len(answers))) <= {"unchanged", "kept"}
 
 
 def test_bad_files_name_file_and_place(loop, tmp_path):

@@ -81,19 +81,23 @@ def test_exact_knn_streams_blocks():
 
 
 def test_a_second_concurrent_build_of_a_pool_fails_at_once(tmp_path):
-    import fcntl
-    import os
+    import subprocess
+    import sys
 
     from fmal import store
     from fmal.exceptions import PoolBusyError
 
     path = tmp_path / "p"
     path.mkdir()
-    fd = os.open(path, os.O_RDONLY)  # another process holds the build lock on the pool folder
+    # another process holds the pool's write lock (an embed, or a seed/query writing the pool)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from fmal._lock import pool_lock\n"
+         f"with pool_lock({str(path)!r}):\n    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        with pytest.raises(PoolBusyError, match="another fmal process is building this pool"):
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(PoolBusyError, match="another fmal process is writing this pool"):
             store.build_pool(None, None, path)  # type: ignore[arg-type]
     finally:
-        os.close(fd)
-    assert list(path.iterdir()) == []
+        holder.communicate("")
+    assert [f.name for f in path.iterdir() if f.name != ".lock"] == []

@@ -1,8 +1,9 @@
-"""fmal.session: rounds and labels kept in the pool folder; no label is ever lost."""
+"""fmal.session: rounds and labels kept in the pool's labels.db; no label is ever lost."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -17,10 +18,12 @@ def test_labels_merge_write_and_reload(tmp_path):
     assert (m.added, m.changed, m.unchanged) == (2, 0, 0)
     again = Session(tmp_path)
     assert again.labels == {"007": "NA", "b": "x"}
-    before = (tmp_path / "labels.csv").read_bytes(), (tmp_path / "session.json").read_bytes()
+    before = (tmp_path / "labels.csv").read_bytes()
     m = again.add_labels({"b": "x"}, source="f1.csv")
     assert (m.added, m.changed, m.unchanged) == (0, 0, 1)
-    assert before == ((tmp_path / "labels.csv").read_bytes(), (tmp_path / "session.json").read_bytes())
+    assert before == (tmp_path / "labels.csv").read_bytes() == b"id,label\n007,NA\nb,x\n"  # the view, unchanged
+    assert Session(tmp_path).labels == {"007": "NA", "b": "x"} and not (tmp_path / "session.json").exists()
+    assert Session(tmp_path).answers()["outcome"].tolist() == ["added", "added", "unchanged"]  # every answer given
 
 
 def test_a_changed_label_keeps_the_old_answer(tmp_path):
@@ -31,8 +34,9 @@ def test_a_changed_label_keeps_the_old_answer(tmp_path):
     s = Session(tmp_path)
     assert s.labels == {"a": "z", "b": "y", "c": "w"}
     assert [(r["id"], r["old"], r["new"], r["source"]) for r in s.relabels] == [("a", "x", "z", "f2.csv")]
-    data = json.loads((tmp_path / "session.json").read_text())
-    assert data["relabels"][0]["old"] == "x"
+    with sqlite3.connect(tmp_path / "labels.db") as db:  # the truth is the database
+        assert db.execute("SELECT id, old, new FROM relabels").fetchall() == [("a", "x", "z")]
+        assert db.execute("SELECT outcome FROM answers WHERE id = 'a' ORDER BY seq").fetchall() == [("added",), ("replaced",)]
 
 
 def test_rounds_queue_and_rerun_detection(tmp_path):
@@ -66,14 +70,21 @@ def test_corrupt_session_files(tmp_path):
         Session(tmp_path)
 
 
-def test_labels_merged_in_memory_are_written_with_the_round(tmp_path):
+def test_a_transaction_commits_whole_or_not_at_all(tmp_path):
     s = Session(tmp_path)
-    m = s.add_labels({"a": "x"}, source="l.csv", write=False)
-    assert m.added == 1 and s.labels == {"a": "x"} and not (tmp_path / "labels.csv").exists()
-    assert Session(tmp_path).labels == {}  # a command that fails now leaves nothing behind
-    s.add_round({"kind": "query", "strategy": "margin", "key": "k", "ids": ["b"]})
-    assert Session(tmp_path).labels == {"a": "x"}
-    s.add_labels({"a": "y"}, source="l2.csv", write=False)
-    s.save()
+    with pytest.raises(RuntimeError):
+        with s.transaction():
+            m = s.add_labels({"a": "x"}, source="l.csv")
+            assert m.added == 1 and s.labels == {"a": "x"}
+            assert Session(tmp_path).labels == {}  # not committed yet: other readers see the old state
+            s.add_round({"kind": "query", "strategy": "margin", "key": "k", "ids": ["b"]})
+            raise RuntimeError("the command failed after merging")
+    assert Session(tmp_path).labels == {} and Session(tmp_path).rounds == [] and s.labels == {}
+    with s.transaction():
+        s.add_labels({"a": "x"}, source="l.csv")
+        s.add_round({"kind": "query", "strategy": "margin", "key": "k", "ids": ["b"]})
+    again = Session(tmp_path)
+    assert again.labels == {"a": "x"} and again.queued() == {"b"}
+    s.add_labels({"a": "y"}, source="l2.csv")
     again = Session(tmp_path)
     assert again.labels == {"a": "y"} and [(r["old"], r["new"]) for r in again.relabels] == [("x", "y")]

@@ -65,7 +65,7 @@ def built(tmp_path):
 def test_pool_folder_holds_manifest_rows_embeddings_index(built):
     table, _, res, path = built
     assert (res.n_rows, res.n_unique, res.n_embedded, res.skipped) == (40, 23, 23, False)
-    assert sorted(p.name for p in path.iterdir()) == sorted(POOL_FILES)  # .partial is gone
+    assert sorted(p.name for p in path.iterdir() if p.name != ".lock") == sorted(POOL_FILES)  # .partial is gone; .lock: the write lock
     m = json.loads((path / "manifest.json").read_text())
     assert m["n_rows"] == 40 and m["n_unique_texts"] == 23 and m["dim"] == 8
     assert m["normalized"] is True and m["dtype"] == "float32" and m["fmal_version"] == __version__

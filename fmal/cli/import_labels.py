@@ -18,14 +18,14 @@ def import_labels_cmd(
     file: Path = typer.Argument(..., help="The tool's export (Label Studio JSON, Prodigy db-out JSONL, Argilla records, CSV, JSONL)."),
     pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
     format: str = typer.Option("csv", "--format", "-f", help=f"Format: one of {', '.join(FORMATS.names())}."),
-    on_conflict: str = typer.Option("error", "--on-conflict", help="An id already labeled differently, or answered differently twice in the file: error (write nothing), keep (stored / first answer) or replace (the file's / last answer; the old one is kept in session.json)."),
+    on_conflict: str = typer.Option("error", "--on-conflict", help="An id already labeled differently, or answered differently twice in the file: error (write nothing), keep (stored / first answer) or replace (the file's / last answer; the old one is kept in the pool's labels.db)."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
     verbose_list: int = typer.Option(10, "--show", help="How many conflicts, unknown ids and skipped records to list."),
 ) -> None:
     """Merge the answers of an annotation tool's export into the pool's labels.
 
     Nothing stored is lost, unknown ids are reported (not imported), and importing the same file
-    again changes nothing.
+    again changes no label.
     """
     r = api.import_labels(file, pool, format, on_conflict=on_conflict, index_dir=index_dir)
     typer.echo(f"{r.path}: {r.n_records} records, {r.n_answers} answers ({r.format})")
