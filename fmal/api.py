@@ -158,10 +158,11 @@ def embed(
             if not repair:
                 raise
             m = None
-        problems = pool_check.check_pool(path, m, checksums=False) if m is not None else []
-        if problems and not repair:
-            raise CorruptPoolError(pool_check.describe(path, problems, m))
-        if m is not None and not repair and not pool_check.needs_checksum(path, m):
+        if m is not None and not repair:  # sizes and shapes; checksums of files newer than the manifest
+            if problems := pool_check.check_pool(path, m):
+                raise CorruptPoolError(pool_check.describe(path, problems, m))
+            if pool_check.needs_checksum(path, m):
+                pool_check.mark_verified(path)
             mm = m.get("model", {})
             return EmbedResult(path, m["n_rows"], m["n_unique_texts"], 0, 0, True, time.perf_counter() - t0, name,
                                m["dim"], backend, precision, mm.get("max_seq_length"), mm.get("threads"), engine, n_shards)
