@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from fmal.exceptions import InvalidInputError
+from fmal import pool_check
+from fmal.exceptions import CorruptPoolError, InvalidInputError
 
 #: scattered rows gathered between two releases of the mapped pages
 GATHER_ROWS = 4096
@@ -137,7 +138,7 @@ class BlockMatrix:
         while done < want:
             got = os.preadv(self._fd, [buf[done:]], pos + done)
             if got <= 0:
-                raise OSError(f"{self.path}: file ends before row {stop}; the pool is damaged, rebuild it")
+                raise CorruptPoolError(f"{self.path}: file ends before row {stop}; {pool_check.repair_hint(self.path.parent)}")
             done += got
         return raw if self.stored_dtype == np.float32 else raw.astype(np.float32)
 

@@ -18,10 +18,10 @@ import pandas as pd
 from fmal import encoders as fmal_encoders
 from fmal import index as fmal_index
 from fmal.engines import ENGINES
-from fmal import store
+from fmal import human_work, pool_check, store
 from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive
-from fmal.exceptions import InvalidInputError, LabelsError
+from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, PoolExistsError
 from fmal.io import ShardList, list_shards, load_texts, read_labels, write_table
 from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
@@ -61,6 +61,10 @@ class EmbedResult:
     threads: int | None = None
     engine: str = "local"
     n_shards: int = 0  # input files read by the Ray engine's workers (0: read here, by the local engine)
+    repaired: tuple[str, ...] = ()  # --repair: the derived files rebuilt (empty: the pool was sound)
+    labels_kept: int = 0  # --overwrite --keep-labels: labeled ids still in the new input
+    labels_dropped: int = 0  # --overwrite --keep-labels --drop-labels: labeled ids gone from it (backed up)
+    backup: Path | None = None  # where --overwrite put the session's files it did not keep
 
 
 def embed(
@@ -74,6 +78,9 @@ def embed(
     batch_size: int = 64,
     chunk_size: int = 2048,
     overwrite: bool = False,
+    repair: bool = False,
+    keep_labels: bool = False,
+    drop_labels: bool = False,
     trust_remote_code: bool = False,
     backend: str | None = None,
     precision: str | None = None,
@@ -98,8 +105,23 @@ def embed(
     file) and embed it; work is saved and resumed per shard, texts repeated across shards are
     embedded once per shard, and the pool is the local engine's. ``on_start(total)`` gets the
     row count, or None on Ray (rows are counted as they are read).
+
+    A finished pool is checked first (files present, sizes and shapes as the manifest records,
+    checksums of files changed since): a damaged one is a CorruptPoolError unless ``repair``,
+    which rebuilds exactly the damaged files (embeddings through the encoder, in this process,
+    resumable; the index from the embeddings; rows from the input) and keeps labels and rounds.
+
+    ``overwrite`` on a pool with labels or rounds needs ``keep_labels`` (the labels stay; refused
+    if a labeled id is not in the new input, unless ``drop_labels`` too: those labels are removed
+    after a backup) or ``drop_labels`` alone (labels, rounds and probes move to
+    ``backup-<time>/`` in the pool folder). Nothing a person made is deleted.
     """
     t0 = time.perf_counter()
+    if repair and overwrite:
+        raise InvalidInputError("--repair keeps the pool and rebuilds its damaged files, --overwrite rebuilds it all: pass one")
+    if (keep_labels or drop_labels) and not overwrite:
+        raise InvalidInputError("--keep-labels and --drop-labels say what --overwrite does with the labels: pass --overwrite too")
+    labels_policy = "keep" if keep_labels else "drop" if drop_labels else None
     check_positive(batch_size, "batch_size", integer=True)
     check_positive(chunk_size, "chunk_size", integer=True)
     if backend is not None:
@@ -110,26 +132,47 @@ def embed(
     if engine not in ENGINES:
         raise InvalidInputError(f"engine must be one of [{', '.join(ENGINES)}], got {engine!r}")
     path = store.pool_path(pool, index_dir)
+    if overwrite:
+        human_work.refuse_overwrite(path, labels_policy)  # before any heavy work
+    if repair and engine == "ray":
+        log.info("--repair reads and embeds the input in this process (the local engine)")
+        engine = "local"
     # the Ray engine reads the input on its workers: here it is only listed and fingerprinted
     source = list_shards(input, text_col=text_col, id_col=id_col) if engine == "ray" else load_texts(input, text_col=text_col, id_col=id_col)
     n_shards = len(source.files) if isinstance(source, ShardList) else 0
+    kept, vanished = _labels_kept(path, input, source, text_col, id_col) if keep_labels else (0, set())
+    if vanished and not drop_labels:
+        raise PoolExistsError(
+            f"{path}: {len(vanished)} labeled id(s) are not in {input} (e.g. {sorted(vanished)[0]!r}) and --keep-labels "
+            "would lose them; fix the input, or add --drop-labels to move those labels to a backup in the pool folder"
+        )
     name, folder = fmal_encoders.resolve_model(model)
     if not overwrite and (backend is None or precision is None):
-        backend, precision = _existing_build_settings(path, backend, precision)
+        backend, precision = _existing_build_settings(path, backend, precision, tolerant=repair)
     backend = backend or fmal_encoders.DEFAULT_BACKEND
     precision = precision or "float32"
     if not overwrite and folder is not None:
         # cheap no-op check before loading the model: a local model's fingerprint is its files' hash
-        m = store.check_existing(path, source, name, fmal_encoders.fingerprint_folder(folder), backend, precision)
-        if m is not None:
+        try:
+            m = store.check_existing(path, source, name, fmal_encoders.fingerprint_folder(folder), backend, precision)
+        except CorruptPoolError:  # an unreadable manifest: --repair rebuilds every derived file
+            if not repair:
+                raise
+            m = None
+        if m is not None and not repair:  # sizes and shapes; checksums of files newer than the manifest
+            if problems := pool_check.check_pool(path, m):
+                raise CorruptPoolError(pool_check.describe(path, problems, m))
+            if pool_check.needs_checksum(path, m):
+                pool_check.mark_verified(path)
             mm = m.get("model", {})
             return EmbedResult(path, m["n_rows"], m["n_unique_texts"], 0, 0, True, time.perf_counter() - t0, name,
                                m["dim"], backend, precision, mm.get("max_seq_length"), mm.get("threads"), engine, n_shards)
     encoder_kwargs = {"model": None if model is None else str(model), "trust_remote_code": trust_remote_code,
                       "backend": backend, "max_seq_length": max_seq_length, "threads": threads}
     encoder = fmal_encoders.load_encoder(**encoder_kwargs)
+    backup = human_work.drop_vanished(path, vanished) if vanished else None  # the model loaded: the build goes ahead
     settings: dict[str, Any] = {
-        "batch_size": batch_size, "chunk_size": chunk_size, "overwrite": overwrite, "precision": precision,
+        "batch_size": batch_size, "chunk_size": chunk_size, "overwrite": overwrite, "labels": labels_policy, "precision": precision,
         "index_kind": index, "max_index_memory": fmal_index.parse_memory(max_index_memory), "on_progress": on_progress,
     }
     if isinstance(source, ShardList):
@@ -142,18 +185,35 @@ def embed(
     else:
         if on_start:
             on_start(len(source))
-        res = store.build_pool(source, encoder, path, **settings)
+        res = store.build_pool(source, encoder, path, repair=repair, **settings)
     return EmbedResult(
         path, res.n_rows, res.n_unique, res.n_embedded, res.n_chunks_reused, res.skipped,
         time.perf_counter() - t0, encoder.name, encoder.dim, backend, precision, encoder.max_seq_length, encoder.threads,
-        engine, n_shards,
+        engine, n_shards, res.repaired, kept, len(vanished), backup or res.backup,
     )
 
 
-def _existing_build_settings(path: Path, backend: str | None, precision: str | None) -> tuple[str | None, str | None]:
+def _labels_kept(path: Path, input: PathLike, source: Any, text_col: str, id_col: str | None) -> tuple[int, set[str]]:
+    """For --overwrite --keep-labels: (labeled ids still in the new input, labeled ids gone from it).
+    The Ray engine's input is read here for its ids."""
+    ids = source.ids if not isinstance(source, ShardList) else load_texts(input, text_col=text_col, id_col=id_col).ids
+    labeled = human_work.labeled_ids(path)
+    gone = labeled - set(ids)
+    return len(labeled) - len(gone), gone
+
+
+def _existing_build_settings(
+    path: Path, backend: str | None, precision: str | None, *, tolerant: bool = False
+) -> tuple[str | None, str | None]:
     """Fill an unset backend / precision from the finished pool at ``path``, or from its
-    interrupted run, so a plain rerun neither fails nor mixes backends."""
-    m = store.read_manifest(path)
+    interrupted run, so a plain rerun neither fails nor mixes backends (``tolerant``: an
+    unreadable manifest counts as none, for --repair)."""
+    try:
+        m = store.read_manifest(path)
+    except CorruptPoolError:
+        if not tolerant:
+            raise
+        m = None
     if m is not None:
         return backend or store.pool_backend(m), precision or str(m.get("dtype", "float32"))
     try:
@@ -703,16 +763,26 @@ def report(
 
 @dataclass(frozen=True)
 class PoolInfo:
-    """What a pool is: its manifest and the size of each of its files on disk."""
+    """What a pool is: its manifest, the size of each of its files on disk, what is wrong with
+    them (empty when nothing) and how many labels and rounds it holds."""
 
     path: Path
     manifest: dict[str, Any]
     file_bytes: dict[str, int]
+    problems: tuple[str, ...] = ()
+    repair_hint: str = ""
+    human_work: int = 0
 
 
 def info(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolInfo:
     """Describe a built pool: model, rows, dtype, the index chosen (with its parameters and
-    measured recall@10) and the size of its files."""
-    p = store.open_pool(pool, index_dir)
-    sizes = {f.name: f.stat().st_size for f in sorted(p.path.iterdir()) if f.is_file()}
-    return PoolInfo(p.path, p.manifest, sizes)
+    measured recall@10), the size of its files, and what is damaged (files missing, unreadable,
+    of the wrong size or shape; checksums are for ``fmal embed --repair``)."""
+    path = store.pool_path(pool, index_dir)
+    m = store.read_manifest(path)
+    if m is None:
+        store.open_pool(pool, index_dir)  # the usual "no pool there" error
+    problems = tuple(map(str, pool_check.check_pool(path, m, checksums=False)))
+    sizes = {f.name: f.stat().st_size for f in sorted(path.iterdir()) if f.is_file()}
+    return PoolInfo(path, m, sizes, problems, pool_check.repair_hint(path, m) if problems else "",
+                    human_work.has_human_work(path))

@@ -20,6 +20,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from fmal import pool_check
 from fmal._atomic import atomic_path
 from fmal.exceptions import CorruptPoolError, InvalidInputError
 
@@ -216,7 +217,7 @@ def load_index(
     kinds; ``kind`` is the recorded index type, as the two need different FAISS flags)."""
     path = Path(path)
     if not path.is_file():
-        raise CorruptPoolError(f"{path}: index file missing; rebuild the pool with fmal embed --overwrite")
+        raise CorruptPoolError(f"{path}: index file missing; {pool_check.repair_hint(path.parent)}")
     try:
         flags = 0
         if mmap:
@@ -224,11 +225,11 @@ def load_index(
             flags = (faiss.IO_FLAG_MMAP if ivf else faiss.IO_FLAG_MMAP_IFC) | faiss.IO_FLAG_READ_ONLY
         index = faiss.read_index(str(path), flags)
     except Exception:
-        raise CorruptPoolError(f"{path}: index file is unreadable; rebuild the pool with fmal embed --overwrite") from None
+        raise CorruptPoolError(f"{path}: index file is unreadable; {pool_check.repair_hint(path.parent)}") from None
     if index.ntotal != n or index.d != dim:
         raise CorruptPoolError(
             f"{path}: index holds {index.ntotal} vectors of dim {index.d}, the pool {n} of dim {dim}; "
-            "rebuild the pool with fmal embed --overwrite"
+            + pool_check.repair_hint(path.parent)
         )
     for key, value in (search_params or {}).items():
         faiss.ParameterSpace().set_index_parameter(index, key, value)

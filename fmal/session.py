@@ -441,6 +441,23 @@ class Session:
             crash_point("undo.before-commit")
         return rec
 
+    def drop_ids(self, ids: set[str]) -> int:
+        """Remove the labels and round picks of ``ids``, rows that left the pool (``fmal embed
+        --overwrite --keep-labels --drop-labels``, after a backup of the database). Their answers
+        and relabels stay in the history. Returns how many labels were removed."""
+        with self.transaction("drop labels of rows that left the pool"):
+            assert self._conn is not None
+            c = self._conn
+            gone = [i for i in ids if i in self._labels]
+            c.executemany("DELETE FROM labels WHERE id = ?", [(i,) for i in gone])
+            c.executemany("DELETE FROM picks WHERE id = ?", [(i,) for i in ids])
+            for i in gone:
+                del self._labels[i]
+            self._labels_changed = bool(gone)
+            self._rendered.update(r["round"] for r in self.rounds)
+            crash_point("drop.before-commit")
+        return len(gone)
+
     def rerender_round(self, round_no: int) -> None:
         """Rewrite a round's view after this transaction commits (a rerun that reuses it)."""
         self._rendered.add(round_no)

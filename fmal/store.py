@@ -2,7 +2,8 @@
 the embeddings (.npy, read memory-mapped) and a FAISS index.
 
     indexes/NAME/
-        manifest.json     written last: its presence means the pool is complete
+        manifest.json     written last: its presence means the pool is complete; records each derived
+                          file's size, sha256 and shape (fmal.pool_check)
         rows.parquet      id, text
         embeddings.npy    float32 (or float16: --precision) [n_rows, dim], L2-normalised
         index.faiss       FAISS index over embeddings.npy
@@ -18,6 +19,10 @@ rename); a rerun with the same input and model skips the finished ones, and sinc
 batches do not depend on what ran before, the result is byte-identical to an uninterrupted run.
 The Ray engine reads the input itself and resumes per input shard (``build_pool_from_shards``);
 both paths end in ``_write_pool``, so the pool format is one.
+
+A rerun on a finished pool checks its derived files (fmal.pool_check); ``repair=True`` rebuilds the
+missing or damaged ones and leaves the session (labels, rounds) alone. ``overwrite`` never deletes
+the session: it keeps it (``labels="keep"``) or moves it to ``backup-<time>/`` (fmal.human_work).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from fmal import index as fmal_index
+from fmal import human_work, pool_check
 from fmal._atomic import atomic_path, write_json
 from fmal._lock import pool_lock
 from fmal._matrix import BlockMatrix, format_bytes, ram_cap
@@ -45,6 +51,7 @@ from fmal._validation import check_pool_name
 from fmal._version import __version__
 from fmal.encoders import Encoder
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
+from fmal.human_work import has_human_work  # noqa: F401  (fmal.store.has_human_work: what --overwrite must not lose)
 from fmal.io import ShardJoiner, ShardList, TextTable
 
 log = logging.getLogger(__name__)
@@ -111,7 +118,7 @@ class Pool:
         try:
             return np.load(f, mmap_mode="r", allow_pickle=False)
         except Exception:
-            raise CorruptPoolError(f"{f}: unreadable embeddings; rebuild with fmal embed --overwrite") from None
+            raise CorruptPoolError(f"{f}: unreadable embeddings; {pool_check.repair_hint(self.path, self.manifest)}") from None
 
     @cached_property
     def index(self):  # -> faiss.Index
@@ -161,11 +168,11 @@ def open_embeddings(f: Path, n: int, dim: int, dtype: str = "float32") -> np.nda
     try:
         X = np.load(f, mmap_mode="r", allow_pickle=False)
     except Exception:
-        raise CorruptPoolError(f"{f}: unreadable embeddings; rebuild with fmal embed --overwrite") from None
+        raise CorruptPoolError(f"{f}: unreadable embeddings; {pool_check.repair_hint(f.parent)}") from None
     if X.shape != (n, dim) or X.dtype != np.dtype(dtype):
         raise CorruptPoolError(
             f"{f}: shape {X.shape} {X.dtype} disagrees with the manifest ({n}, {dim}) {dtype}; "
-            "rebuild with fmal embed --overwrite"
+            + pool_check.repair_hint(f.parent)
         )
     if n * dim * 4 > ram_cap():
         log.info("%s: %s of float32 embeddings exceed the RAM cap: reading them in blocks", f, format_bytes(n * dim * 4))
@@ -182,7 +189,7 @@ def _read_rows(path: Path, columns: list[str]) -> pd.DataFrame:
     try:
         return pd.read_parquet(f, columns=columns)
     except Exception:
-        raise CorruptPoolError(f"{f}: missing or unreadable; rebuild with fmal embed --overwrite") from None
+        raise CorruptPoolError(f"{f}: missing or unreadable; {pool_check.repair_hint(path)}") from None
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
@@ -193,15 +200,15 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     try:
         m = json.loads(f.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise CorruptPoolError(f"{f}: not valid JSON; rebuild with fmal embed --overwrite") from None
+        raise CorruptPoolError(f"{f}: not valid JSON; {pool_check.repair_hint(path)}") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT or "n_rows" not in m or "dim" not in m:
-        raise CorruptPoolError(f"{f}: not an fmal pool manifest; rebuild with fmal embed --overwrite")
+        raise CorruptPoolError(f"{f}: not an fmal pool manifest; {pool_check.repair_hint(path)}")
     bad = [k for k in ("n_rows", "dim") if isinstance(m[k], bool) or not isinstance(m[k], int) or m[k] < 1]
     bad += [k for k in ("model", "input", "index") if not isinstance(m.get(k), dict)]
     if bad:
         raise CorruptPoolError(
             f"{f}: field(s) {', '.join(bad)} missing or invalid (n_rows and dim must be positive integers); "
-            "rebuild with fmal embed --overwrite"
+            + pool_check.repair_hint(path)
         )
     return m
 
@@ -216,9 +223,9 @@ def open_pool(pool: str | Path, index_dir: str | Path | None = None) -> Pool:
             f"{path}: no pool there{hint}; build it with: fmal embed INPUT --pool {path.name}"
             + (f" --index-dir {path.parent}" if index_dir is not None else "")
         )
+    if problems := pool_check.check_pool(path, m, checksums=False):  # presence, sizes, shapes: no file read whole
+        raise CorruptPoolError(pool_check.describe(path, problems, m))
     ids = _read_rows(path, ["id"])["id"].to_numpy(dtype=object)
-    if len(ids) != int(m["n_rows"]):
-        raise CorruptPoolError(f"{path / ROWS}: {len(ids)} rows, the manifest says {m['n_rows']}; rebuild the pool")
     return Pool(path=path, manifest=m, ids=ids)
 
 
@@ -233,6 +240,8 @@ class BuildResult:
     n_embedded: int
     n_chunks_reused: int
     skipped: bool
+    repaired: tuple[str, ...] = ()  # derived files rebuilt by a repair
+    backup: Path | None = None  # where --overwrite moved the session's files (labels, rounds)
 
 
 def _unique(texts: list[str]) -> tuple[list[str], np.ndarray]:
@@ -331,6 +340,8 @@ def build_pool(
     index_kind: str = "auto",
     max_index_memory: int = fmal_index.DEFAULT_MAX_MEMORY,
     overwrite: bool = False,
+    labels: str | None = None,
+    repair: bool = False,
     precision: str = "float32",
     on_progress: Callable[[int], None] | None = None,
 ) -> BuildResult:
@@ -339,6 +350,10 @@ def build_pool(
     uses :func:`build_pool_from_shards`).
 
     ``precision`` is the dtype of the stored embeddings (float16: half the disk; readers convert).
+    ``overwrite`` rebuilds the pool; on a pool with labels it needs ``labels`` = "keep" (the
+    session's files stay) or "drop" (they move to a backup folder in the pool). ``repair`` rebuilds
+    the derived files that are missing or damaged (see :mod:`fmal.pool_check`), keeping the session;
+    without it a damaged pool is a CorruptPoolError.
 
     ``on_progress(n)`` is called with the number of rows finished after each chunk.
     """
@@ -346,7 +361,8 @@ def build_pool(
     with _pool_lock(path):
         return _build_pool_locked(
             table, encoder, path, batch_size=batch_size, chunk_size=chunk_size, index_kind=index_kind,
-            max_index_memory=max_index_memory, overwrite=overwrite, precision=precision, on_progress=on_progress,
+            max_index_memory=max_index_memory, overwrite=overwrite, labels=labels, repair=repair, precision=precision,
+            on_progress=on_progress,
         )
 
 
@@ -361,25 +377,58 @@ def _pool_lock(path: Path) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class _Start:
+    """How a build starts: the finished pool's manifest (None: build), and where --overwrite moved the session."""
+
+    manifest: dict[str, Any] | None = None
+    backup: Path | None = None
+
+
 def _start_build(
-    path: Path, source: TextTable | ShardList, encoder: Encoder, *, overwrite: bool, backend: str, precision: str
-) -> dict[str, Any] | None:
-    """Clear the pool for ``overwrite``; return the manifest of a finished pool built from this
-    input and model (nothing to do), raise when the pool was built from something else."""
+    path: Path, source: TextTable | ShardList, encoder: Encoder, *, overwrite: bool, backend: str, precision: str,
+    labels: str | None = None, repair: bool = False,
+) -> _Start:
+    """Clear the pool for ``overwrite`` (its session kept or moved to a backup, by ``labels``);
+    return the manifest of a finished pool built from this input and model (nothing to do, or a
+    repair), raise when the pool was built from something else or is damaged and not repaired."""
+    backup = None
     if overwrite and path.exists():
-        for name in (MANIFEST, ROWS, EMBEDDINGS, INDEX, PARTIAL, "session.json", "labels.csv"):
+        human_work.refuse_overwrite(path, labels)
+        for name in (MANIFEST, ROWS, EMBEDDINGS, INDEX, PARTIAL, "reports"):  # derived: rebuilt from the input
             p = path / name
             if p.is_dir():
                 shutil.rmtree(p)
             elif p.exists():
                 p.unlink()
-    if not overwrite and (m := check_existing(path, source, encoder.name, encoder.fingerprint, backend, precision)) is not None:
-        return m
+        if labels != "keep":
+            backup = human_work.move_to_backup(path)
+    if not overwrite:
+        try:
+            m = check_existing(path, source, encoder.name, encoder.fingerprint, backend, precision)
+        except CorruptPoolError:
+            if not repair:
+                raise
+            log.warning("%s: unreadable manifest: rebuilding every derived file (labels and rounds are kept)", path / MANIFEST)
+            m = None
+        if m is not None:
+            if not repair:
+                if problems := pool_check.check_pool(path, m):  # hashes only files newer than the manifest
+                    raise CorruptPoolError(pool_check.describe(path, problems, m))
+                if pool_check.needs_checksum(path, m):  # files newer than the manifest matched their checksums
+                    pool_check.mark_verified(path)
+            return _Start(m)
     # a run killed while assembling leaves its temp files behind (as large as the embeddings): drop them
     for name in (EMBEDDINGS, ROWS, INDEX, MANIFEST):
         for stale in path.glob(f".{name}.*.tmp"):
             stale.unlink(missing_ok=True)
-    return None
+    if not overwrite and isinstance(source, TextTable) and (gone := human_work.labeled_ids(path) - set(source.ids)):
+        # no finished pool (an unreadable manifest, or one deleted) but labels: they must fit this input
+        raise PoolExistsError(
+            f"{path}: {len(gone)} labeled id(s) are not in {source.path} (e.g. {sorted(gone)[0]!r}); "
+            "embed the input those labels belong to, or pass --overwrite --drop-labels"
+        )
+    return _Start(None, backup)
 
 
 def _open_partial(path: Path, progress: dict[str, Any]) -> Path:
@@ -420,18 +469,9 @@ def _write_pool(
     """Write a finished pool: embeddings (``fill`` writes them, in row order, into the
     [n_rows, dim] array it is given), rows, index, then the manifest; drop ``.partial``.
     Every engine ends here, so every pool has the same format."""
-    X_path = path / EMBEDDINGS
-    with atomic_path(X_path) as tmp:
-        X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(precision), shape=(len(ids), encoder.dim))
-        fill(X)
-        X.flush()
-        del X
-    with atomic_path(path / ROWS) as tmp:
-        pd.DataFrame({"id": ids, "text": texts}).to_parquet(tmp, index=False)
-    X = open_embeddings(X_path, len(ids), encoder.dim, precision)
-    idx, index_info = fmal_index.build(X, index_kind, max_memory=max_index_memory)
-    del X
-    fmal_index.save_index(idx, path / INDEX)
+    _write_embeddings(path, len(ids), encoder.dim, precision, fill)
+    _write_rows(path, ids, texts)
+    index_info = _write_index(path, len(ids), encoder.dim, precision, index_kind, max_index_memory)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -454,8 +494,77 @@ def _write_pool(
         "index": index_info,
         "files": {"rows": ROWS, "embeddings": EMBEDDINGS, "index": INDEX},
     }
-    write_json(path / MANIFEST, manifest)
+    _write_manifest(path, manifest)
+
+
+def _write_embeddings(path: Path, n: int, dim: int, precision: str, fill: Callable[[np.ndarray], None]) -> None:
+    with atomic_path(path / EMBEDDINGS) as tmp:
+        X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(precision), shape=(n, dim))
+        fill(X)
+        X.flush()
+        del X
+
+
+def _write_rows(path: Path, ids: list[str], texts: list[str]) -> None:
+    with atomic_path(path / ROWS) as tmp:
+        pd.DataFrame({"id": ids, "text": texts}).to_parquet(tmp, index=False)
+
+
+def _write_index(path: Path, n: int, dim: int, precision: str, index_kind: str, max_index_memory: int) -> dict[str, Any]:
+    """Build the index over the pool's embeddings file and save it; return its manifest record."""
+    X = open_embeddings(path / EMBEDDINGS, n, dim, precision)
+    idx, index_info = fmal_index.build(X, index_kind, max_memory=max_index_memory)
+    del X
+    fmal_index.save_index(idx, path / INDEX)
+    return index_info
+
+
+def _write_manifest(path: Path, manifest: dict[str, Any], known: dict[str, Any] | None = None) -> None:
+    """Record each derived file's size, sha256 and shape (``known``: records still valid, of files
+    verified and kept), write the manifest (last: it marks the pool complete), drop ``.partial``."""
+    n, dim = int(manifest["n_rows"]), int(manifest["dim"])
+    shapes = {ROWS: (n, 2), EMBEDDINGS: (n, dim), INDEX: (n, dim)}
+    checks = {}
+    for name, shape in shapes.items():
+        old = (known or {}).get(name)
+        if isinstance(old, dict) and old.get("sha256"):
+            checks[name] = {**old, "shape": list(shape)}
+        else:
+            checks[name] = pool_check.file_record(path / name, shape)
+    write_json(path / MANIFEST, {**manifest, "file_checks": checks})
     shutil.rmtree(path / PARTIAL, ignore_errors=True)
+
+
+def _repair(
+    m: dict[str, Any], table: TextTable, encoder: Encoder, path: Path, *, backend: str, precision: str, batch_size: int,
+    chunk_size: int, index_kind: str, max_index_memory: int, on_progress: Callable[[int], None] | None,
+) -> BuildResult:
+    """Rebuild the derived files of a finished pool that are missing or damaged, from ``table``
+    (rows), the encoder (embeddings, resumable in chunks like a build) and the embeddings (index);
+    rewrite the manifest. The session (labels, rounds) is not touched."""
+    n, n_unique = len(table), len(set(table.texts))
+    problems = pool_check.check_pool(path, m, n=n, dim=encoder.dim, checksums=True)
+    if not problems:
+        return BuildResult(path, n, n_unique, 0, 0, skipped=True)
+    log.info("%s", pool_check.describe(path, problems, m))
+    bad = {p.file for p in problems} - {MANIFEST}
+    old = m.get("file_checks") if isinstance(m.get("file_checks"), dict) else {}
+    if ROWS in bad:
+        _write_rows(path, table.ids, table.texts)
+    n_embedded = reused = 0
+    if EMBEDDINGS in bad:
+        fill, _, n_embedded, reused = _embed_chunks(table, encoder, path, backend=backend, batch_size=batch_size,
+                                                    chunk_size=chunk_size, on_progress=on_progress)
+        _write_embeddings(path, n, encoder.dim, precision, fill)
+        if pool_check.sha256_file(path / EMBEDDINGS) != (old.get(EMBEDDINGS) or {}).get("sha256"):
+            bad.add(INDEX)  # new vectors (or none recorded to compare): the index is rebuilt from them
+    index_info = m.get("index", {})
+    if INDEX in bad:
+        kind = str(index_info.get("type") or index_kind)  # the pool's own choice, not a new one
+        index_info = _write_index(path, n, encoder.dim, precision, kind, int(index_info.get("max_memory") or max_index_memory))
+    manifest = {**m, "n_rows": n, "n_unique_texts": n_unique, "dim": encoder.dim, "index": index_info}
+    _write_manifest(path, manifest, known={k: v for k, v in old.items() if k not in bad})
+    return BuildResult(path, n, n_unique, n_embedded, reused, skipped=False, repaired=tuple(sorted(bad)) or (MANIFEST,))
 
 
 def _input_info(source: TextTable | ShardList, id_col: str | None) -> dict[str, Any]:
@@ -480,14 +589,36 @@ def _build_pool_locked(
     index_kind: str,
     max_index_memory: int,
     overwrite: bool,
+    labels: str | None,
+    repair: bool,
     precision: str,
     on_progress: Callable[[int], None] | None,
 ) -> BuildResult:
     precision = check_precision(precision)
     backend = str(getattr(encoder, "backend", "torch"))
-    if (m := _start_build(path, table, encoder, overwrite=overwrite, backend=backend, precision=precision)) is not None:
+    start = _start_build(path, table, encoder, overwrite=overwrite, backend=backend, precision=precision, labels=labels, repair=repair)
+    if (m := start.manifest) is not None:
+        if repair:
+            return _repair(m, table, encoder, path, backend=backend, precision=precision, batch_size=batch_size,
+                           chunk_size=chunk_size, index_kind=index_kind, max_index_memory=max_index_memory, on_progress=on_progress)
         return BuildResult(path, int(m["n_rows"]), int(m["n_unique_texts"]), 0, 0, skipped=True)
+    fill, n_unique, n_embedded, reused = _embed_chunks(table, encoder, path, backend=backend, batch_size=batch_size,
+                                                       chunk_size=chunk_size, on_progress=on_progress)
+    _write_pool(
+        path, ids=table.ids, texts=table.texts, n_unique=n_unique, fill=fill, encoder=encoder, backend=backend,
+        precision=precision, input_info=_input_info(table, table.id_col), batch_size=batch_size,
+        chunk_size=chunk_size, index_kind=index_kind, max_index_memory=max_index_memory,
+    )
+    return BuildResult(path, len(table), n_unique, n_embedded, reused, skipped=False, backup=start.backup)
 
+
+def _embed_chunks(
+    table: TextTable, encoder: Encoder, path: Path, *, backend: str, batch_size: int, chunk_size: int,
+    on_progress: Callable[[int], None] | None,
+) -> tuple[Callable[[np.ndarray], None], int, int, int]:
+    """Embed the distinct texts of ``table`` chunk by chunk into ``.partial`` (reusing the chunks
+    an interrupted run finished); return (fill, distinct texts, texts embedded now, chunks reused),
+    ``fill(X)`` writing the rows' embeddings in order into X."""
     uniq, inverse = _unique(table.texts)
     n_chunks = (len(uniq) + chunk_size - 1) // chunk_size
     partial = _open_partial(path, {
@@ -524,12 +655,7 @@ def _build_pool_locked(
             rows = np.sort(order[bounds[ch.index] : bounds[ch.index + 1]])
             X[rows] = emb[inverse[rows] - ch.lo]
 
-    _write_pool(
-        path, ids=table.ids, texts=table.texts, n_unique=len(uniq), fill=fill, encoder=encoder, backend=backend,
-        precision=precision, input_info=_input_info(table, table.id_col), batch_size=batch_size,
-        chunk_size=chunk_size, index_kind=index_kind, max_index_memory=max_index_memory,
-    )
-    return BuildResult(path, len(table), len(uniq), n_embedded, reused, skipped=False)
+    return fill, len(uniq), n_embedded, reused
 
 
 @dataclass(frozen=True)
@@ -634,6 +760,7 @@ def build_pool_from_shards(
     index_kind: str = "auto",
     max_index_memory: int = fmal_index.DEFAULT_MAX_MEMORY,
     overwrite: bool = False,
+    labels: str | None = None,
     precision: str = "float32",
     on_progress: Callable[[int], None] | None = None,
 ) -> BuildResult:
@@ -649,7 +776,8 @@ def build_pool_from_shards(
     with _pool_lock(path):
         precision = check_precision(precision)
         backend = str(getattr(encoder, "backend", "torch"))
-        if (m := _start_build(path, shards, encoder, overwrite=overwrite, backend=backend, precision=precision)) is not None:
+        start = _start_build(path, shards, encoder, overwrite=overwrite, backend=backend, precision=precision, labels=labels)
+        if (m := start.manifest) is not None:  # a repair reads the input here: fmal.api.embed uses build_pool for it
             return BuildResult(path, int(m["n_rows"]), int(m["n_unique_texts"]), 0, 0, skipped=True)
         partial = _open_partial(path, {
             "engine": "shards",
@@ -697,4 +825,4 @@ def build_pool_from_shards(
             precision=precision, input_info=_input_info(shards, joiner.id_col if joiner.has_ids else None),
             batch_size=batch_size, chunk_size=chunk_size, index_kind=index_kind, max_index_memory=max_index_memory,
         )
-        return BuildResult(path, len(ids), n_unique, n_embedded, len(copies) - len(todo), skipped=False)
+        return BuildResult(path, len(ids), n_unique, n_embedded, len(copies) - len(todo), skipped=False, backup=start.backup)

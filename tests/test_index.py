@@ -53,7 +53,7 @@ def test_load_index_checks(tmp_path, what, needle):
         path.write_bytes(b"\x00" * 64)
     with pytest.raises(CorruptPoolError) as exc:
         fmal_index.load_index(path, n=n, dim=dim)
-    assert needle in str(exc.value) and str(path) in str(exc.value) and "rebuild" in str(exc.value)
+    assert needle in str(exc.value) and str(path) in str(exc.value) and "--repair" in str(exc.value)
 
 
 def test_pool_index_is_exact_inner_product(tiny_pool):

@@ -75,6 +75,11 @@ def test_ray_reads_a_folder_of_mixed_shards_like_the_local_engine(ray_local, tin
     assert fmal.open_pool("ray-ids", tmp_path).manifest["input"]["format"] == "folder of 3 csv/jsonl/parquet files"
     sel = fmal.seed("ray-ids", 5, "kmeans", index_dir=tmp_path)
     assert len(sel.ids) == 5 and set(sel.ids) <= set(df["id"])
+    # a Ray-built pool is repaired in this process (no Ray run), its round kept
+    (tmp_path / "ray-ids" / "index.faiss").unlink()
+    res = fmal.embed(shards, "ray-ids", index_dir=tmp_path, model=tiny_model_dir, engine="ray", repair=True)
+    assert res.repaired == ("index.faiss",) and res.engine == "local"
+    assert fmal.seed("ray-ids", 4, "kmeans", index_dir=tmp_path).round == 2
 
 
 def test_ray_resumes_per_shard(ray_local, tiny_model_dir, small_csv, tmp_path, monkeypatch):

@@ -229,15 +229,15 @@ def _corrupt(path: Path, what: str) -> None:
         ("manifest-other", "manifest.json: not an fmal pool manifest"),
         ("manifest-n_rows", "manifest.json"),
         ("manifest-model", "manifest.json"),
-        ("rows-missing", "rows.parquet: missing or unreadable"),
-        ("rows-count", "rows.parquet: 1 rows, the manifest says 40"),
-        ("emb-shape", "embeddings.npy: shape (10, 8) float32 disagrees"),
-        ("emb-dtype", "embeddings.npy: shape (40, 8) float64 disagrees with the manifest (40, 8) float32"),
-        ("emb-truncated", "embeddings.npy: unreadable"),
-        ("emb-missing", "embeddings.npy"),
-        ("index-missing", "index.faiss: index file missing"),
-        ("index-truncated", "index.faiss: index file is unreadable"),
-        ("index-other", "index.faiss: index holds 5 vectors"),
+        ("rows-missing", "rows.parquet: missing"),
+        ("rows-count", "rows.parquet: 1 rows, expected 40"),
+        ("emb-shape", "embeddings.npy: shape (10, 8) float32, expected (40, 8) float32"),
+        ("emb-dtype", "embeddings.npy: shape (40, 8) float64, expected (40, 8) float32"),
+        ("emb-truncated", "embeddings.npy: 704 bytes, its header needs 1408 (truncated)"),
+        ("emb-missing", "embeddings.npy: missing"),
+        ("index-missing", "index.faiss: missing"),
+        ("index-truncated", "index.faiss: 662 bytes, the manifest recorded"),
+        ("index-other", "index.faiss: holds 5 vectors of dim 8, expected 40 of dim 8"),
     ],
 )
 def test_corrupt_pool_is_a_clear_error(built, what, needle):
@@ -247,7 +247,7 @@ def test_corrupt_pool_is_a_clear_error(built, what, needle):
         pool = store.open_pool(path)
         pool.texts, pool.embeddings, pool.index  # noqa: B018  (load every part)
     assert needle in str(exc.value) and "\n" not in str(exc.value)
-    assert "rebuild" in str(exc.value)
+    assert "--repair (labels and rounds are kept)" in str(exc.value) and "--overwrite" not in str(exc.value)
 
 
 def test_check_existing_matches_a_shard_list_of_the_same_input(tmp_path):

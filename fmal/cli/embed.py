@@ -23,7 +23,10 @@ def embed_cmd(
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Texts per forward pass."),
     chunk_size: int = typer.Option(2048, "--chunk-size", help="Distinct texts per saved chunk: an interrupted run loses at most one chunk."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild the pool even if it exists (drops its session and labels)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild the pool from this input even if it exists. On a pool with labels, say what to do with them: --keep-labels or --drop-labels."),
+    repair: bool = typer.Option(False, "--repair", help="Check every file of the existing pool (checksums included) and rebuild the missing or damaged ones from this input; labels and rounds are kept."),
+    keep_labels: bool = typer.Option(False, "--keep-labels", help="With --overwrite: keep labels, answers and rounds (refused if a labeled id is not in the new input, unless --drop-labels too: those move to a backup)."),
+    drop_labels: bool = typer.Option(False, "--drop-labels", help="With --overwrite: move labels, rounds and probes to backup-<time>/ in the pool folder (never deleted)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Let the model run code from its folder (off by default)."),
     backend: Optional[str] = typer.Option(None, "--backend", help=f"Encoder runtime: {', '.join(BACKENDS)} (default {DEFAULT_BACKEND}, or the existing pool's). ONNX exports are made once and cached in $FMAL_CACHE (~/.cache/fmal)."),
     index: str = typer.Option("auto", "--index", help="FAISS index: auto (exact Flat while the pool is small and fits --max-index-memory, then IVF-Flat, then IVF with 8-bit scalar codes, then IVF-PQ), flat, hnsw, ivfflat, ivfsq or ivfpq. The choice, its parameters and its measured recall@10 go into the manifest."),
@@ -38,7 +41,8 @@ def embed_cmd(
     """Embed a file of texts into a pool: L2-normalised embeddings, ids, texts and a FAISS index.
 
     Identical texts are embedded once. Work is saved chunk by chunk (shard by shard with --engine
-    ray): rerun the same command after an interruption to resume; rerunning a finished embed does nothing.
+    ray): rerun the same command after an interruption to resume; rerunning a finished embed checks
+    the pool's files and does nothing, or says what is damaged: add --repair to rebuild it, keeping labels.
     """
     bar: dict[str, tqdm] = {}
 
@@ -51,7 +55,8 @@ def embed_cmd(
     try:
         res = api.embed(
             input, pool, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
-            batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite,
+            batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite, repair=repair,
+            keep_labels=keep_labels, drop_labels=drop_labels,
             trust_remote_code=trust_remote_code, backend=backend, precision=precision,
             index=index, max_index_memory=max_index_memory, engine=engine, ray_address=ray_address, workers=workers,
             max_seq_length=max_seq_length, threads=threads, on_start=on_start, on_progress=on_progress,
@@ -60,8 +65,13 @@ def embed_cmd(
         if "b" in bar:
             bar["b"].close()
     if res.skipped:
+        checked = "checked with checksums, nothing to repair" if repair else "nothing to do"
         typer.echo(f"pool {res.pool_path} is already built from this input and model ({res.backend}, "
-                   f"{res.precision}): nothing to do")
+                   f"{res.precision}): {checked}")
+        return
+    if res.repaired:
+        typer.echo(f"pool {res.pool_path} repaired: rebuilt {', '.join(res.repaired)} "
+                   f"({res.n_embedded:,} texts embedded now); labels and rounds kept")
         return
     unit = "shard" if res.engine == "ray" else "chunk"
     resumed = f", {res.n_chunks_reused} {unit}(s) reused from an interrupted run" if res.n_chunks_reused else ""
@@ -71,6 +81,11 @@ def embed_cmd(
         f"pool {res.pool_path}: {res.n_rows:,} rows ({res.n_unique:,} distinct texts, {res.n_embedded:,} embedded now{resumed}), "
         f"dim {res.dim}, model {res.model}, {res.seconds:.1f} s"
     )
+    if keep_labels:
+        dropped = f"; {res.labels_dropped:,} whose id is not in the new input moved to {res.backup}" if res.labels_dropped else ""
+        typer.echo(f"labels and rounds kept: {res.labels_kept:,} labeled id(s){dropped}")
+    elif res.backup is not None:
+        typer.echo(f"the previous labels, rounds and probes were moved to {res.backup}")
     rate = res.n_embedded / res.seconds if res.seconds > 0 else 0.0
     typer.echo(
         f"encoder: backend {res.backend}, {res.threads} thread(s), max_seq_length {res.max_seq_length} tokens, "

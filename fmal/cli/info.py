@@ -17,7 +17,8 @@ def info_cmd(
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Show what a pool is made of: model, rows, storage, and the FAISS index chosen (factory,
-    parameters, measured recall@10, why)."""
+    parameters, measured recall@10, why), and whether its files are sound: a missing, unreadable,
+    cut or mismatched file is reported with the command that repairs it (exit code 1)."""
     res = api.info(pool, index_dir=index_dir)
     m, ix = res.manifest, res.manifest["index"]
     model = m["model"]
@@ -33,3 +34,10 @@ def info_cmd(
                    f"~{ix.get('bytes_per_vector', 0):.0f} B/vector)")
     for name, size in res.file_bytes.items():
         typer.echo(f"  {name}: {size / 2**20:,.1f} MiB")
+    if res.human_work:
+        typer.echo(f"  labels and rounds: {res.human_work:,}")
+    if res.problems:
+        for p in res.problems:
+            typer.echo(f"  DAMAGED {p}")
+        typer.echo(f"  {res.repair_hint}")
+        raise typer.Exit(1)
