@@ -89,7 +89,7 @@ def show(value: object, width: int = 60) -> str:
     ``width``), containers as their type and size (never repr'd: they may be huge or deeply nested)."""
     if isinstance(value, dict):
         return f"an object of {len(value)} key(s)"
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, np.ndarray)):
         return f"a list of {len(value)} item(s)"
     if isinstance(value, (str, bytes, int, float, type(None))):
         text = repr(value)
@@ -99,12 +99,18 @@ def show(value: object, width: int = 60) -> str:
     return f"a {type(value).__name__}"
 
 
+def cut(text: str, width: int = 200) -> str:
+    """``text`` on one line, cut to ``width`` characters (for messages quoting another library's error)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def _kind(value: object) -> str:
     if isinstance(value, bool):
         return "true/false"
     if isinstance(value, dict):
         return "an object"
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, np.ndarray)):
         return "a list"
     if isinstance(value, numbers.Number):
         return "a number"
@@ -116,7 +122,7 @@ def _kind(value: object) -> str:
 def _what(value: object) -> str:
     """'a number (3.5)', 'an object', 'a list of 2 item(s)': the kind of a value, and the value
     itself when it is a scalar (cut)."""
-    if isinstance(value, (dict, list, tuple)):
+    if isinstance(value, (dict, list, tuple, np.ndarray)):
         return show(value)
     return f"{_kind(value)} ({show(value)})"
 

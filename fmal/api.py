@@ -312,7 +312,7 @@ def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe, n_labels:
         return {"stop_advice": stop_advice([])}
     if prev[-1].get("info", {}).get("n_labels") == n_labels:
         return {"stop_advice": f"no new labels since round {prev[-1]['round']}: label its picks, then query again"}
-    old = LinearProbe.load(_probe_path(pool, prev[-1]["round"]))
+    old = LinearProbe.load(_probe_path(pool, prev[-1]["round"]), n_features=pool.dim)
     rows = stop_sample(pool.n)
     X = np.asarray(pool.embeddings[rows])
     earlier = [r["info"]["stop_kappa"] for r in prev if r.get("info", {}).get("stop_kappa") is not None]

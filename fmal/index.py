@@ -31,6 +31,8 @@ RECALL_TARGET = 0.95
 #: PQ codes are 8-bit: each sub-quantizer trains 2**8 centroids, so IVF-PQ needs this many vectors
 PQ_MIN_ROWS = 256
 _NPROBES = (8, 16, 32, 64, 128, 256)
+#: the search parameters a manifest may record (IVF: nprobe, HNSW: efSearch)
+SEARCH_PARAMS = ("nprobe", "efSearch")
 
 
 def format_memory(n_bytes: float) -> str:
@@ -256,8 +258,20 @@ def load_index(
             f"{path}: index holds {index.ntotal} vectors of dim {index.d}, the pool {n} of dim {dim}; "
             "rebuild the pool with fmal embed --overwrite"
         )
-    for key, value in (search_params or {}).items():
-        faiss.ParameterSpace().set_index_parameter(index, key, value)
+    params = {} if search_params is None else search_params
+    bad = not isinstance(params, dict) or any(
+        k not in SEARCH_PARAMS or isinstance(v, bool) or not isinstance(v, int) or v < 1 for k, v in params.items())
+    if not bad:
+        try:
+            for key, value in params.items():
+                faiss.ParameterSpace().set_index_parameter(index, key, value)
+        except RuntimeError:  # a parameter this kind of index does not have
+            bad = True
+    if bad:
+        raise CorruptPoolError(
+            f"{path.parent / 'manifest.json'}: index.search_params must map {' or '.join(SEARCH_PARAMS)} to a positive "
+            f"integer this index takes, got {str(params)[:80]}; rebuild the pool with fmal embed --overwrite"
+        )
     return index
 
 

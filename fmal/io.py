@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from fmal._atomic import atomic_path
-from fmal._validation import check_id, check_label, check_text, show
+from fmal._validation import check_id, check_label, check_text, cut, show
 from fmal.exceptions import InvalidInputError, LabelsError
 
 READ_FORMATS = {
@@ -149,7 +149,7 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
         try:
             frame = pd.read_parquet(io.BytesIO(data))
         except Exception as exc:  # pyarrow raises many types for a bad file
-            raise InvalidInputError(f"{path}: not a readable Parquet file ({show(str(exc), 200)})") from None
+            raise InvalidInputError(f"{path}: not a readable Parquet file ({cut(str(exc))})") from None
         return frame, fmt, digest
     text = _decode(path, data)
     if fmt == "txt":
@@ -164,7 +164,7 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
     try:
         frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, na_filter=False)
     except pd.errors.ParserError as exc:
-        raise InvalidInputError(f"{path}: cannot parse as {fmt.upper()} ({show(str(exc).strip(), 200)})") from None
+        raise InvalidInputError(f"{path}: cannot parse as {fmt.upper()} ({cut(str(exc))})") from None
     return frame, fmt, digest
 
 

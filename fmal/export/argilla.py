@@ -113,7 +113,7 @@ def _read(path: Path) -> Answers:
         for value, field, status, who in answers:
             at = f"{where} (user {who})"
             if status not in (None, "submitted"):
-                res.skipped.append((at, f"response status {status!r}"))
+                res.skipped.append((at, f"response status {show(status)}"))
             else:
                 res.take(rid, value, at, path=path, field=field, chosen="labels chosen", empty="empty response")
     return res
