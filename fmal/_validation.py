@@ -187,7 +187,8 @@ def check_label(value: object, where: str, field: str = "label", *, error: type[
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
-        raise error(f"{where}: {field!r} is {_what(value)}; a label must be a string (a class name)")
+        hint = "; an integer column with gaps reads as fractions: fill the gaps or store labels as strings" if isinstance(value, float) else ""
+        raise error(f"{where}: {field!r} is {_what(value)}; a label must be a string (a class name){hint}")
     value = value.strip()
     if len(value) > MAX_LABEL_CHARS:
         raise error(

@@ -142,6 +142,7 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
     Missing JSON values and Parquet nulls become None.
     """
     path = Path(path)
+    _check_file(path)  # a folder or a missing file says so, whatever its name
     fmt = detect_format(path)
     data = _read_bytes(path)
     digest = _digest(data)

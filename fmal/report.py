@@ -95,9 +95,15 @@ def rounds_balance(rounds: list[dict[str, Any]], labels: dict[str, str], classes
     return pd.DataFrame(rows, columns=["round", "kind", "strategy", "picks", "labeled", *classes, *[f"cum_share_{c}" for c in classes]])
 
 
+#: longest text of one markdown cell or line (a label from an old pool may be millions of characters)
+MD_WIDTH = 300
+
+
 def _md(text: Any) -> str:
-    """Text (a label, a pool text) safe in markdown: HTML escaped, on one line, no table breaks."""
-    return escape(str(text), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    """Text (a label, a pool text) safe in markdown: cut to MD_WIDTH, HTML escaped, on one line, no table breaks."""
+    text = str(text)
+    text = text if len(text) <= MD_WIDTH else text[: MD_WIDTH - 1] + "…"
+    return escape(text, quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _md_table(frame: pd.DataFrame) -> str:

@@ -410,3 +410,103 @@ def test_real_process_nested_json_exit_2(tiny_pool, tmp_path):
                         "--format", "argilla"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0 and "nested too deeply" in r.stderr
+
+
+# ----------------------------------------------------------------------------- the smaller items
+
+
+def test_shared_validators():
+    from fmal._validation import check_id, check_label, check_seed, check_text
+    from fmal.exceptions import InvalidInputError, LabelsError
+
+    assert check_text(b"caf\xc3\xa9", "f: row 1") == "café" and check_text("  ", "f: row 1") is None
+    with pytest.raises(InvalidInputError, match=r"f: row 2: 'text' holds bytes that are not valid UTF-8"):
+        check_text(b"\xff", "f: row 2")
+    for bad in (3, 1.5, True, {"a": 1}, [1], np.array([1, 2])):
+        with pytest.raises(InvalidInputError, match="f: row 3: 'text' is"):
+            check_text(bad, "f: row 3")
+    assert check_id(7, "f") == "7" and check_id(np.int64(7), "f") == "7" and check_id(" x ", "f") == "x"
+    for bad in (1.0, True, {"a": 1}, ["x"]):
+        with pytest.raises(InvalidInputError, match="ids must be strings or integers"):
+            check_id(bad, "f")
+    assert check_label(" HUM ", "f") == "HUM" and check_label(2, "f") == "2" and check_label(float("nan"), "f") is None
+    with pytest.raises(LabelsError, match="1,001 characters"):
+        check_label("A" * (MAX_LABEL_CHARS + 1), "f")
+    assert check_label("A" * MAX_LABEL_CHARS, "f") == "A" * MAX_LABEL_CHARS
+    for bad in (1.5, float("inf"), False, {"dict": 1}, ["A"]):
+        with pytest.raises(LabelsError, match="a label must be a string"):
+            check_label(bad, "f")
+    assert check_seed(0) == 0 and check_seed(2**32 - 1) == 2**32 - 1 and check_seed(np.uint32(5)) == 5
+    for bad in (-1, 2**32, 1.0, True, "3", None):
+        with pytest.raises(InvalidInputError, match="0 to 4,294,967,295"):
+            check_seed(bad)
+
+
+def test_prodigy_choice_answer_shapes(workdir: Path):
+    """``accept`` lists option ids (strings or integers); option objects give their id."""
+    f = workdir / "prodigy-shapes.jsonl"
+    lines = [{"fmal_id": "r1", "answer": "accept", "accept": ["HUM"], "options": [{"id": "HUM", "text": "HUM"}]},
+             {"fmal_id": "r2", "answer": "accept", "accept": [{"id": "LOC", "text": "LOC"}]},
+             {"fmal_id": "r3", "answer": "accept", "accept": [3], "options": [{"id": 3, "text": "three"}]}]
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    got = FORMATS.get("prodigy").read(f)
+    assert [(a.id, a.label) for a in got.answers] == [("r1", "HUM"), ("r2", "LOC"), ("r3", "3")]
+
+
+def test_index_kind_checked_against_rows():
+    from fmal import index as fmal_index
+    from fmal.exceptions import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="--index ivfpq: 200 rows are too few"):
+        fmal_index.check_trainable(200, "ivfpq")
+    fmal_index.check_trainable(256, "ivfpq")
+    choice = fmal_index.choose_index(200, 384, "auto", 1)
+    assert choice.kind == "flat" and "too small" in choice.note  # replaced, and said
+    assert fmal_index.choose_index(200, 384, "auto").note == ""
+    X, _ = clustered(n=100, d=8, k=4, seed=0)
+    with pytest.raises(InvalidInputError, match="too few"):
+        fmal_index.build(X, "ivfpq")  # the Ray engine learns the row count only here
+
+
+def test_probe_wrong_shape_is_corrupt_pool_naming_the_file(workdir: Path, probe_doc: dict[str, Any]):
+    f = workdir / "probe-shape.json"
+    for change in ({"coef": [1.0, 2.0]}, {"coef": [[1.0] * 8] * 2}, {"intercept": [[0.0]]}, {"classes": ["a"]}):
+        f.write_text(json.dumps({**probe_doc, **change}))
+        with pytest.raises(CorruptPoolError, match=r"probe-shape.json: not a valid fmal probe \('"):
+            LinearProbe.load(f, n_features=8)
+    f.write_text(json.dumps(probe_doc))
+    with pytest.raises(CorruptPoolError, match="for 8-dim embeddings, the pool's are 16-dim"):
+        LinearProbe.load(f, n_features=16)
+
+
+def test_pool_name_or_path():
+    from fmal.exceptions import InvalidInputError
+
+    assert store.pool_path("p", "idx") == Path("idx/p") and store.pool_path("../x") == Path("../x")
+    with pytest.raises(InvalidInputError, match="--index-dir applies to pool names only"):
+        store.pool_path("../x", "idx")
+    with pytest.raises(InvalidInputError, match="pool name must be"):
+        store.pool_path("..", "idx")
+
+
+def test_report_escapes_html_and_dollars(workdir: Path):
+    from fmal.report import BiasReport, class_balance, rounds_balance, write
+
+    labels = ["<script>alert(1)</script>", "a|b", "$\\frac$"] * 3
+    balance, warns = class_balance(labels, np.array(labels * 2))
+    clusters = pd.DataFrame([{"cluster": 0, "size": 5, "share_of_pool": 0.5, "top_predicted": "<b>x</b> (100%)",
+                              "example": "<img src=x onerror=alert(1)>"}])
+    rounds = rounds_balance([{"round": 1, "kind": "seed", "strategy": "kmeans", "ids": ["r0", "r1"]}],
+                            {"r0": labels[0], "r1": labels[2]}, balance["class"].tolist())
+    rep = BiasReport(balance, clusters, rounds, warns + ["class '<i>' is rare"], 18, 9, 2)
+    paths = write(rep, workdir / "report.md", "<pool>")
+    md = paths["markdown"].read_text()
+    assert "<script>" not in md and "<img" not in md and "<b>" not in md and "<i>" not in md and "<pool>" not in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md and "a\\|b" in md
+    assert paths["png"].stat().st_size > 0  # '$\frac$' drawn as text, not parsed as math
+
+
+def test_cli_cells_are_cut():
+    from fmal.cli._print import CELL_WIDTH, fmt, q
+
+    assert len(fmt("A" * 5_000_000)) <= CELL_WIDTH and len(q("A" * 5_000_000)) <= 80
