@@ -20,7 +20,7 @@ from fmal import index as fmal_index
 from fmal.engines import ENGINES
 from fmal import human_work, pool_check, store
 from fmal._matrix import format_bytes, ram_cap
-from fmal._validation import check_budget, check_positive
+from fmal._validation import check_budget, check_positive, check_seed
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, PoolExistsError
 from fmal.io import ShardList, list_shards, load_texts, read_labels, write_table
 from fmal.probe import LinearProbe
@@ -140,6 +140,8 @@ def embed(
     # the Ray engine reads the input on its workers: here it is only listed and fingerprinted
     source = list_shards(input, text_col=text_col, id_col=id_col) if engine == "ray" else load_texts(input, text_col=text_col, id_col=id_col)
     n_shards = len(source.files) if isinstance(source, ShardList) else 0
+    if not isinstance(source, ShardList):
+        fmal_index.check_trainable(len(source), index)  # before loading the model: an index that cannot be built
     kept, vanished = _labels_kept(path, input, source, text_col, id_col) if keep_labels else (0, set())
     if vanished and not drop_labels:
         raise PoolExistsError(
@@ -170,6 +172,10 @@ def embed(
     encoder_kwargs = {"model": None if model is None else str(model), "trust_remote_code": trust_remote_code,
                       "backend": backend, "max_seq_length": max_seq_length, "threads": threads}
     encoder = fmal_encoders.load_encoder(**encoder_kwargs)
+    if not isinstance(source, ShardList):  # say now, not after embedding, when the index departs from the budget
+        note = fmal_index.choose_index(len(source), encoder.dim, index, fmal_index.parse_memory(max_index_memory)).note
+        if note:
+            log.warning("%s", note)
     backup = human_work.drop_vanished(path, vanished) if vanished else None  # the model loaded: the build goes ahead
     settings: dict[str, Any] = {
         "batch_size": batch_size, "chunk_size": chunk_size, "overwrite": overwrite, "labels": labels_policy, "precision": precision,
@@ -332,6 +338,7 @@ def seed(
     the same arguments give the same selection, and rerunning the last round reuses it.
     """
     SEED_STRATEGIES.get(strategy)  # an unknown name fails before any work
+    random_state = check_seed(random_state)
     p = store.open_pool(pool, index_dir)
     new = _read_labels_file(p, labels)
     session = Session(p.path)
@@ -387,7 +394,7 @@ def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe, n_labels:
         return {"stop_advice": stop_advice([])}
     if prev[-1].get("info", {}).get("n_labels") == n_labels:
         return {"stop_advice": f"no new labels since round {prev[-1]['round']}: label its picks, then query again"}
-    old = LinearProbe.load(_probe_path(pool, prev[-1]["round"]))
+    old = LinearProbe.load(_probe_path(pool, prev[-1]["round"]), n_features=pool.dim)
     rows = stop_sample(pool.n)
     X = np.asarray(pool.embeddings[rows])
     earlier = [r["info"]["stop_kappa"] for r in prev if r.get("info", {}).get("stop_kappa") is not None]
@@ -421,6 +428,7 @@ def query(
     """
     fn = QUERY_STRATEGIES.get(strategy)
     spec = parse_candidates(candidates)
+    random_state = check_seed(random_state)
     LinearProbe(class_weight=class_weight)._check_params()
     p = store.open_pool(pool, index_dir)
     new = _read_labels_file(p, labels)
@@ -704,6 +712,7 @@ def audit(
     re-review in ``format`` (default: from the extension, .csv -> csv, .jsonl -> jsonl), with the
     suggestion as pre-annotation and the given label as ``given_label``.
     """
+    random_state = check_seed(random_state)
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
     ids, rows, y = _stored_labels(p, session)
@@ -737,6 +746,7 @@ def report(
     pool's ``reports/report.md``) and a PNG beside it."""
     check_positive(n_clusters, "n_clusters", integer=True)
     check_positive(rare_ratio, "rare_ratio")
+    random_state = check_seed(random_state)
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
     ids, rows, y = _stored_labels(p, session)

@@ -20,7 +20,8 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from fmal._atomic import write_json
-from fmal.exceptions import InvalidInputError, LabelsError
+from fmal._validation import check_seed
+from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError
 
 #: C used when there are too few labels per class to cross-validate. On L2-normalised sentence
 #: embeddings the default C=1 underfits badly with tens of labels (trec6, 80 labels: 0.51 vs 0.585
@@ -66,6 +67,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(f"C must be 'auto' or a positive number, got {self.C!r}")
         if not (self.class_weight in CLASS_WEIGHTS or isinstance(self.class_weight, dict)):
             raise InvalidInputError(f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}")
+        check_seed(self.random_state)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:
         """Choose C (see the class docstring), then fit on all of ``X``, ``y``. Returns self."""
@@ -160,28 +162,70 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LinearProbe:
-        if d.get("type") != "fmal.LinearProbe":
-            raise InvalidInputError("not a saved fmal.LinearProbe")
-        probe = cls(**d["params"])
-        probe.classes_ = np.asarray(d["classes"])
-        probe.coef_ = np.asarray(d["coef"], dtype=np.float64)
-        probe.intercept_ = np.asarray(d["intercept"], dtype=np.float64)
-        probe.C_ = float(d["C_"])
-        probe.cv_accuracy_ = float("nan") if d["cv_accuracy_"] is None else float(d["cv_accuracy_"])
-        probe.class_counts_ = dict(d["class_counts_"])
-        probe.n_features_in_ = probe.coef_.shape[1]
+    def from_dict(cls, d: dict[str, Any], *, n_features: int | None = None) -> LinearProbe:
+        """The probe saved by :meth:`to_dict`, every field checked (shape, type, finite): a file
+        that is not one is an InvalidInputError saying which field is wrong. ``n_features``: the
+        embedding dim it must have."""
+        if not isinstance(d, dict) or d.get("type") != "fmal.LinearProbe":
+            raise InvalidInputError("not a saved fmal.LinearProbe (no \"type\": \"fmal.LinearProbe\")")
+        params = d.get("params")
+        if not isinstance(params, dict) or not set(params) <= {"C", "class_weight", "max_iter", "random_state"}:
+            raise InvalidInputError("'params' must be an object of LinearProbe parameters (C, class_weight, max_iter, random_state)")
+        classes = d.get("classes")
+        if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes) or len(set(classes)) != len(classes):
+            raise InvalidInputError("'classes' must be a list of two or more distinct strings")
+        try:
+            coef = np.asarray(d.get("coef"), dtype=np.float64)
+            intercept = np.asarray(d.get("intercept"), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidInputError("'coef' and 'intercept' must be arrays of numbers") from None
+        rows = 1 if len(classes) == 2 else len(classes)
+        if coef.ndim != 2 or coef.shape[0] != rows or coef.shape[1] < 1 or intercept.shape != (rows,):
+            raise InvalidInputError(
+                f"'coef' must have shape ({rows}, dim) and 'intercept' ({rows},) for {len(classes)} classes, "
+                f"got {coef.shape} and {intercept.shape}"
+            )
+        if n_features is not None and coef.shape[1] != n_features:
+            raise InvalidInputError(f"the probe is for {coef.shape[1]}-dim embeddings, the pool's are {n_features}-dim")
+        if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+            raise InvalidInputError("'coef' and 'intercept' must be finite numbers")
+        c_, cv = d.get("C_"), d.get("cv_accuracy_")
+        if isinstance(c_, bool) or not isinstance(c_, (int, float)) or not np.isfinite(c_) or c_ <= 0:
+            raise InvalidInputError(f"'C_' must be a positive number, got {type(c_).__name__}")
+        if cv is not None and (isinstance(cv, bool) or not isinstance(cv, (int, float))):
+            raise InvalidInputError(f"'cv_accuracy_' must be a number or null, got {type(cv).__name__}")
+        counts = d.get("class_counts_")
+        if not isinstance(counts, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
+            raise InvalidInputError("'class_counts_' must be an object of class -> count")
+        probe = cls(**params)
+        probe._check_params()
+        probe.classes_ = np.asarray(classes)
+        probe.coef_ = coef
+        probe.intercept_ = intercept
+        probe.C_ = float(c_)
+        probe.cv_accuracy_ = float("nan") if cv is None else float(cv)
+        probe.class_counts_ = dict(counts)
+        probe.n_features_in_ = coef.shape[1]
         return probe
 
     def save(self, path: str | os.PathLike[str]) -> None:
         write_json(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> LinearProbe:
+    def load(cls, path: str | os.PathLike[str], *, n_features: int | None = None) -> LinearProbe:
+        """A probe saved by :meth:`save`. A file that is missing, not JSON or not a probe (wrong
+        fields or shapes, or not ``n_features`` dims) is a CorruptPoolError naming it: a pool's
+        probes are only read back for the stopping signal, so deleting a bad one loses nothing else."""
         try:
-            return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError) as exc:
-            raise InvalidInputError(f"{path}: not a readable fmal probe ({exc})") from None
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls.from_dict(data, n_features=n_features)
+        except RecursionError:
+            problem = "JSON nested too deeply"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            problem = f"unreadable: {getattr(exc, 'strerror', None) or getattr(exc, 'msg', None) or exc}"
+        except InvalidInputError as exc:
+            problem = str(exc)
+        raise CorruptPoolError(f"{path}: not a valid fmal probe ({problem}); delete the file (it only feeds the stopping signal)") from None
 
 
 def _choose_c(per_fold: np.ndarray) -> tuple[float, float]:

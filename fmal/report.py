@@ -13,6 +13,7 @@ Written as a markdown summary and a PNG (matplotlib, Agg backend).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -94,22 +95,33 @@ def rounds_balance(rounds: list[dict[str, Any]], labels: dict[str, str], classes
     return pd.DataFrame(rows, columns=["round", "kind", "strategy", "picks", "labeled", *classes, *[f"cum_share_{c}" for c in classes]])
 
 
+#: longest text of one markdown cell or line (a label from an old pool may be millions of characters)
+MD_WIDTH = 300
+
+
+def _md(text: Any) -> str:
+    """Text (a label, a pool text) safe in markdown: cut to MD_WIDTH, HTML escaped, on one line, no table breaks."""
+    text = str(text)
+    text = text if len(text) <= MD_WIDTH else text[: MD_WIDTH - 1] + "…"
+    return escape(text, quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 def _md_table(frame: pd.DataFrame) -> str:
     if frame.empty:
         return "(none)\n"
     def cell(v: Any) -> str:
         if isinstance(v, float):
             return "-" if np.isnan(v) else f"{v:.4g}"
-        return str(v).replace("|", "\\|").replace("\n", " ")
-    head = "| " + " | ".join(map(str, frame.columns)) + " |\n|" + "---|" * len(frame.columns) + "\n"
+        return _md(v)
+    head = "| " + " | ".join(map(_md, frame.columns)) + " |\n|" + "---|" * len(frame.columns) + "\n"
     return head + "".join("| " + " | ".join(cell(v) for v in row) + " |\n" for row in frame.itertuples(index=False))
 
 
 def to_markdown(rep: BiasReport, pool_name: str, png_name: str | None) -> str:
-    lines = [f"# fmal report: pool {pool_name}", "",
+    lines = [f"# fmal report: pool {_md(pool_name)}", "",
              f"{rep.n_labeled:,} of {rep.n_pool:,} rows labeled; {len(rep.rounds)} round(s).", ""]
     if rep.warnings:
-        lines += ["## Warnings", ""] + [f"- WARNING: {w}" for w in rep.warnings] + [""]
+        lines += ["## Warnings", ""] + [f"- WARNING: {_md(w)}" for w in rep.warnings] + [""]
     lines += ["## Class balance: labeled vs predicted over the pool", "",
               "The probe is fit on every label, then predicts every row of the pool.", "", _md_table(rep.balance)]
     uncovered = int(rep.clusters["size"].sum()) if len(rep.clusters) else 0
@@ -121,6 +133,14 @@ def to_markdown(rep: BiasReport, pool_name: str, png_name: str | None) -> str:
     if png_name:
         lines += [f"![class balance]({png_name})", ""]
     return "\n".join(lines)
+
+
+def _plain(label: Any) -> str:
+    """A label as matplotlib draws it literally: '$' would start math text (and fail to parse),
+    a leading '_' would hide it from the legend; long ones are cut."""
+    text = str(label)
+    text = text if len(text) <= 40 else text[:39] + "…"
+    return ("\u200b" if text.startswith("_") else "") + text.replace("$", r"\$")
 
 
 def plot(rep: BiasReport, path: Path) -> Path:
@@ -138,7 +158,7 @@ def plot(rep: BiasReport, path: Path) -> Path:
     ax1.bar(x + 0.2, b["predicted_share"], 0.4, label="predicted (pool)")
     for i in np.nonzero(b["warning"].to_numpy())[0]:
         ax1.annotate("!", (x[i], max(b["labeled_share"].iloc[i], b["predicted_share"].iloc[i])), ha="center", va="bottom", color="red", fontsize=14)
-    ax1.set_xticks(x, b["class"], rotation=45, ha="right")
+    ax1.set_xticks(x, [_plain(c) for c in b["class"]], rotation=45, ha="right")
     ax1.set_ylabel("share")
     ax1.set_title("Class share: labeled vs predicted over the pool")
     ax1.legend()
@@ -147,7 +167,7 @@ def plot(rep: BiasReport, path: Path) -> Path:
         for c in b["class"]:
             col = f"cum_share_{c}"
             if col in r.columns:
-                ax2.plot(r["round"], r[col], marker="o", label=str(c))
+                ax2.plot(r["round"], r[col], marker="o", label=_plain(c))
         ax2.set_xlabel("round")
         ax2.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax2.set_ylabel("cumulative labeled share")

@@ -67,9 +67,19 @@ DEFAULT_INDEX_DIR = Path("indexes")
 
 
 def pool_path(pool: str | Path, index_dir: str | Path | None = None) -> Path:
-    """Folder of a pool given its name (under ``index_dir``, default ``./indexes``) or its path."""
+    """Folder of a pool given its name (under ``index_dir``, default ``./indexes``) or its path.
+
+    A pool with a path separator (``./p``, ``../p``, ``/data/p``) is that folder; it is not
+    combined with ``index_dir``, which applies to names only (giving both is an error)."""
     p = Path(pool)
-    if len(p.parts) > 1 or (p.is_dir() and (p / MANIFEST).exists() and index_dir is None):
+    if len(p.parts) > 1:
+        if index_dir is not None:
+            raise InvalidInputError(
+                f"--pool {pool}: a pool given as a path (with a '/') is that folder and --index-dir applies to pool "
+                f"names only (got --index-dir {index_dir}); give a plain name with --index-dir, or the path alone"
+            )
+        return p
+    if p.is_dir() and (p / MANIFEST).exists() and index_dir is None:
         return p
     check_pool_name(str(pool))
     return Path(index_dir if index_dir is not None else DEFAULT_INDEX_DIR) / str(pool)
@@ -210,7 +220,46 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
             f"{f}: field(s) {', '.join(bad)} missing or invalid (n_rows and dim must be positive integers); "
             + pool_check.repair_hint(path)
         )
+    _check_fields(m, f)
     return m
+
+
+#: (section, field, types, required) of the manifest fields that commands read: a hand-edited or
+#: damaged manifest gets one line naming the field, not a KeyError or TypeError later on
+_FIELDS: tuple[tuple[str | None, str, tuple[type, ...], bool], ...] = (
+    (None, "n_unique_texts", (int,), True),
+    (None, "dtype", (str,), False),
+    ("model", "name", (str,), True),
+    ("model", "backend", (str,), False),
+    ("input", "path", (str,), True),
+    ("input", "format", (str,), True),
+    ("input", "text_col", (str,), True),
+    ("index", "type", (str,), True),
+    ("index", "metric", (str,), True),
+    ("index", "ntotal", (int,), True),
+    ("index", "factory", (str,), False),
+    ("index", "reason", (str,), False),
+    ("index", "search_params", (dict,), False),
+    ("index", "recall_at_10", (int, float), False),
+    ("index", "max_memory", (int, float), False),
+    ("index", "bytes_per_vector", (int, float), False),
+)
+
+
+def _check_fields(m: dict[str, Any], f: Path) -> None:
+    for section, key, types, required in _FIELDS:
+        part = m if section is None else m[section]
+        name = key if section is None else f"{section}.{key}"
+        if key not in part or part[key] is None:
+            if required:
+                raise CorruptPoolError(f"{f}: field {name} is missing; rebuild with fmal embed --overwrite")
+            continue
+        value = part[key]
+        if isinstance(value, bool) or not isinstance(value, types) or (isinstance(value, (int, float)) and not value >= 0):
+            want = " or ".join("an integer >= 0" if t is int else "a number >= 0" if t is float else "an object" if t is dict else "a string" for t in types)
+            raise CorruptPoolError(f"{f}: field {name} must be {want}, got {type(value).__name__}; rebuild with fmal embed --overwrite")
+    if m.get("dtype", "float32") not in ("float32", "float16"):
+        raise CorruptPoolError(f"{f}: field dtype must be float32 or float16, got {str(m['dtype'])[:40]!r}; rebuild with fmal embed --overwrite")
 
 
 def open_pool(pool: str | Path, index_dir: str | Path | None = None) -> Pool:

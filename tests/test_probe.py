@@ -10,7 +10,7 @@ from conftest import clustered
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from fmal.exceptions import InvalidInputError, LabelsError
+from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError
 from fmal.probe import DEFAULT_C, LinearProbe, expected_calibration_error
 
 
@@ -62,7 +62,7 @@ def test_binary_probe_and_load_errors(tmp_path):
     assert probe.predict_proba(X).shape == (len(X), 2)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(InvalidInputError, match="bad.json"):
+    with pytest.raises(CorruptPoolError, match="bad.json"):
         LinearProbe.load(bad)
 
 

@@ -8,16 +8,23 @@ from typing import Any
 import pandas as pd
 import typer
 
+from fmal._validation import show
+
 
 def short(text: str, width: int = 70) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+#: widest cell printed in a table (a label or id from an old pool may be huge)
+CELL_WIDTH = 120
+
+
 def fmt(v: Any) -> str:
     if isinstance(v, float):
         return "-" if math.isnan(v) else f"{v:.3f}"
-    return str(v)
+    text = str(v)
+    return text if len(text) <= CELL_WIDTH and "\n" not in text else short(text, CELL_WIDTH)
 
 
 def table(frame: pd.DataFrame, columns: list[str], limit: int = 10) -> None:
@@ -29,6 +36,11 @@ def table(frame: pd.DataFrame, columns: list[str], limit: int = 10) -> None:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)))
     if len(frame) > limit:
         typer.echo(f"... and {len(frame) - limit} more")
+
+
+def q(value: Any) -> str:
+    """A label or id quoted for a message line, cut when long."""
+    return show(value)
 
 
 def info(d: dict[str, Any]) -> None:

@@ -8,18 +8,18 @@ from typing import Optional
 import typer
 
 from fmal import api
-from fmal.cli import _print, command
+from fmal.cli import POOL_HELP, _print, command
 from fmal.export import FORMATS
 
 
 @command("audit")
 def audit_cmd(
-    pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
+    pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the flagged labels for re-review to this file."),
     format: Optional[str] = typer.Option(None, "--format", "-f", help=f"Format of --output: one of {', '.join(FORMATS.names())} (default: from the extension)."),
     include_all: bool = typer.Option(False, "--all", help="Write every audited label, ranked, not only the flagged ones."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds (fewer when a class has fewer labels)."),
-    show: int = typer.Option(20, "--show", help="How many ranked rows to print."),
+    show: int = typer.Option(20, "--show", min=0, help="How many ranked rows to print."),
     seed: int = typer.Option(0, "--seed", help="Random seed (folds, probe)."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:

@@ -9,14 +9,14 @@ import typer
 from tqdm.auto import tqdm
 
 from fmal import api
-from fmal.cli import command
+from fmal.cli import POOL_HELP, command
 from fmal.encoders import BACKENDS, DEFAULT_BACKEND
 
 
 @command("embed")
 def embed_cmd(
     input: Path = typer.Argument(..., help="Texts to embed: .csv, .tsv, .jsonl, .parquet, or .txt (one text a line), or a folder of such shards (read in name order)."),
-    pool: str = typer.Option(..., "--pool", "-p", help="Name of the pool to build (a folder under --index-dir)."),
+    pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     text_col: str = typer.Option("text", "--text-col", help="Column holding the texts."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Column holding unique ids (default: 'id' if present, else stable ids made from the text)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="sentence-transformers model: a local folder or a hub name (default: the bundled all-MiniLM-L6-v2)."),

@@ -8,13 +8,13 @@ from typing import Optional
 import typer
 
 from fmal import api
-from fmal.cli import command
+from fmal.cli import POOL_HELP, command
 from fmal.export import FORMATS
 
 
 @command("export")
 def export_cmd(
-    pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
+    pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     round: Optional[int] = typer.Option(None, "--round", "-r", help="Round number (default: the last round)."),
     format: str = typer.Option("csv", "--format", "-f", help=f"Format: one of {', '.join(FORMATS.names())}."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: the pool's exports/ folder)."),

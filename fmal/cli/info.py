@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 
 from fmal import api
-from fmal.cli import command
+from fmal.cli import POOL_HELP, command
 
 
 @command("info")
 def info_cmd(
-    pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
+    pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Show what a pool is made of: model, rows, storage, and the FAISS index chosen (factory,

@@ -7,14 +7,14 @@ from pathlib import Path
 import typer
 
 from fmal import api
-from fmal.cli import _print, command
+from fmal.cli import POOL_HELP, _print, command
 from fmal.exceptions import InvalidInputError
 from fmal.query import QUERY_STRATEGIES
 
 
 @command("query")
 def query_cmd(
-    pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
+    pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     labels: Path | None = typer.Option(None, "--labels", "-l", help="id,label file (.csv, .jsonl, ...); merged into the pool's labels. Rows with an empty label are skipped."),
     budget: int | None = typer.Option(None, "--budget", "-b", help="How many rows to pick (required unless --undo)."),
     strategy: str = typer.Option(api.DEFAULT_QUERY_STRATEGY, "--strategy", "-s", help=f"Strategy: one of {', '.join(QUERY_STRATEGIES)}."),

@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 
 from fmal import api
-from fmal.cli import _print, command
+from fmal.cli import POOL_HELP, _print, command
 
 
 @command("report")
 def report_cmd(
-    pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
+    pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Markdown file (default: the pool's reports/report.md); the PNG goes beside it."),
     clusters: int = typer.Option(20, "--clusters", help="k-means clusters to look for unlabeled regions."),
     rare_ratio: float = typer.Option(0.5, "--rare-ratio", help="Warn where a class's labeled share is below this times its predicted share."),

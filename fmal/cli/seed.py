@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from fmal import api
-from fmal.cli import _print, command
+from fmal.cli import POOL_HELP, _print, command
 from fmal.seed import SEED_STRATEGIES
 from fmal.seed.geometry import check_delta, check_n_classes
 
@@ -23,7 +23,7 @@ def _strategies_help() -> str:
 
 @command("seed")
 def seed_cmd(
-    pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
+    pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     budget: int = typer.Option(..., "--budget", "-b", help="How many rows to pick."),
     strategy: str = typer.Option(api.DEFAULT_SEED_STRATEGY, "--strategy", "-s", help=_strategies_help()),
     labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="id,label file of rows already labeled: picks extend that set."),

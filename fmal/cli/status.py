@@ -8,12 +8,12 @@ from typing import Optional
 import typer
 
 from fmal import api
-from fmal.cli import _print, command
+from fmal.cli import POOL_HELP, _print, command
 
 
 @command("status")
 def status_cmd(
-    pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
+    pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Show a pool: rows, model, index, labels, and the history of rounds."""
