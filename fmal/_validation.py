@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from fmal.exceptions import InvalidInputError, PoolExhaustedError
+from fmal.exceptions import InvalidInputError, LabelsError, PoolExhaustedError
 
 _POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -72,3 +72,129 @@ def check_positive(value: object, name: str, *, integer: bool = False, allow_zer
     if value < 0 or (value == 0 and not allow_zero) or (not integer and not np.isfinite(value)):
         raise InvalidInputError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- values read from files
+# One check per kind of value (text, id, label, seed), shared by every reader and importer, so a
+# number, object or list where a string belongs is the same one-line error everywhere.
+
+#: longest label accepted: labels are class names, not texts
+MAX_LABEL_CHARS = 1000
+#: the seeds fmal accepts (numpy's and scikit-learn's range), the same for every command
+SEED_MAX = 2**32 - 1
+
+
+def show(value: object, width: int = 60) -> str:
+    """A short, safe rendering of a value for a one-line message: scalars as repr (cut to
+    ``width``), containers as their type and size (never repr'd: they may be huge or deeply nested)."""
+    if isinstance(value, dict):
+        return f"an object of {len(value)} key(s)"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)} item(s)"
+    if isinstance(value, (str, bytes, int, float, type(None))):
+        text = repr(value)
+        if len(text) > width:
+            text = text[: width - 4] + "...'" if isinstance(value, (str, bytes)) else text[: width - 3] + "..."
+        return text.replace("\n", "\\n")
+    return f"a {type(value).__name__}"
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, numbers.Number):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
+
+
+def _what(value: object) -> str:
+    """'a number (3.5)', 'an object', 'a list of 2 item(s)': the kind of a value, and the value
+    itself when it is a scalar (cut)."""
+    if isinstance(value, (dict, list, tuple)):
+        return show(value)
+    return f"{_kind(value)} ({show(value)})"
+
+
+def _blank(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:  # NaN: a missing value in pandas and JSON
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _scalar(value: object) -> object:
+    """numpy scalars as Python scalars (pandas hands them out for typed columns)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def check_text(value: object, where: str, field: str = "text") -> str | None:
+    """A text read from a file: a string (bytes are decoded as UTF-8), None when blank. Anything
+    else (a number, object, list, true/false) is an InvalidInputError naming ``where`` and ``field``."""
+    value = _scalar(value)
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(
+                f"{where}: {field!r} holds bytes that are not valid UTF-8 (byte 0x{value[exc.start]:02x} at {exc.start}); "
+                "store texts as UTF-8 strings"
+            ) from None
+    if _blank(value):
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError(
+            f"{where}: {field!r} is {_what(value)}, not a string; texts must be strings: quote them"
+        )
+    return value
+
+
+def check_id(value: object, where: str, field: str = "id", *, error: type[InvalidInputError] = InvalidInputError) -> str | None:
+    """A row id read from a file: a string or an integer (written as its digits), stripped; None
+    when blank. A fraction, object, list or true/false is ``error`` naming ``where`` and ``field``."""
+    value = _scalar(value)
+    if _blank(value):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        hint = "; an integer id column with gaps reads as fractions: fill the gaps or store ids as strings" if isinstance(value, float) else ""
+        raise error(f"{where}: {field!r} is {_what(value)}; ids must be strings or integers{hint}")
+    return value.strip()
+
+
+def check_label(value: object, where: str, field: str = "label", *, error: type[InvalidInputError] = LabelsError) -> str | None:
+    """A label read from a file: a string (or an integer class, written as its digits) of at most
+    MAX_LABEL_CHARS characters, stripped; None when blank. A fraction, object, list or true/false,
+    or a longer string, is ``error`` naming ``where`` and ``field``."""
+    value = _scalar(value)
+    if _blank(value):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise error(f"{where}: {field!r} is {_what(value)}; a label must be a string (a class name)")
+    value = value.strip()
+    if len(value) > MAX_LABEL_CHARS:
+        raise error(
+            f"{where}: {field!r} is {len(value):,} characters ({show(value)}); a label is a class name of at most "
+            f"{MAX_LABEL_CHARS:,} characters: is the label column the right one?"
+        )
+    return value
+
+
+def check_seed(value: object, name: str = "random_state") -> int:
+    """A random seed: an integer in 0..2**32-1 (what numpy and scikit-learn accept), the same for
+    every command and function."""
+    value = _scalar(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= int(value) <= SEED_MAX:
+        raise InvalidInputError(f"{name} (--seed) must be an integer from 0 to {SEED_MAX:,} (2**32-1), got {show(value)}")
+    return int(value)

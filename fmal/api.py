@@ -20,7 +20,7 @@ from fmal import index as fmal_index
 from fmal.engines import ENGINES
 from fmal import human_work, pool_check, store
 from fmal._matrix import format_bytes, ram_cap
-from fmal._validation import check_budget, check_positive
+from fmal._validation import check_budget, check_positive, check_seed
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, PoolExistsError
 from fmal.io import ShardList, list_shards, load_texts, read_labels, write_table
 from fmal.probe import LinearProbe
@@ -146,6 +146,8 @@ def embed(
             f"{path}: {len(vanished)} labeled id(s) are not in {input} (e.g. {sorted(vanished)[0]!r}) and --keep-labels "
             "would lose them; fix the input, or add --drop-labels to move those labels to a backup in the pool folder"
         )
+    if not isinstance(source, ShardList):
+        fmal_index.check_trainable(len(source), index)  # before loading the model: an index that cannot be built
     name, folder = fmal_encoders.resolve_model(model)
     if not overwrite and (backend is None or precision is None):
         backend, precision = _existing_build_settings(path, backend, precision, tolerant=repair)
@@ -171,6 +173,10 @@ def embed(
                       "backend": backend, "max_seq_length": max_seq_length, "threads": threads}
     encoder = fmal_encoders.load_encoder(**encoder_kwargs)
     backup = human_work.drop_vanished(path, vanished) if vanished else None  # the model loaded: the build goes ahead
+    if not isinstance(source, ShardList):  # say now, not after embedding, when the index departs from the budget
+        note = fmal_index.choose_index(len(source), encoder.dim, index, fmal_index.parse_memory(max_index_memory)).note
+        if note:
+            log.warning("%s", note)
     settings: dict[str, Any] = {
         "batch_size": batch_size, "chunk_size": chunk_size, "overwrite": overwrite, "labels": labels_policy, "precision": precision,
         "index_kind": index, "max_index_memory": fmal_index.parse_memory(max_index_memory), "on_progress": on_progress,
@@ -332,6 +338,7 @@ def seed(
     the same arguments give the same selection, and rerunning the last round reuses it.
     """
     SEED_STRATEGIES.get(strategy)  # an unknown name fails before any work
+    random_state = check_seed(random_state)
     p = store.open_pool(pool, index_dir)
     new = _read_labels_file(p, labels)
     session = Session(p.path)
@@ -421,6 +428,7 @@ def query(
     """
     fn = QUERY_STRATEGIES.get(strategy)
     spec = parse_candidates(candidates)
+    random_state = check_seed(random_state)
     LinearProbe(class_weight=class_weight)._check_params()
     p = store.open_pool(pool, index_dir)
     new = _read_labels_file(p, labels)
@@ -704,6 +712,7 @@ def audit(
     re-review in ``format`` (default: from the extension, .csv -> csv, .jsonl -> jsonl), with the
     suggestion as pre-annotation and the given label as ``given_label``.
     """
+    random_state = check_seed(random_state)
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
     ids, rows, y = _stored_labels(p, session)
@@ -737,6 +746,7 @@ def report(
     pool's ``reports/report.md``) and a PNG beside it."""
     check_positive(n_clusters, "n_clusters", integer=True)
     check_positive(rare_ratio, "rare_ratio")
+    random_state = check_seed(random_state)
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
     ids, rows, y = _stored_labels(p, session)

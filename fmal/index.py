@@ -29,7 +29,17 @@ INDEX_KINDS = ("auto", "flat", "hnsw", "ivfflat", "ivfsq", "ivfpq")
 FLAT_MAX_ROWS = 200_000
 DEFAULT_MAX_MEMORY = 4 * 2**30
 RECALL_TARGET = 0.95
+#: PQ codes are 8-bit: each sub-quantizer trains 2**8 centroids, so IVF-PQ needs this many vectors
+PQ_MIN_ROWS = 256
 _NPROBES = (8, 16, 32, 64, 128, 256)
+
+
+def format_memory(n_bytes: float) -> str:
+    """Bytes as the shortest of B, K, M, G (as --max-index-memory takes them)."""
+    for unit, size in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.3g}{unit}"
+    return f"{int(n_bytes)}B"
 
 
 def parse_memory(text: str | int | None) -> int:
@@ -54,6 +64,17 @@ class IndexChoice:
     reason: str
     nlist: int = 0
     pq_m: int = 0
+    note: str = ""  # set when the choice departs from the budget: say so before embedding
+
+
+def check_trainable(n: int, kind: str) -> None:
+    """Refuse an index kind that cannot be trained on ``n`` vectors: checked as soon as the row
+    count is known, before any embedding (``auto`` never picks one)."""
+    if kind == "ivfpq" and n < PQ_MIN_ROWS:
+        raise InvalidInputError(
+            f"--index ivfpq: {n:,} rows are too few to train its 8-bit PQ codes (it needs {PQ_MIN_ROWS:,}); "
+            "use --index auto, flat or ivfsq"
+        )
 
 
 #: most inverted lists fmal uses: building costs N x nlist x d, scanning N / nlist x nprobe per query
@@ -92,6 +113,10 @@ def choose_index(n: int, d: int, kind: str = "auto", max_memory: int = DEFAULT_M
     if kind == "ivfsq" or (kind == "auto" and sq_b <= per):
         return IndexChoice("ivfsq", f"IVF{nlist},SQ8", sq_b,
                            f"{n:,} vectors: full vectors exceed the budget, 8-bit scalar codes fit", nlist=nlist)
+    if kind == "auto" and n < PQ_MIN_ROWS:
+        note = (f"--max-index-memory {format_memory(max_memory)} is too small for {n:,} vectors and IVF-PQ needs "
+                f"{PQ_MIN_ROWS:,} to train: using exact search (Flat, {format_memory(n * flat_b)})")
+        return IndexChoice("flat", "Flat", flat_b, note, note=note)
     m = _pq_m(d, per)
     why = "requested" if kind == "ivfpq" else f"{n:,} full vectors ({n * flat_b / 2**30:.1f} GiB) exceed the budget"
     return IndexChoice("ivfpq", f"IVF{nlist},PQ{m}", m + 8, why, nlist=nlist, pq_m=m)
@@ -163,6 +188,7 @@ def build(
     an index. Returns the index and what the manifest records about it."""
     n, d = X.shape
     choice = choose_index(n, d, kind, max_memory)
+    check_trainable(n, choice.kind)
     index = faiss.index_factory(d, choice.factory, faiss.METRIC_INNER_PRODUCT)
     if not index.is_trained:
         train = _sample(X, max(64 * choice.nlist, 10_000) if choice.nlist else 100_000, random_state)

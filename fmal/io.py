@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from fmal._atomic import atomic_path
+from fmal._validation import check_id, check_label, check_text, show
 from fmal.exceptions import InvalidInputError, LabelsError
 
 READ_FORMATS = {
@@ -100,6 +101,24 @@ def _decode(path: Path, data: bytes) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
+def load_json(text: str, where: str, *, error: type[InvalidInputError] = InvalidInputError, hint: str = "") -> object:
+    """``json.loads`` with every failure as one line naming ``where``: bad JSON, and JSON nested
+    deeper than Python can read (a RecursionError otherwise)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}){hint}") from None
+    except RecursionError:
+        raise error(f"{where}: JSON nested too deeply to read{hint}") from None
+
+
+def columns_of(frame: pd.DataFrame, limit: int = 12) -> str:
+    """A frame's column names for a one-line message (cut: a bad file's header may be a whole line)."""
+    cols = [show(str(c), 40).strip("'") for c in list(frame.columns)[:limit]]
+    more = f", ... ({len(frame.columns)} in all)" if len(frame.columns) > limit else ""
+    return (", ".join(cols) + more) or "(none)"
+
+
 def parse_jsonl(
     path: Path, text: str, *, error: type[InvalidInputError] = InvalidInputError, hint: str = ""
 ) -> list[tuple[int, dict]]:
@@ -109,10 +128,7 @@ def parse_jsonl(
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise error(f"{path}: line {lineno}: not valid JSON ({exc.msg}); write one JSON object a line") from None
+        rec = load_json(line, f"{path}: line {lineno}", error=error, hint="; write one JSON object a line")
         if not isinstance(rec, dict):
             raise error(f"{path}: line {lineno}: expected a JSON object, got {type(rec).__name__}{hint}")
         out.append((lineno, rec))
@@ -133,7 +149,7 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
         try:
             frame = pd.read_parquet(io.BytesIO(data))
         except Exception as exc:  # pyarrow raises many types for a bad file
-            raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from None
+            raise InvalidInputError(f"{path}: not a readable Parquet file ({show(str(exc), 200)})") from None
         return frame, fmt, digest
     text = _decode(path, data)
     if fmt == "txt":
@@ -148,23 +164,14 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
     try:
         frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, na_filter=False)
     except pd.errors.ParserError as exc:
-        raise InvalidInputError(f"{path}: cannot parse as {fmt.upper()} ({str(exc).strip()})") from None
+        raise InvalidInputError(f"{path}: cannot parse as {fmt.upper()} ({show(str(exc).strip(), 200)})") from None
     return frame, fmt, digest
 
 
 def _column(path: Path, frame: pd.DataFrame, col: str, option: str) -> pd.Series:
     if col not in frame.columns:
-        cols = ", ".join(map(str, frame.columns)) or "(none)"
-        raise InvalidInputError(f"{path}: no column {col!r} (columns: {cols}); pass {option}")
+        raise InvalidInputError(f"{path}: no column {col!r} (columns: {columns_of(frame)}); pass {option}")
     return frame[col]
-
-
-def _is_blank(value: object) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and value != value:
-        return True
-    return isinstance(value, str) and not value.strip()
 
 
 def generate_ids(texts: list[str]) -> list[str]:
@@ -199,19 +206,21 @@ def _texts_and_ids(path: Path, frame: pd.DataFrame, fmt: str, text_col: str, id_
         text_col = "text"
     texts: list[str] = []
     for i, v in enumerate(_column(path, frame, text_col, "--text-col").tolist(), start=1):
-        if _is_blank(v):
+        t = check_text(v, f"{path}: row {i}", text_col)
+        if t is None or not t.strip():
             raise InvalidInputError(
                 f"{path}: row {i}: empty or missing text in column {text_col!r}; remove the row or fill it"
             )
-        texts.append(v if isinstance(v, str) else str(v))
+        texts.append(t)
     used_id_col = "id" if id_col is None and "id" in frame.columns else id_col
     if used_id_col is None:
         return texts, None, None
     ids = []
     for i, v in enumerate(_column(path, frame, used_id_col, "--id-col").tolist(), start=1):
-        if _is_blank(v):
+        rid = check_id(v, f"{path}: row {i}", used_id_col)
+        if rid is None:
             raise InvalidInputError(f"{path}: row {i}: empty id in column {used_id_col!r}; every row needs an id")
-        ids.append(str(v).strip())
+        ids.append(rid)
     return texts, ids, used_id_col
 
 
@@ -361,19 +370,19 @@ def read_labels(
         raise LabelsError(str(exc)) from None
     for col, opt in ((id_col, "an 'id' column"), (label_col, "a 'label' column")):
         if col not in frame.columns:
-            cols = ", ".join(map(str, frame.columns)) or "(none)"
-            raise LabelsError(f"{path}: no column {col!r} (columns: {cols}); a labels file needs {opt}")
+            raise LabelsError(f"{path}: no column {col!r} (columns: {columns_of(frame)}); a labels file needs {opt}")
     out: dict[str, str] = {}
     where: dict[str, int] = {}
-    for i, (rid, lab) in enumerate(zip(frame[id_col].tolist(), frame[label_col].tolist()), start=1):
-        if _is_blank(rid):
+    for i, (raw_id, raw_lab) in enumerate(zip(frame[id_col].tolist(), frame[label_col].tolist()), start=1):
+        rid = check_id(raw_id, f"{path}: row {i}", id_col, error=LabelsError)
+        if rid is None:
             raise LabelsError(f"{path}: row {i}: empty id; every labeled row needs the id of a pool row")
-        if _is_blank(lab):
+        lab = check_label(raw_lab, f"{path}: row {i}", label_col)
+        if lab is None:
             continue
-        rid, lab = str(rid).strip(), str(lab).strip()
         if rid in out and out[rid] != lab:
             raise LabelsError(
-                f"{path}: rows {where[rid]} and {i}: id {rid!r} has two labels ({out[rid]!r}, {lab!r}); keep one"
+                f"{path}: rows {where[rid]} and {i}: id {show(rid)} has two labels ({show(out[rid])}, {show(lab)}); keep one"
             )
         out[rid] = lab
         where.setdefault(rid, i)

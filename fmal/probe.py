@@ -20,6 +20,7 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from fmal._atomic import write_json
+from fmal._validation import check_seed
 from fmal.exceptions import InvalidInputError, LabelsError
 
 #: C used when there are too few labels per class to cross-validate. On L2-normalised sentence
@@ -66,6 +67,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(f"C must be 'auto' or a positive number, got {self.C!r}")
         if not (self.class_weight in CLASS_WEIGHTS or isinstance(self.class_weight, dict)):
             raise InvalidInputError(f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}")
+        check_seed(self.random_state)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:
         """Choose C (see the class docstring), then fit on all of ``X``, ``y``. Returns self."""

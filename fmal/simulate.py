@@ -30,7 +30,7 @@ import pandas as pd
 from fmal import index as fmal_index
 from fmal import store
 from fmal._atomic import atomic_path, write_json, write_text
-from fmal._validation import check_positive
+from fmal._validation import SEED_MAX, check_label, check_positive, check_seed
 from fmal.exceptions import FmalError, InvalidInputError, LabelsError, PoolExhaustedError
 from fmal.io import load_texts, write_table
 from fmal.probe import DEFAULT_C, LinearProbe
@@ -482,6 +482,9 @@ def simulate_embeddings(
     if X_test.shape[0] == 0:
         raise InvalidInputError("test set is empty; give test rows (--test-col / --test-size)")
     check_positive(seeds, "seeds", integer=True)
+    random_state = check_seed(random_state)
+    if random_state + int(seeds) - 1 > SEED_MAX:
+        raise InvalidInputError(f"seeds {random_state}..{random_state + int(seeds) - 1} run past {SEED_MAX:,} (2**32-1); lower --seed")
     specs = parse_strategies(strategies)
     if not any(s.is_random for s in specs):
         specs.insert(0, StrategySpec(BASELINE, "random", "random"))  # every verdict is paired against random
@@ -649,17 +652,18 @@ def simulate(
     """
     from fmal.api import embed  # late: fmal.api re-exports this module's simulate
 
+    random_state = check_seed(random_state)
     data = Path(data)
     table = load_texts(data, text_col=text_col, id_col=id_col)
     frame = table.frame
     if label_col not in frame.columns:
         cols = ", ".join(map(str, frame.columns))
         raise InvalidInputError(f"{data}: no column {label_col!r} (columns: {cols}); pass --label-col")
-    raw = frame[label_col].tolist()
-    has_label = np.asarray([not (v is None or (isinstance(v, float) and math.isnan(v)) or not str(v).strip()) for v in raw])
+    raw = [check_label(v, f"{data}: row {i}", label_col) for i, v in enumerate(frame[label_col].tolist(), start=1)]
+    has_label = np.asarray([v is not None for v in raw], dtype=bool)
     if not has_label.any():
         raise LabelsError(f"{data}: column {label_col!r} is empty in every row; simulate needs gold labels")
-    labels_all = np.asarray([str(v).strip() if ok else "" for v, ok in zip(raw, has_label)], dtype=object)
+    labels_all = np.asarray([v if v is not None else "" for v in raw], dtype=object)
     present = np.unique(labels_all[has_label].astype(str))
     if present.size < 2:
         raise LabelsError(f"{data}: column {label_col!r} has a single class ({str(present[0])!r}); "

@@ -21,8 +21,9 @@ from typing import Any
 import pandas as pd
 
 from fmal._atomic import write_text
-from fmal.exceptions import LabelsError
-from fmal.io import _decode, _read_bytes, parse_jsonl
+from fmal._validation import _kind, check_id, check_label
+from fmal.exceptions import InvalidInputError, LabelsError
+from fmal.io import _decode, _read_bytes, load_json, parse_jsonl
 
 #: metadata key that carries fmal's row id through every tool
 ID_KEY = "fmal_id"
@@ -51,15 +52,20 @@ class Answers:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
     n_records: int = 0
 
-    def take(self, rid: str, value: Any, where: str, *, chosen: str, empty: str) -> None:
-        """Record ``value`` as ``rid``'s label, or skip it: several values chosen (``chosen`` names
-        them: "labels", "choices"), or a blank one (``empty`` says why)."""
+    def take(self, rid: str, value: Any, where: str, *, path: Path, field: str, chosen: str, empty: str) -> None:
+        """Record ``value`` (the file's ``field``) as ``rid``'s label, or skip it: several values
+        chosen (``chosen`` names them: "labels", "choices"), or a blank one (``empty`` says why).
+        A value that is not a label (an object, a fraction, a too long string) is a LabelsError."""
         if isinstance(value, list):
-            self.skipped.append((where, f"{len(value)} {chosen}; fmal needs exactly one"))
-        elif text_label(value) is None:
+            if len(value) != 1:
+                self.skipped.append((where, f"{len(value)} {chosen}; fmal needs exactly one"))
+                return
+            value, field = value[0], f"{field}[0]"
+        lab = label_at(value, path, where, field)
+        if lab is None:
             self.skipped.append((where, empty))
         else:
-            self.answers.append(Answer(rid, text_label(value), where))  # type: ignore[arg-type]
+            self.answers.append(Answer(rid, lab, where))
 
 
 @dataclass(frozen=True)
@@ -115,28 +121,38 @@ def read_records(path: Path, what: str) -> list[tuple[str, dict[str, Any]]]:
     path = Path(path)
     try:
         text = _decode(path, _read_bytes(path))
-    except Exception as exc:  # InvalidInputError from io: re-raise as a labels problem
+    except InvalidInputError as exc:  # from io: re-raise as a labels problem
         raise LabelsError(str(exc)) from None
     stripped = text.lstrip()
+    if not stripped:
+        raise LabelsError(f"{path}: the file is empty; give the {what} export (a JSON list or JSONL records)")
     if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise LabelsError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}); give the {what} export as it was saved") from None
+        data = load_json(text, str(path), error=LabelsError, hint=f"; give the {what} export as it was saved")
+        assert isinstance(data, list)  # the text starts with '['
         out = []
         for i, rec in enumerate(data, start=1):
             if not isinstance(rec, dict):
-                raise LabelsError(f"{path}: record {i}: expected a JSON object, got {type(rec).__name__}; is this a {what} export?")
+                raise LabelsError(f"{path}: record {i}: expected a JSON object, got {type(rec).__name__}; is this the {what} export?")
             out.append((f"record {i}", rec))
         return out
-    recs = parse_jsonl(path, text, error=LabelsError, hint=f"; is this a {what} export?")
+    recs = parse_jsonl(path, text, error=LabelsError, hint=f"; is this the {what} export?")
     return [(f"line {lineno}", rec) for lineno, rec in recs]
 
 
-def text_label(value: Any) -> str | None:
-    """A label value as a stripped string, None when blank."""
-    value = clean(value)
-    if value is None:
-        return None
-    s = str(value).strip()
-    return s or None
+def label_at(value: Any, path: Path, where: str, field: str) -> str | None:
+    """The label in ``field`` of the record at ``where``: a stripped string, None when blank; a
+    LabelsError naming the file, record and field when it is not a label (see check_label)."""
+    return check_label(value, f"{path}: {where}", field)
+
+
+def id_at(value: Any, path: Path, where: str, field: str) -> str | None:
+    """The row id in ``field`` of the record at ``where`` (a string or an integer), None when blank."""
+    return check_id(value, f"{path}: {where}", field, error=LabelsError)
+
+
+def expect(value: Any, kind: type | tuple[type, ...], path: Path, where: str, field: str, what: str) -> Any:
+    """``value`` when it is ``kind`` (None passes: a missing field); else a LabelsError naming the
+    file, record and field and saying what the tool writes there (``what``)."""
+    if value is None or isinstance(value, kind):
+        return value
+    raise LabelsError(f"{path}: {where}: {field!r} is {_kind(value)}; {what}")

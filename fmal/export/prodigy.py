@@ -17,8 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from fmal._validation import show
 from fmal.export import register
-from fmal.export.base import ID_KEY, Answer, Answers, Format, meta_of, read_records, rows, suggestion, text_label, write_jsonl
+from fmal.exceptions import LabelsError
+from fmal.export.base import ID_KEY, Answer, Answers, Format, expect, id_at, label_at, meta_of, read_records, rows, suggestion, write_jsonl
 
 
 def tasks(frame: pd.DataFrame, classes: list[str]) -> list[dict[str, Any]]:
@@ -44,23 +46,34 @@ def _write(frame: pd.DataFrame, path: Path, classes: list[str]) -> None:
     write_jsonl(path, tasks(frame, classes))
 
 
-def _id_of(rec: dict[str, Any]) -> str | None:
-    meta = rec.get("meta") if isinstance(rec.get("meta"), dict) else {}
-    for v in (rec.get(ID_KEY), meta.get(ID_KEY), meta.get("id")):
-        if text_label(v) is not None:
-            return text_label(v)
+def _id_of(rec: dict[str, Any], path: Path, where: str) -> str | None:
+    meta = expect(rec.get("meta"), dict, path, where, "meta", "Prodigy's meta is an object") or {}
+    for value, field in ((rec.get(ID_KEY), ID_KEY), (meta.get(ID_KEY), f"meta.{ID_KEY}"), (meta.get("id"), "meta.id")):
+        rid = id_at(value, path, where, field)
+        if rid is not None:
+            return rid
     return None
+
+
+def _option_id(option: Any, path: Path, where: str, field: str) -> str | None:
+    """An entry of ``accept``: an option id (a string or an integer), or an option object
+    ``{"id": ..., "text": ...}`` (its id); anything else is a LabelsError."""
+    if isinstance(option, dict):
+        if "id" not in option:
+            raise LabelsError(f"{path}: {where}: {field!r} is an object without 'id'; Prodigy's accept lists option ids")
+        return label_at(option["id"], path, where, f"{field}.id")
+    return label_at(option, path, where, field)
 
 
 def _read(path: Path) -> Answers:
     records = read_records(path, "Prodigy db-out")
     res = Answers(n_records=len(records))
     for where, rec in records:
-        rid = _id_of(rec)
+        rid = _id_of(rec, path, where)
         if rid is None:
             res.skipped.append((where, f"no {ID_KEY!r} (nor meta.{ID_KEY} or meta.id); was the task exported by fmal?"))
             continue
-        answer = rec.get("answer")
+        answer = expect(rec.get("answer"), str, path, where, "answer", "Prodigy answers are 'accept', 'reject' or 'ignore'")
         if answer is None:
             res.skipped.append((where, "no answer (not annotated)"))
             continue
@@ -68,16 +81,18 @@ def _read(path: Path) -> Answers:
             res.skipped.append((where, f"answer {answer!r}"))
             continue
         if answer != "accept":
-            res.skipped.append((where, f"unknown answer {answer!r} (Prodigy answers are accept, reject, ignore)"))
+            res.skipped.append((where, f"unknown answer {show(answer)} (Prodigy answers are accept, reject, ignore)"))
             continue
-        if isinstance(rec.get("accept"), list) and (rec.get("options") or rec["accept"]):
-            chosen = [text_label(a) for a in rec["accept"] if text_label(a) is not None]
+        accept = expect(rec.get("accept"), list, path, where, "accept", "Prodigy's accept is a list of the chosen option ids")
+        if accept is not None and (rec.get("options") or accept):
+            picked = [_option_id(o, path, where, f"accept[{k}]") for k, o in enumerate(accept)]
+            chosen = [o for o in picked if o is not None]
             if len(chosen) != 1:
                 res.skipped.append((where, f"accepted with {len(chosen)} options chosen; fmal needs exactly one"))
                 continue
-            res.answers.append(Answer(rid, chosen[0], where))  # type: ignore[arg-type]
-        elif text_label(rec.get("label")) is not None:
-            res.answers.append(Answer(rid, text_label(rec["label"]), where))  # type: ignore[arg-type]
+            res.answers.append(Answer(rid, chosen[0], where))
+        elif (lab := label_at(rec.get("label"), path, where, "label")) is not None:
+            res.answers.append(Answer(rid, lab, where))
         else:
             res.skipped.append((where, "accepted, but with neither an 'accept' option nor a 'label'"))
     return res

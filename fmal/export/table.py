@@ -9,8 +9,8 @@ import pandas as pd
 
 from fmal.exceptions import InvalidInputError, LabelsError
 from fmal.export import register
-from fmal.export.base import Answer, Answers, Format, text_label
-from fmal.io import read_table, write_table
+from fmal.export.base import Answer, Answers, Format, id_at, label_at
+from fmal.io import columns_of, read_table, write_table
 
 
 def _write(frame: pd.DataFrame, path: Path, classes: list[str]) -> None:
@@ -29,13 +29,12 @@ def _read(path: Path) -> Answers:
         raise LabelsError(str(exc)) from None
     for col in ("id", "label"):
         if col not in frame.columns:
-            cols = ", ".join(map(str, frame.columns)) or "(none)"
-            raise LabelsError(f"{path}: no column {col!r} (columns: {cols}); a labels table needs 'id' and 'label' columns")
+            raise LabelsError(f"{path}: no column {col!r} (columns: {columns_of(frame)}); a labels table needs 'id' and 'label' columns")
     res = Answers(n_records=len(frame))
     unit = "line" if fmt == "jsonl" else "row"
     for i, (rid, lab) in enumerate(zip(frame["id"].tolist(), frame["label"].tolist()), start=1):
         where = f"{unit} {i}"
-        rid_s, lab_s = text_label(rid), text_label(lab)
+        rid_s, lab_s = id_at(rid, path, where, "id"), label_at(lab, path, where, "label")
         if rid_s is None:
             raise LabelsError(f"{path}: {where}: empty id; every labeled row needs the id of a pool row")
         if lab_s is None:
