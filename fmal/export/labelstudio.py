@@ -44,18 +44,20 @@ def label_config(classes: list[str]) -> str:
     )
 
 
-def choice_result(label: str) -> dict[str, Any]:
-    return {"from_name": LABEL_KEY, "to_name": TEXT_KEY, "type": "choices", "value": {"choices": [label]}}
+def choice_result(label: str, control: str = LABEL_KEY, to_name: str = TEXT_KEY) -> dict[str, Any]:
+    return {"from_name": control, "to_name": to_name, "type": "choices", "value": {"choices": [label]}}
 
 
-def tasks(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The tasks frame as Label Studio tasks (with predictions where there is a suggestion)."""
+def tasks(frame: pd.DataFrame, control: str = LABEL_KEY, to_name: str = TEXT_KEY,
+          choices: list[str] | None = None) -> list[dict[str, Any]]:
+    """The tasks frame as Label Studio tasks (with predictions where there is a suggestion, as a
+    result of ``control`` on ``to_name``; with ``choices``, only suggestions among them)."""
     out = []
     for rec in rows(frame):
         task: dict[str, Any] = {"data": {TEXT_KEY: rec["text"], ID_KEY: str(rec["id"]), **meta_of(rec)}}
         lab, p = suggestion(rec)
-        if lab is not None:
-            pred: dict[str, Any] = {"model_version": AGENT, "result": [choice_result(lab)]}
+        if lab is not None and (choices is None or lab in choices):
+            pred: dict[str, Any] = {"model_version": AGENT, "result": [choice_result(lab, control, to_name)]}
             if p is not None:
                 pred["score"] = p
             task["predictions"] = [pred]
@@ -158,6 +160,13 @@ def read(path: Path, control: str | None = None) -> Answers:
     choices control to read (default: ``label``, else the only one)."""
     path = Path(path)
     records = _read_csv(path) if path.suffix.lower() in (".csv", ".tsv") else read_records(path, "Label Studio")
+    return answers_of(records, path, control)
+
+
+def answers_of(records: list[tuple[str, dict[str, Any]]], path: Path, control: str | None = None,
+               users: dict[str, str] | None = None) -> Answers:
+    """Answers of Label Studio task records (``path`` names their source in messages; ``users``
+    maps ``completed_by`` user ids to names)."""
     res = Answers(n_records=len(records))
     flat = [(w, t) for w, t in records if "annotations" not in t and "data" not in t]
     field = _flat_control(flat, path, control) if flat else None
@@ -191,7 +200,8 @@ def read(path: Path, control: str | None = None) -> Answers:
             if problem:
                 res.skipped.append((at, problem))
             else:
-                res.answers.append(Answer(rid, lab, at, _who(ann)))  # type: ignore[arg-type]
+                who = _who(ann)
+                res.answers.append(Answer(rid, lab, at, (users or {}).get(who, who) if who else None))  # type: ignore[arg-type]
     return res
 
 
