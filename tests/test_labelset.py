@@ -326,3 +326,26 @@ def test_crowdlab_consensus_rates_the_annotators(pool, tmp_path, cli):
     assert sum(labels[i] == gold[i] for i in ids) >= 29  # the clusters back a's answers
     out = cli("import-labels", f, "--pool", "p", "--index-dir", index_dir, "--on-conflict", "crowdlab")
     assert out.exit_code == 0 and "annotator quality (CROWDLAB): a " in out.stdout
+
+
+# ------------------------------------------------------------------ audit says how sure it is
+
+
+def test_audit_with_few_labels_says_the_flags_are_unreliable(pool, cli):
+    index_dir, gold, _ = pool
+    ids = [f"r{i}" for i in range(40)]  # the case: a 40-label pool
+    Session(index_dir / "p").add_labels({i: gold[i] for i in ids}, source="t")
+    res = api.audit("p", index_dir=index_dir)
+    assert not res.audit.reliable and "labels per class on average" in res.audit.caution
+    assert res.info["reliable"] is False and res.info["smallest_class"] == min(res.audit.class_counts.values())
+    out = cli("audit", "--pool", "p", "--index-dir", index_dir)
+    assert out.exit_code == 0 and out.stderr.startswith("caution: flags unreliable")
+    assert "to re-check among 40 audited (not reliable at this size)" in out.stdout
+
+
+def test_audit_with_enough_labels_per_class_is_not_hedged():
+    from fmal.audit import audit_labels
+
+    X, y = clustered(n=300, d=8, k=3, seed=1)
+    res = audit_labels(X, [f"r{i}" for i in range(300)], [CLASSES[c] for c in y])
+    assert res.reliable and res.caution is None and sum(res.class_counts.values()) == 300
