@@ -329,6 +329,7 @@ def seed(
     labels: PathLike | None = None,
     output: PathLike | None = None,
     random_state: int = 0,
+    classes: str | list[str] | None = None,
     **params: Any,
 ) -> Selection:
     """Choose a cold-start set of ``budget`` rows with a seed strategy (no labels needed).
@@ -336,6 +337,7 @@ def seed(
     Rows labeled so far (stored in the pool, and ``labels``) count as already chosen. The selection is written to
     ``output`` (default: the pool's ``rounds/`` folder) and recorded as a round of the session;
     the same arguments give the same selection, and rerunning the last round reuses it.
+    ``classes`` ("A,B,C" or a list) declares the pool's label set, stored with the pool.
     """
     SEED_STRATEGIES.get(strategy)  # an unknown name fails before any work
     random_state = check_seed(random_state)
@@ -343,6 +345,8 @@ def seed(
     new = _read_labels_file(p, labels)
     session = Session(p.path)
     with session.transaction("seed"):
+        if classes is not None:  # declared with the round, in its transaction
+            _declare(session, classes)
         return _seed_locked(p, session, new, labels, budget, strategy, output, random_state, params)
 
 
@@ -567,12 +571,50 @@ def _check_output(fmt_name: str, output: PathLike | None, default: Path) -> Path
     return out
 
 
+def parse_classes(classes: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
+    """``--classes A,B,C`` (or a list) as a list of names; None when not given."""
+    if classes is None:
+        return None
+    names = [c.strip() for c in classes.split(",")] if isinstance(classes, str) else [str(c).strip() for c in classes]
+    if not names or any(not n for n in names):
+        raise InvalidInputError(f"--classes {classes!r}: give class names separated by commas, e.g. --classes POS,NEG,NEUTRAL")
+    return names
+
+
+def _declare(session: Session, classes: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """Store ``classes`` as the pool's label set when given; warn about stored labels outside it."""
+    names = parse_classes(classes)
+    if names is not None:
+        outside = session.set_classes(names)
+        if outside:
+            log.warning("%s: stored label(s) outside the declared classes: %s (kept; relabel them or add the class)",
+                        session.dir, ", ".join(map(repr, outside)))
+    return session.classes
+
+
+def declare_classes(pool: str | PathLike, classes: str | list[str], *, index_dir: PathLike | None = None) -> tuple[list[str], list[str]]:
+    """Declare a pool's label set (stored in its labels.db). Returns (classes, stored labels outside them)."""
+    p = store.open_pool(pool, index_dir)
+    session = Session(p.path)
+    names = parse_classes(classes) or []
+    outside = session.set_classes(names)
+    return session.classes, outside
+
+
 def _classes(session: Session, *extra: Any) -> list[str]:
-    """Every class seen so far: stored labels and any suggested labels."""
+    """The pool's declared classes (in their order) and any class seen outside them; with none
+    declared, every class seen so far: stored labels, suggested labels and the last probe's classes."""
     seen = set(session.labels.values())
     for values in extra:
         seen |= {str(v) for v in values if v is not None and not (isinstance(v, float) and np.isnan(v))}
-    return sorted(seen)
+    probes = sorted((session.dir / PROBES).glob("round-*.json")) if (session.dir / PROBES).is_dir() else []
+    if probes:
+        try:
+            seen |= {str(c) for c in json.loads(probes[-1].read_text(encoding="utf-8")).get("classes", [])}
+        except (OSError, ValueError, AttributeError):
+            pass  # an unreadable probe adds nothing: the labels still list the classes
+    declared = list(session.classes)
+    return declared + sorted(seen - set(declared))
 
 
 @dataclass(frozen=True)
@@ -585,6 +627,8 @@ class ExportResult:
     n_tasks: int
     n_suggestions: int
     classes: list[str]
+    declared: bool = False  # the classes are the pool's declared label set
+    warning: str | None = None  # e.g. a seed round exported with no classes known
 
 
 def export(
@@ -594,19 +638,30 @@ def export(
     *,
     index_dir: PathLike | None = None,
     output: PathLike | None = None,
+    classes: str | list[str] | None = None,
+    with_vectors: bool = False,
 ) -> ExportResult:
     """Write the picks of round ``round`` (default: the last) for an annotation tool.
 
+    Every task lists every class (Prodigy ``options``; the Label Studio config and Argilla
+    question from :func:`fmal.export.labelstudio.label_config` / the Argilla settings): the pool's
+    declared classes (``classes`` declares them, stored in labels.db), else every class seen so
+    far, with a warning when there are none (a seed round before ``--classes``).
     Query rounds carry the probe's suggested label and probability, written as the tool's
     pre-annotation (Label Studio predictions, Prodigy preselected option and score, Argilla
-    suggestions, ``predicted_label``/``predicted_proba`` columns in CSV/JSONL).
+    suggestions, ``predicted_label``/``predicted_proba`` columns in CSV/JSONL). ``with_vectors``:
+    Argilla records carry the pool's embedding of each text (vector ``embedding``).
     Default output: the pool's ``exports/round-NNN-FORMAT.EXT``.
     """
     fmt = FORMATS.get(format)
+    if with_vectors and fmt.name != "argilla":
+        raise InvalidInputError(f"--with-vectors adds the embeddings to Argilla records; {fmt.name} has no place for them")
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
     if session.refresh_views():  # a writer killed after its commit left a view stale
         session = Session(p.path)
+    if classes is not None:
+        _declare(session, classes)
     if not session.rounds:
         raise InvalidInputError(f"pool {p.name!r} has no rounds yet; pick rows first with fmal seed --pool {p.name} --budget N")
     numbers = [r["round"] for r in session.rounds]
@@ -616,11 +671,18 @@ def export(
     if rec is None:
         raise InvalidInputError(f"--round must be one of the pool's rounds ({', '.join(map(str, numbers))}), got {round}")
     frame = _frame_of_round(p, rec)
+    if with_vectors:
+        frame.attrs["vectors"] = np.asarray(p.embeddings[p.rows_of(rec["ids"], source="session")], dtype=np.float32)
     out = _check_output(fmt.name, output, p.path / "exports" / f"round-{round:03d}-{fmt.name}")
-    classes = _classes(session, frame.get("predicted_label", []))
-    fmt.write(frame, out, classes)
+    names = _classes(session, frame.get("predicted_label", []))
+    warning = None
+    if not names and fmt.name != "csv" and fmt.name != "jsonl":
+        warning = (f"pool {p.name!r} has no classes yet: the {fmt.name} tasks offer no choice; declare them with "
+                   f"fmal export --pool {p.name} --format {fmt.name} --classes A,B,C")
+        log.warning("%s", warning)
+    fmt.write(frame, out, names)
     n_sugg = int(frame["predicted_label"].notna().sum()) if "predicted_label" in frame else 0
-    return ExportResult(round, fmt.name, out, len(frame), n_sugg, classes)
+    return ExportResult(round, fmt.name, out, len(frame), n_sugg, names, bool(session.classes), warning)
 
 
 @dataclass(frozen=True)
@@ -640,40 +702,99 @@ class ImportResult:
     disagreements: tuple[Disagreement, ...]  # ids the file itself answers differently
     unknown: tuple[Answer, ...]  # answers for ids not in the pool (not imported)
     skipped: tuple[tuple[str, str], ...]  # (where, why) records with no usable answer
+    outside: tuple[str, ...] = ()  # imported labels outside the pool's declared classes
+    ties: tuple[Disagreement, ...] = ()  # --on-conflict majority: ids with tied answers (not imported)
+    annotator_quality: dict[str, float] = field(default_factory=dict)  # crowdlab: annotator -> estimated quality
+    annotator_answers: dict[str, int] = field(default_factory=dict)  # annotator -> answers in the file
+    detected: bool = False  # the format was read from the content (no --format)
+
+
+def _no_usable_answer(path: Path, fmt: str, got: Any, detected: bool) -> LabelsError:
+    """The one-line error for a file whose records hold no answer fmal can use."""
+    from collections import Counter
+
+    from fmal.export.detect import guess
+
+    why = "; ".join(f"{n} x {w}" for w, n in Counter(w for _, w in got.skipped).most_common(3))
+    other = None if detected else guess(path)
+    if other is not None and other != fmt:
+        hint = f"it looks like a {other} export: pass --format {other} (or leave --format out)"
+    elif any("not annotated" in w or "no response" in w or "no label yet" in w or "no answer" in w for _, w in got.skipped):
+        hint = "annotate some tasks, export again and import that file"
+    else:
+        hint = "check that the file is the tool's export of tasks fmal wrote, and --format"
+    return LabelsError(f"{path}: {got.n_records} record(s) read as {fmt}, none holds a usable answer ({why or 'no answer field'}); {hint}")
 
 
 def import_labels(
     file: PathLike,
     pool: str | PathLike,
-    format: str = "csv",
+    format: str | None = None,
     *,
     on_conflict: str = "error",
     index_dir: PathLike | None = None,
+    control: str | None = None,
+    classes: str | list[str] | None = None,
 ) -> ImportResult:
     """Read an annotation tool's export and merge its answers into the pool's labels.
 
-    Answers for ids not in the pool are reported, not imported. A file that answers an id twice
-    differently, or answers a labeled id differently from the stored label, is a conflict:
-    ``on_conflict`` = ``error`` (default: nothing is written), ``keep`` (the stored / first answer
-    wins) or ``replace`` (the file's / last answer wins; the old label is kept in the pool's
-    labels.db: ``relabels`` and ``answers``). Importing the same file again changes no label.
-    The file is read before the pool's write lock is taken; the merge is one transaction.
+    ``format`` None: read from the content (:func:`fmal.export.detect.detect`). A file whose
+    records hold no usable answer (the wrong format, nothing annotated) is a LabelsError saying
+    why. Answers for ids not in the pool are reported, not imported; labels outside the pool's
+    declared classes (``classes`` declares them) are imported and reported. A file that answers
+    an id twice differently, or answers a labeled id differently from the stored label, is a
+    conflict: ``on_conflict`` = ``error`` (default: nothing is written), ``keep`` (the stored /
+    first answer wins), ``replace`` (the file's / last answer wins; the old label is kept in the
+    pool's labels.db: ``relabels`` and ``answers``), ``majority`` (most annotators' label; a tie
+    imports nothing for that id) or ``crowdlab`` (cleanlab's CROWDLAB consensus, with each
+    annotator's estimated quality); a consensus replaces a differing stored label. Every answer of
+    an id answered several times is kept in ``answers`` (outcome ``vote``, with its annotator).
+    ``control``: the Label Studio choices control to read (default ``label``, else the only one).
+    Importing the same file again changes no label. The file is read before the pool's write lock
+    is taken; the merge is one transaction.
     """
-    fmt = FORMATS.get(format)
+    from fmal.export import consensus
+    from fmal.export import labelstudio as ls_format
+    from fmal.export.detect import detect
+
+    if on_conflict not in consensus.POLICIES:
+        raise InvalidInputError(f"--on-conflict must be one of {', '.join(consensus.POLICIES)}, got {on_conflict!r}")
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
     path = Path(file)
-    got = fmt.read(path)
+    detected = format is None
+    fmt = FORMATS.get(detect(path) if format is None else format)
+    if control is not None and fmt.name != "label-studio":
+        raise InvalidInputError(f"--control names a Label Studio control; the file is read as {fmt.name}")
+    got = ls_format.read(path, control) if fmt.name == "label-studio" else fmt.read(path)
+    if got.n_records and not got.answers:
+        raise _no_usable_answer(path, fmt.name, got, detected)
     in_pool = set(p.in_pool([a.id for a in got.answers]))
     unknown = tuple(a for a in got.answers if a.id not in in_pool)
     if got.answers and len(unknown) == len(got.answers):
         shown = ", ".join(repr(a.id) for a in unknown[:5])
         raise LabelsError(f"{path}: none of the {len(unknown)} answered ids are in pool {p.name!r} ({shown}); check the file belongs to this pool")
-    labels, dis = collapse([a for a in got.answers if a.id in in_pool], on_conflict, str(path))
-    annotators = {a.id: str(a.annotator) for a in got.answers if getattr(a, "annotator", None)}  # when the tool says
-    merge = session.add_labels(labels, source=f"{fmt.name}:{path.name}", on_conflict=on_conflict, annotators=annotators)
+    if classes is not None:
+        _declare(session, classes)
+    source = f"{fmt.name}:{path.name}"
+    res = _resolve_answers(p, session, [a for a in got.answers if a.id in in_pool], on_conflict, str(path))
+    merge = session.add_labels(res.labels, source=source, on_conflict=consensus.merge_policy(on_conflict),
+                               annotators=res.annotators, votes=res.votes)
+    declared = set(session.classes)
+    outside = tuple(sorted({lab for lab in res.labels.values() if declared and lab not in declared}))
     return ImportResult(path, fmt.name, on_conflict, got.n_records, len(got.answers), merge.added, merge.changed,
-                        merge.unchanged, merge.kept, merge.conflicts, tuple(dis), unknown, tuple(got.skipped))
+                        merge.unchanged, merge.kept, merge.conflicts, tuple(res.disagreements), unknown, tuple(got.skipped),
+                        outside, tuple(res.ties), res.annotator_quality, res.annotator_answers, detected)
+
+
+def _resolve_answers(p: store.Pool, session: Session, answers: list[Answer], policy: str, source: str) -> Any:
+    """One label per id (:func:`fmal.export.consensus.resolve`), CROWDLAB with the pool's embeddings."""
+    from fmal.export.consensus import resolve
+
+    def embeddings_of(ids: list[str]) -> np.ndarray:
+        return np.asarray(p.embeddings[p.rows_of(ids, source="labels")], dtype=np.float32)
+
+    return resolve(answers, policy, source, embeddings_of=embeddings_of, stored=session.labels, classes=session.classes)
 
 
 @dataclass

@@ -10,6 +10,7 @@
     │   ├── ModelMismatchError a pool was built with another model than the one asked for
     │   └── PoolBusyError      another process is building the pool right now
     ├── ModelLoadError         an encoder could not be loaded
+    ├── ServiceError           an annotation tool's server is down, refuses the token or answers an error
     └── PoolExhaustedError     a budget asks for more rows than are left
 
 The CLI turns any FmalError into one line on stderr and a non-zero exit code; messages
@@ -59,6 +60,10 @@ class PoolBusyError(PoolError):
 
 class ModelLoadError(FmalError):
     """An encoder could not be loaded."""
+
+
+class ServiceError(FmalError):
+    """An annotation tool's server cannot be reached, refuses the token, or answers an error."""
 
 
 class PoolExhaustedError(InvalidInputError):

@@ -2,15 +2,19 @@
 
     indexes/NAME/labels.db        the single source of truth (WAL, synchronous=FULL)
         meta       schema_version, generation (bumped by every write), views_generation, migration
+        classes    the pool's declared label set, in order (schema 2)
         labels     the current label of each labeled id (and the answer it came from)
         answers    every answer ever given: id, value, source, annotator, time, the round it
-                   answered, and what it did (added / replaced / kept / unchanged / migrated)
+                   answered, and what it did (added / replaced / kept / unchanged / migrated / vote:
+                   one of several answers to the same task that went into a consensus)
         relabels   each replaced label: old, new, source, time
         rounds     number, kind, strategy, params key, parameters and info (JSON), output, the
                    per-pick column names in order
         picks      each round's picked ids in order, their text and per-pick values
         files      the files the pool wrote (round CSVs, probes) and the user's own copies
                    (``owned`` = 0: never deleted), with their round
+        sync_tasks, sync_annotations   what ``fmal sync`` pushed to an annotation tool (task ids)
+                   and pulled from it (annotation ids and their update time), per target (schema 2)
     indexes/NAME/labels.csv       view: id,label, rewritten from the database after each commit
     indexes/NAME/rounds/*.csv     view: each round's picks, likewise
 
@@ -59,8 +63,9 @@ SESSION = "session.json"  # legacy: migrated on the first write
 LABELS = "labels.csv"  # a view (legacy pools: the labels themselves, until migrated)
 ROUNDS = "rounds"
 MIGRATED = ".migrated"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ON_CONFLICT = ("keep", "replace", "error")
+OUTCOMES = ("added", "replaced", "kept", "unchanged", "migrated", "vote")
 #: round keys stored in their own columns or tables; every other key goes to ``rounds.record``
 _ROUND_FIELDS = ("round", "created", "kind", "strategy", "key", "ids", "columns", "output", "info", "texts")
 
@@ -69,8 +74,12 @@ CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE answers(
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, value TEXT NOT NULL, source TEXT NOT NULL,
     annotator TEXT, time TEXT NOT NULL, round INTEGER,
-    outcome TEXT NOT NULL CHECK (outcome IN ('added', 'replaced', 'kept', 'unchanged', 'migrated')));
+    outcome TEXT NOT NULL CHECK (outcome IN ('added', 'replaced', 'kept', 'unchanged', 'migrated', 'vote')));
 CREATE INDEX answers_id ON answers(id);
+CREATE TABLE classes(pos INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE sync_tasks(target TEXT NOT NULL, id TEXT NOT NULL, task TEXT NOT NULL, round INTEGER, PRIMARY KEY (target, id));
+CREATE TABLE sync_annotations(
+    target TEXT NOT NULL, annotation TEXT NOT NULL, updated TEXT NOT NULL, task TEXT, PRIMARY KEY (target, annotation));
 CREATE TABLE labels(id TEXT PRIMARY KEY, label TEXT NOT NULL, source TEXT NOT NULL, answer INTEGER REFERENCES answers(seq));
 CREATE TABLE relabels(
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, old TEXT NOT NULL, new TEXT NOT NULL,
@@ -85,6 +94,25 @@ CREATE INDEX picks_id ON picks(id);
 CREATE TABLE files(
     path TEXT PRIMARY KEY, round INTEGER, kind TEXT NOT NULL, owned INTEGER NOT NULL,
     state TEXT NOT NULL DEFAULT 'live' CHECK (state IN ('live', 'deleting')));
+"""
+
+#: schema 1 -> 2: the pool's label set, sync bookkeeping, and answers that may be votes of a consensus
+#: (SQLite cannot change a CHECK: the answers table is copied into a new one, seq numbers kept)
+_UPGRADE_2 = """
+CREATE TABLE classes(pos INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE sync_tasks(target TEXT NOT NULL, id TEXT NOT NULL, task TEXT NOT NULL, round INTEGER, PRIMARY KEY (target, id));
+CREATE TABLE sync_annotations(
+    target TEXT NOT NULL, annotation TEXT NOT NULL, updated TEXT NOT NULL, task TEXT, PRIMARY KEY (target, annotation));
+CREATE TABLE answers_v2(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, value TEXT NOT NULL, source TEXT NOT NULL,
+    annotator TEXT, time TEXT NOT NULL, round INTEGER,
+    outcome TEXT NOT NULL CHECK (outcome IN ('added', 'replaced', 'kept', 'unchanged', 'migrated', 'vote')));
+INSERT INTO answers_v2(seq, id, value, source, annotator, time, round, outcome)
+    SELECT seq, id, value, source, annotator, time, round, outcome FROM answers ORDER BY seq;
+DROP TABLE answers;
+ALTER TABLE answers_v2 RENAME TO answers;
+CREATE INDEX answers_id ON answers(id);
+UPDATE meta SET value = '2' WHERE key = 'schema_version'
 """
 
 
@@ -202,6 +230,8 @@ class Session:
             self.rounds.append(rec)
         self.generation = int(_meta(conn, "generation", "0"))
         self.views_generation = int(_meta(conn, "views_generation", "-1"))
+        self.classes: list[str] = ([n for (n,) in conn.execute("SELECT name FROM classes ORDER BY pos")]
+                                   if _table_exists(conn, "classes") else [])
 
     def _load_legacy(self) -> None:
         """Read an unmigrated pool's session.json and labels.csv, checked, without writing."""
@@ -209,6 +239,7 @@ class Session:
         self.rounds = data["rounds"]
         self.relabels = data["relabels"]
         self._labels = _read_legacy_labels(self.dir / LABELS)
+        self.classes = []
         self.generation = 0
         self.views_generation = 0
 
@@ -232,6 +263,8 @@ class Session:
                 crash_point("session.locked")
                 conn.execute("BEGIN IMMEDIATE")
                 counts = self._create(conn, legacy) if fresh else None
+                if not fresh:
+                    self._upgrade(conn)
                 self._load(conn)
                 self._conn = conn
                 self._rendered = set()
@@ -306,6 +339,15 @@ class Session:
                                                             ("generation", "0"), ("views_generation", "-1")])
         return self._migrate(conn) if legacy else None
 
+    def _upgrade(self, conn: sqlite3.Connection) -> None:
+        """Bring an older database to this schema inside the open transaction (schema 1: no label
+        set, no sync bookkeeping, answers without votes). Readers read older schemas as they are."""
+        if int(_meta(conn, "schema_version", str(SCHEMA_VERSION))) < 2:
+            for stmt in _UPGRADE_2.strip().split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            log.info("%s: upgraded %s to schema 2 (label set, sync bookkeeping)", self.dir, DB)
+
     def _drop_db(self) -> None:
         """Remove a database the failed first write created (the pool stays as it was)."""
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -334,6 +376,7 @@ class Session:
         *,
         on_conflict: str = "replace",
         annotators: dict[str, str] | None = None,
+        votes: list[tuple[str, str, str | None]] | None = None,
     ) -> LabelMerge:
         """Merge ``new`` into the stored labels without losing any answer.
 
@@ -341,6 +384,8 @@ class Session:
         (the new answer wins, the old one is kept in ``relabels``), ``keep`` (the stored answer
         stays) or ``error`` (LabelsError naming the conflicts; nothing is written). Every answer
         is recorded in ``answers`` with what it did; merging the same labels twice changes no label.
+        ``votes`` (id, value, annotator): the single answers of tasks answered several times, whose
+        consensus is in ``new``; each is recorded in ``answers`` as a ``vote``, so none is lost.
         """
         if on_conflict not in ON_CONFLICT:
             raise InvalidInputError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}")
@@ -360,6 +405,10 @@ class Session:
             conflicts: list[LabelConflict] = []
             now = _now()
             cur = self._conn
+            cur.executemany(
+                "INSERT INTO answers(id, value, source, annotator, time, round, outcome) VALUES (?, ?, ?, ?, ?, ?, 'vote')",
+                [(rid, val, source, who, now, last_round.get(rid)) for rid, val, who in votes or ()],
+            )
             for rid, lab in new.items():
                 old = stored.get(rid)
                 outcome = "added" if old is None else "unchanged" if old[0] == lab else "kept" if on_conflict == "keep" else "replaced"
@@ -390,6 +439,59 @@ class Session:
                 self._labels_changed = True
             crash_point("labels.merged")
         return LabelMerge(added, changed, len(new) - added - changed - kept, kept, tuple(conflicts))
+
+    def set_classes(self, classes: list[str]) -> list[str]:
+        """Declare the pool's label set (in this order), replacing any declared before. Returns the
+        stored labels outside it, sorted (reported by the caller; no label is changed)."""
+        names = [str(c).strip() for c in classes]
+        if not names or any(not n for n in names):
+            raise InvalidInputError("--classes needs class names separated by commas, e.g. --classes POS,NEG,NEUTRAL")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise InvalidInputError(f"--classes names {', '.join(map(repr, dup))} twice; give each class once")
+        with self.transaction("declare classes"):
+            assert self._conn is not None
+            if names != self.classes:
+                self._conn.execute("DELETE FROM classes")
+                self._conn.executemany("INSERT INTO classes(pos, name) VALUES (?, ?)", list(enumerate(names)))
+                self.classes = names
+        return sorted({lab for lab, _ in self._labels.values()} - set(names))
+
+    def sync_tasks(self, target: str) -> dict[str, str]:
+        """{fmal id: the tool's task id} of the tasks pushed to ``target`` (empty before schema 2)."""
+        return dict(self._sync_rows("SELECT id, task FROM sync_tasks WHERE target = ?", target))
+
+    def sync_annotations(self, target: str) -> dict[str, str]:
+        """{annotation id: its update time} of the annotations already pulled from ``target``."""
+        return dict(self._sync_rows("SELECT annotation, updated FROM sync_annotations WHERE target = ?", target))
+
+    def _sync_rows(self, sql: str, target: str) -> list[tuple[str, str]]:
+        conn = self._conn or _open_existing(self.dir)
+        if conn is None:
+            return []
+        try:
+            if not _table_exists(conn, "sync_tasks"):
+                return []
+            return conn.execute(sql, (target,)).fetchall()
+        finally:
+            if conn is not self._conn:
+                conn.close()
+
+    def record_sync_tasks(self, target: str, tasks: dict[str, str], round_no: int | None) -> None:
+        """Remember that ids were pushed to ``target`` as these task ids (a rerun pushes them not again)."""
+        with self.transaction("record pushed tasks"):
+            assert self._conn is not None
+            self._conn.executemany("INSERT OR REPLACE INTO sync_tasks(target, id, task, round) VALUES (?, ?, ?, ?)",
+                                   [(target, rid, str(t), round_no) for rid, t in tasks.items()])
+
+    def record_sync_annotations(self, target: str, seen: list[tuple[str, str, str | None]]) -> None:
+        """Remember pulled annotations (id, update time, task) of ``target``: call it in the
+        transaction that imports their answers, so an answer is recorded once and never lost."""
+        with self.transaction("record pulled annotations"):
+            assert self._conn is not None
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO sync_annotations(target, annotation, updated, task) VALUES (?, ?, ?, ?)",
+                [(target, str(a), str(u), None if t is None else str(t)) for a, u, t in seen])
 
     def add_round(self, record: dict[str, Any]) -> dict[str, Any]:
         """Record a round: ``ids`` in pick order, optional ``texts``, ``columns`` (name -> one

@@ -341,7 +341,7 @@ def test_bad_files_name_file_and_place(loop, tmp_path):
     g.write_text("id,lbl\nr1,ham\n")
     with pytest.raises(LabelsError, match=r"bad\.csv: no column 'label' \(columns: id, lbl\)"):
         _import(g, "csv", index_dir)
-    with pytest.raises(InvalidInputError, match="on_conflict must be one of keep, replace, error, got 'maybe'"):
+    with pytest.raises(InvalidInputError, match="on-conflict must be one of error, keep, replace, majority, crowdlab, got 'maybe'"):
         _import(_ls_file(tmp_path, [("r1", ["ham"])]), "label-studio", index_dir, "maybe")
 
 

@@ -62,26 +62,32 @@ POOL_HELP = ("Pool: a name (a folder under --index-dir, default ./indexes), or a
              "(./p, ../p, /data/p), used as it is and not combined with --index-dir.")
 
 
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command body whose FmalError (and OSError, Ctrl-C) becomes one line and a non-zero exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        try:
+            return fn(*a, **kw)
+        except FmalError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:  # a path the user gave cannot be written or read (a file as folder, no permission, disk full)
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"error: {where}{exc.strerror or exc}; check the path, its permissions and free space", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: finished work is kept; rerun the same command to resume", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
 def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``app.command`` that turns FmalError into a one-line message and a non-zero exit code."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def wrapper(*a: Any, **kw: Any) -> Any:
-            try:
-                return fn(*a, **kw)
-            except FmalError as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(exc.exit_code) from None
-            except OSError as exc:  # a path the user gave cannot be written or read (a file as folder, no permission, disk full)
-                where = f"{exc.filename}: " if exc.filename else ""
-                typer.echo(f"error: {where}{exc.strerror or exc}; check the path, its permissions and free space", err=True)
-                raise typer.Exit(2) from None
-            except KeyboardInterrupt:
-                typer.echo("interrupted: finished work is kept; rerun the same command to resume", err=True)
-                raise typer.Exit(130) from None
-
-        return app.command(*args, **kwargs)(wrapper)
+        return app.command(*args, **kwargs)(guarded(fn))
 
     return deco
 
@@ -101,6 +107,7 @@ def _main(
 
 
 from fmal.cli import audit, embed, export, import_labels, info, query, report, seed, simulate, status  # noqa: E402,F401  (register the commands)
+from fmal.cli import sync  # noqa: E402,F401  (fmal sync label-studio)
 
 
 def main() -> None:

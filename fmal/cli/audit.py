@@ -31,7 +31,11 @@ def audit_cmd(
     res = api.audit(pool, index_dir=index_dir, output=output, format=format, include_all=include_all,
                     n_folds=folds, random_state=seed)
     issues = res.audit.issues
-    typer.echo(f"{len(issues)} likely wrong label(s) among {len(res.audit.table)} audited")
+    if res.audit.caution:
+        typer.echo(f"caution: {res.audit.caution}", err=True)
+        typer.echo(f"{len(issues)} label(s) to re-check among {len(res.audit.table)} audited (not reliable at this size)")
+    else:
+        typer.echo(f"{len(issues)} likely wrong label(s) among {len(res.audit.table)} audited")
     if len(issues):
         _print.table(issues, ["rank", "id", "given_label", "predicted_label", "predicted_proba", "label_quality"], limit=show)
     _print.info(res.info)

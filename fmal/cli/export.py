@@ -18,6 +18,8 @@ def export_cmd(
     round: Optional[int] = typer.Option(None, "--round", "-r", help="Round number (default: the last round)."),
     format: str = typer.Option("csv", "--format", "-f", help=f"Format: one of {', '.join(FORMATS.names())}."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: the pool's exports/ folder)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="The label set, comma-separated: stored with the pool (once is enough); every task lists every class."),
+    with_vectors: bool = typer.Option(False, "--with-vectors", help="argilla: add each text's embedding to its record (vector field 'embedding')."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Write a round's picks as an annotation tool's import file.
@@ -26,8 +28,10 @@ def export_cmd(
     predictions, Prodigy preselected option, Argilla suggestion). Read the answers back with
     fmal import-labels.
     """
-    res = api.export(pool, round, format, index_dir=index_dir, output=output)
+    res = api.export(pool, round, format, index_dir=index_dir, output=output, classes=classes, with_vectors=with_vectors)
     typer.echo(f"round {res.round}: {res.n_tasks} tasks ({res.n_suggestions} with a suggested label) as {res.format}")
     if res.classes:
-        typer.echo(f"  classes so far: {', '.join(res.classes)}")
+        typer.echo(f"  {'classes' if res.declared else 'classes so far (none declared: --classes A,B,C)'}: {', '.join(res.classes)}")
+    if res.warning:
+        typer.echo(f"warning: {res.warning}", err=True)
     typer.echo(f"wrote {res.output}")

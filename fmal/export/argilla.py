@@ -1,9 +1,16 @@
 """Argilla: records to log into a dataset, answers from exported records.
 
-Out: a JSON list of records in the shape of Argilla 2.x ``Record.to_dict()``: ``{"id", "fields":
-{"text"}, "metadata": {...}, "suggestions": {"label": {"value", "score", "agent"}}, "responses":
-{}}``; the dataset needs a text field ``text`` and a label question ``label``
-(``rg.Record.from_dict`` rebuilds each record, or log the dicts with a mapping).
+Out, ``.json``: a JSON list of records in the shape of Argilla 2.x ``Record.to_dict()`` (what
+``Dataset.records.to_json`` writes and ``Dataset.records.from_json`` reads): ``{"id", "fields":
+{"text"}, "metadata": {"fmal_id", ...}, "suggestions": {"label": {"value", "score", "agent"}},
+"responses": {}, "vectors": {"embedding": [...]}}``.
+Out, ``.jsonl``: one flat record a line, as ``Dataset.records.log`` takes dicts: ``{"id", "text",
+"label" (the suggestion), "suggestion_score", "suggestion_agent", "fmal_id", ..., "embedding"}``;
+log them with ``mapping={"suggestion_score": "label.suggestion.score", "suggestion_agent":
+"label.suggestion.agent"}``.
+Beside either, ``NAME.settings.json`` (``rg.Settings.from_json``): a text field ``text``, a label
+question ``label`` listing every class, the ``fmal_id`` metadata, and with vectors the vector field
+``embedding`` of the pool's dimension. Vectors are written when asked (``--with-vectors``).
 
 In (JSON list or JSONL):
   * 2.x ``Record.to_dict()`` / ``records.to_json``: ``responses.label`` = [{"value", "user_id",
@@ -26,21 +33,80 @@ from fmal._validation import show
 from fmal.export.base import AGENT, ID_KEY, LABEL_KEY, Answers, Format, expect, id_at, meta_of, read_records, rows, suggestion, write_json, write_jsonl
 
 
+#: the vector field that carries the pool's embeddings
+VECTOR_KEY = "embedding"
+#: how to log the flat .jsonl records: the suggestion's score and agent
+LOG_MAPPING = {"suggestion_score": f"{LABEL_KEY}.suggestion.score", "suggestion_agent": f"{LABEL_KEY}.suggestion.agent"}
+
+
+def _vectors(frame: pd.DataFrame) -> list[list[float]] | None:
+    v = frame.attrs.get("vectors")
+    return None if v is None else [[round(float(x), 6) for x in row] for row in v]
+
+
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The tasks frame as Argilla 2.x record dicts (with a suggestion where there is one)."""
+    """The tasks frame as Argilla 2.x record dicts (with a suggestion where there is one, and the
+    embeddings as the vector ``embedding`` when the frame carries them in ``attrs["vectors"]``)."""
     out = []
-    for rec in rows(frame):
+    vectors = _vectors(frame)
+    for n, rec in enumerate(rows(frame)):
         lab, p = suggestion(rec)
         sugg = {LABEL_KEY: {"value": lab, "score": p, "agent": AGENT}} if lab is not None else {}
         out.append({"id": str(rec["id"]), "fields": {"text": rec["text"]},
                     "metadata": {ID_KEY: str(rec["id"]), **meta_of(rec)},
-                    "suggestions": sugg, "responses": {}, "vectors": {}})
+                    "suggestions": sugg, "responses": {}, "vectors": {VECTOR_KEY: vectors[n]} if vectors else {}})
     return out
 
 
+def flat_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The tasks frame as flat dicts for ``Dataset.records.log(records, mapping=LOG_MAPPING)``."""
+    out = []
+    vectors = _vectors(frame)
+    for n, rec in enumerate(rows(frame)):
+        lab, p = suggestion(rec)
+        flat: dict[str, Any] = {"id": str(rec["id"]), "text": rec["text"]}
+        if lab is not None:
+            flat.update({LABEL_KEY: lab, "suggestion_score": p, "suggestion_agent": AGENT})
+        flat.update({ID_KEY: str(rec["id"]), **{k: v for k, v in meta_of(rec).items() if k not in flat}})
+        if vectors:
+            flat[VECTOR_KEY] = vectors[n]
+        out.append(flat)
+    return out
+
+
+def settings(classes: list[str], dim: int | None = None) -> dict[str, Any]:
+    """The dataset settings fmal's records need, as ``rg.Settings.to_json`` writes them."""
+    def base(name: str) -> dict[str, Any]:
+        return {"id": None, "inserted_at": None, "updated_at": None, "name": name, "title": name, "dataset_id": None}
+
+    return {
+        "guidelines": None,
+        "questions": [{**base(LABEL_KEY), "settings": {"type": "label_selection", "options": [{"text": c, "value": c} for c in classes],
+                                                        "visible_options": None},
+                       "description": None, "required": True, "type": "label_selection"}],
+        "fields": [{**base("text"), "settings": {"type": "text", "use_markdown": False}, "required": True, "description": None,
+                    "type": "text"}],
+        "vectors": [{**base(VECTOR_KEY), "dimensions": int(dim)}] if dim else [],
+        "metadata": [{**base(ID_KEY), "settings": {"visible_for_annotators": True, "type": "terms", "values": None},
+                      "visible_for_annotators": True}],
+        "allow_extra_metadata": True,
+        "distribution": {"strategy": "overlap", "min_submitted": 1},
+        "mapping": None,
+    }
+
+
+def settings_path(path: Path) -> Path:
+    """Where the settings of the records at ``path`` go: ``NAME.settings.json`` beside them."""
+    return path.with_name(path.name.rsplit(".", 1)[0] + ".settings.json")
+
+
 def _write(frame: pd.DataFrame, path: Path, classes: list[str]) -> None:
-    recs = records(frame)
-    write_jsonl(path, recs) if path.suffix.lower() == ".jsonl" else write_json(path, recs)
+    if path.suffix.lower() == ".jsonl":
+        write_jsonl(path, flat_records(frame))
+    else:
+        write_json(path, records(frame))
+    v = frame.attrs.get("vectors")
+    write_json(settings_path(path), settings(classes, None if v is None else int(v.shape[1])))
 
 
 def _id_of(rec: dict[str, Any], path: Path, where: str) -> str | None:
@@ -115,7 +181,8 @@ def _read(path: Path) -> Answers:
             if status not in (None, "submitted"):
                 res.skipped.append((at, f"response status {show(status)}"))
             else:
-                res.take(rid, value, at, path=path, field=field, chosen="labels chosen", empty="empty response")
+                res.take(rid, value, at, path=path, field=field, chosen="labels chosen", empty="empty response",
+                         annotator=None if who == "?" else who.strip("'"))
     return res
 
 

@@ -42,6 +42,7 @@ class Answer:
     id: str
     label: str
     where: str
+    annotator: str | None = None  # who answered, when the tool says (Label Studio user, Argilla user_id, Prodigy session)
 
 
 @dataclass
@@ -52,7 +53,8 @@ class Answers:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
     n_records: int = 0
 
-    def take(self, rid: str, value: Any, where: str, *, path: Path, field: str, chosen: str, empty: str) -> None:
+    def take(self, rid: str, value: Any, where: str, *, path: Path, field: str, chosen: str, empty: str,
+             annotator: str | None = None) -> None:
         """Record ``value`` (the file's ``field``) as ``rid``'s label, or skip it: several values
         chosen (``chosen`` names them: "labels", "choices"), or a blank one (``empty`` says why).
         A value that is not a label (an object, a fraction, a too long string) is a LabelsError."""
@@ -65,7 +67,7 @@ class Answers:
         if lab is None:
             self.skipped.append((where, empty))
         else:
-            self.answers.append(Answer(rid, lab, where))
+            self.answers.append(Answer(rid, lab, where, annotator))
 
 
 @dataclass(frozen=True)

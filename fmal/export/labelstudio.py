@@ -5,12 +5,17 @@ is the probe's suggestion as a ``choices`` result of the control ``label`` on th
 (score: its probability). :func:`label_config` gives a matching labeling config.
 
 In: each task's non-cancelled ``annotations``; the ``choices`` result of the control ``label`` (or
-the only ``choices`` result) is the answer. A JSON_MIN export (flat records with a ``label`` key)
-is read too. The id comes from ``data.fmal_id`` (JSON_MIN: ``fmal_id``).
+the only ``choices`` result, or the control named by ``control``) is the answer, and the
+annotation's ``completed_by`` its annotator. A JSON_MIN export (flat records) and a CSV export are
+read too: the answer is the field ``label`` (or ``control``, or the one field that is neither a
+task field fmal wrote nor one Label Studio adds); several choices (``{"choices": [...]}``) are
+skipped with the reason, never stored as a label. The id comes from ``data.fmal_id`` (JSON_MIN,
+CSV: ``fmal_id``), never from Label Studio's own task ``id``.
 """
 
 from __future__ import annotations
 
+import json
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,8 @@ from typing import Any
 import pandas as pd
 
 from fmal._validation import show
+from fmal.exceptions import InvalidInputError, LabelsError
+from fmal.io import read_table
 from fmal.export import register
 from fmal.export.base import AGENT, ID_KEY, LABEL_KEY, Answer, Answers, Format, expect, id_at, label_at, meta_of, read_records, rows, suggestion, write_json
 
@@ -37,18 +44,20 @@ def label_config(classes: list[str]) -> str:
     )
 
 
-def choice_result(label: str) -> dict[str, Any]:
-    return {"from_name": LABEL_KEY, "to_name": TEXT_KEY, "type": "choices", "value": {"choices": [label]}}
+def choice_result(label: str, control: str = LABEL_KEY, to_name: str = TEXT_KEY) -> dict[str, Any]:
+    return {"from_name": control, "to_name": to_name, "type": "choices", "value": {"choices": [label]}}
 
 
-def tasks(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The tasks frame as Label Studio tasks (with predictions where there is a suggestion)."""
+def tasks(frame: pd.DataFrame, control: str = LABEL_KEY, to_name: str = TEXT_KEY,
+          choices: list[str] | None = None) -> list[dict[str, Any]]:
+    """The tasks frame as Label Studio tasks (with predictions where there is a suggestion, as a
+    result of ``control`` on ``to_name``; with ``choices``, only suggestions among them)."""
     out = []
     for rec in rows(frame):
         task: dict[str, Any] = {"data": {TEXT_KEY: rec["text"], ID_KEY: str(rec["id"]), **meta_of(rec)}}
         lab, p = suggestion(rec)
-        if lab is not None:
-            pred: dict[str, Any] = {"model_version": AGENT, "result": [choice_result(lab)]}
+        if lab is not None and (choices is None or lab in choices):
+            pred: dict[str, Any] = {"model_version": AGENT, "result": [choice_result(lab, control, to_name)]}
             if p is not None:
                 pred["score"] = p
             task["predictions"] = [pred]
@@ -63,13 +72,18 @@ def _write(frame: pd.DataFrame, path: Path, classes: list[str]) -> None:
 _LS = "as Label Studio exports it"
 
 
-def _choice_of(results: Any, path: Path, where: str, field: str) -> tuple[str | None, str | None]:
+def _choice_of(results: Any, path: Path, where: str, field: str, control: str | None = None) -> tuple[str | None, str | None]:
     """(label, problem) of an annotation's result list (``field`` names it in errors)."""
     results = expect(results, list, path, where, field, f"an annotation's result is a list of results {_LS}") or []
     for k, r in enumerate(results):
         expect(r, dict, path, where, f"{field}[{k}]", f"each result is an object {_LS}")
     choices = [(k, r) for k, r in enumerate(results) if r is not None and r.get("type") == "choices"]
-    mine = [(k, r) for k, r in choices if r.get("from_name") == LABEL_KEY] or choices
+    if control is not None:
+        mine = [(k, r) for k, r in choices if r.get("from_name") == control]
+        if not mine:
+            return None, f"annotation has no choices result of the control {control!r}"
+    else:
+        mine = [(k, r) for k, r in choices if r.get("from_name") == LABEL_KEY] or choices
     if not mine:
         return None, "annotation has no choices result"
     if len(mine) > 1:
@@ -83,19 +97,88 @@ def _choice_of(results: Any, path: Path, where: str, field: str) -> tuple[str | 
     return (lab, None) if lab is not None else (None, "annotation chose an empty option")
 
 
-def _read(path: Path) -> Answers:
-    records = read_records(path, "Label Studio")
+#: fields of a flat (JSON_MIN / CSV) export that are not the answer: Label Studio's own, and the task
+#: fields fmal writes (``data``: text, fmal_id and the round's per-pick columns)
+_FLAT_NOT_ANSWER = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "drafts",
+                    "predictions", "annotations", "meta", "total_annotations", "cancelled_annotations", "total_predictions",
+                    "completed_by", "inner_id", "project", "file_upload", TEXT_KEY, ID_KEY, "round", "strategy",
+                    "score", "cluster", "predicted_label", "predicted_proba", "given_label", "label_quality", "audit_rank",
+                    "suggested"}
+
+
+def _flat_control(records: list[tuple[str, dict[str, Any]]], path: Path, control: str | None) -> str | None:
+    """The field of a flat export that holds the answer: ``control``, else ``label``, else the one
+    field outside the known ones (None: no record holds an answer)."""
+    if control is not None:
+        return control
+    keys = {k for _, r in records for k in r}
+    if LABEL_KEY in keys:
+        return LABEL_KEY
+    other = sorted(k for k in keys - _FLAT_NOT_ANSWER if not k.startswith("_"))
+    if len(other) > 1:
+        raise LabelsError(f"{path}: fields {', '.join(map(repr, other))} could each be the answer; "
+                          "name the labeling control with --control NAME")
+    return other[0] if other else None
+
+
+def _flat_value(value: Any, path: Path, where: str, field: str) -> Any:
+    """A flat export's answer: a choice, or ``{"choices": [...]}`` (several: skipped by take)."""
+    if isinstance(value, str) and value.lstrip().startswith("{"):  # CSV: the JSON of a multiple-choice answer
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict) and "choices" in value:
+        return expect(value["choices"], list, path, where, f"{field}.choices", f"the choices are a list of options {_LS}")
+    return value
+
+
+def _read_csv(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    try:
+        frame, _, _ = read_table(path)
+    except InvalidInputError as exc:
+        raise LabelsError(str(exc)) from None
+    if ID_KEY not in frame.columns:
+        cols = ", ".join(map(str, frame.columns)) or "(none)"
+        raise LabelsError(f"{path}: no column {ID_KEY!r} (columns: {cols}); fmal matches a Label Studio CSV export on "
+                          f"{ID_KEY} (Label Studio's 'id' is its own task id): export tasks fmal wrote")
+    recs = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    return [(f"row {i}", {k: (None if isinstance(v, str) and not v.strip() else v) for k, v in r.items()})
+            for i, r in enumerate(recs, start=1)]
+
+
+def _who(ann: dict[str, Any]) -> str | None:
+    """An annotation's annotator: ``completed_by`` (a user id, or an object with ``email``/``id``)."""
+    by = ann.get("completed_by")
+    if isinstance(by, dict):
+        by = by.get("email") or by.get("id")
+    return None if by is None or isinstance(by, (dict, list)) else str(by)
+
+
+def read(path: Path, control: str | None = None) -> Answers:
+    """Answers of a Label Studio export (JSON, JSON_MIN or CSV); ``control``: the name of the
+    choices control to read (default: ``label``, else the only one)."""
+    path = Path(path)
+    records = _read_csv(path) if path.suffix.lower() in (".csv", ".tsv") else read_records(path, "Label Studio")
+    return answers_of(records, path, control)
+
+
+def answers_of(records: list[tuple[str, dict[str, Any]]], path: Path, control: str | None = None,
+               users: dict[str, str] | None = None) -> Answers:
+    """Answers of Label Studio task records (``path`` names their source in messages; ``users``
+    maps ``completed_by`` user ids to names)."""
     res = Answers(n_records=len(records))
+    flat = [(w, t) for w, t in records if "annotations" not in t and "data" not in t]
+    field = _flat_control(flat, path, control) if flat else None
     for where, task in records:
-        if "annotations" not in task and "data" not in task:  # JSON_MIN: flat records
+        if "annotations" not in task and "data" not in task:  # JSON_MIN / CSV: flat records
             rid = id_at(task.get(ID_KEY), path, where, ID_KEY)
-            lab = task.get(LABEL_KEY)
-            if isinstance(lab, dict) and "choices" in lab:  # JSON_MIN of a multiple-choice control
-                lab = expect(lab["choices"], list, path, where, f"{LABEL_KEY}.choices", f"the choices are a list of options {_LS}")
+            lab = None if field is None else _flat_value(task.get(field), path, where, field)
             if rid is None:
                 res.skipped.append((where, f"no {ID_KEY!r}; was the task exported by fmal?"))
             else:
-                res.take(rid, lab, where, path=path, field=LABEL_KEY, chosen="choices", empty="not annotated")
+                res.take(rid, lab, where, path=path, field=field or LABEL_KEY, chosen="choices for a single-label question",
+                         empty="not annotated", annotator=_who({"completed_by": task.get("annotator")}))
             continue
         data = expect(task.get("data"), dict, path, where, "data", f"a task's data is an object of fields {_LS}") or {}
         rid = id_at(data.get(ID_KEY), path, where, f"data.{ID_KEY}")
@@ -111,14 +194,19 @@ def _read(path: Path) -> Answers:
             continue
         task_id = task.get("id", "?")
         for j, ann in live:
-            lab, problem = _choice_of(ann.get("result"), path, where, f"annotations[{j}].result")
+            lab, problem = _choice_of(ann.get("result"), path, where, f"annotations[{j}].result", control)
             ann_id = ann.get("id", j + 1)
             at = f"{where} (task {show(task_id)}, annotation {show(ann_id)})"
             if problem:
                 res.skipped.append((at, problem))
             else:
-                res.answers.append(Answer(rid, lab, at))  # type: ignore[arg-type]
+                who = _who(ann)
+                res.answers.append(Answer(rid, lab, at, (users or {}).get(who, who) if who else None))  # type: ignore[arg-type]
     return res
+
+
+def _read(path: Path) -> Answers:
+    return read(path)
 
 
 register(Format("label-studio", (".json",), _write, _read, "Label Studio tasks with predictions; reads its JSON export"))

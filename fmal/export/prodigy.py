@@ -65,6 +65,14 @@ def _option_id(option: Any, path: Path, where: str, field: str) -> str | None:
     return label_at(option, path, where, field)
 
 
+def _annotator(rec: dict[str, Any]) -> str | None:
+    """Who answered: Prodigy's ``_annotator_id`` (``dataset-session``), else ``_session_id``."""
+    for key in ("_annotator_id", "_session_id"):
+        if isinstance(rec.get(key), (str, int)) and str(rec[key]).strip():
+            return str(rec[key]).strip()
+    return None
+
+
 def _read(path: Path) -> Answers:
     records = read_records(path, "Prodigy db-out")
     res = Answers(n_records=len(records))
@@ -90,9 +98,9 @@ def _read(path: Path) -> Answers:
             if len(chosen) != 1:
                 res.skipped.append((where, f"accepted with {len(chosen)} options chosen; fmal needs exactly one"))
                 continue
-            res.answers.append(Answer(rid, chosen[0], where))
+            res.answers.append(Answer(rid, chosen[0], where, _annotator(rec)))
         elif (lab := label_at(rec.get("label"), path, where, "label")) is not None:
-            res.answers.append(Answer(rid, lab, where))
+            res.answers.append(Answer(rid, lab, where, _annotator(rec)))
         else:
             res.skipped.append((where, "accepted, but with neither an 'accept' option nor a 'label'"))
     return res

@@ -32,7 +32,8 @@ def _read(path: Path) -> Answers:
             raise LabelsError(f"{path}: no column {col!r} (columns: {columns_of(frame)}); a labels table needs 'id' and 'label' columns")
     res = Answers(n_records=len(frame))
     unit = "line" if fmt == "jsonl" else "row"
-    for i, (rid, lab) in enumerate(zip(frame["id"].tolist(), frame["label"].tolist()), start=1):
+    who = frame["annotator"].tolist() if "annotator" in frame.columns else [None] * len(frame)  # several answers a task
+    for i, (rid, lab, by) in enumerate(zip(frame["id"].tolist(), frame["label"].tolist(), who), start=1):
         where = f"{unit} {i}"
         rid_s, lab_s = id_at(rid, path, where, "id"), label_at(lab, path, where, "label")
         if rid_s is None:
@@ -40,7 +41,7 @@ def _read(path: Path) -> Answers:
         if lab_s is None:
             res.skipped.append((where, "no label yet"))
             continue
-        res.answers.append(Answer(rid_s, lab_s, where))
+        res.answers.append(Answer(rid_s, lab_s, where, None if by is None or pd.isna(by) or not str(by).strip() else str(by).strip()))
     return res
 
 

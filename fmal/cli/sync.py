@@ -1,0 +1,50 @@
+"""fmal sync label-studio"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from fmal.cli import _Commands, app, guarded
+
+sync_app = typer.Typer(cls=_Commands, help="Run the annotation loop against a live annotation tool.", no_args_is_help=True,
+                       rich_markup_mode=None)
+app.add_typer(sync_app, name="sync")
+
+
+@sync_app.command("label-studio")
+@guarded
+def label_studio_cmd(
+    pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
+    url: str = typer.Option(..., "--url", help="The Label Studio server, e.g. http://localhost:8080."),
+    project: Optional[int] = typer.Option(None, "--project", help="Project id (default: the project titled 'fmal: POOL', created if missing)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="The label set, comma-separated (stored with the pool; default: the pool's, else the project's config)."),
+    control: Optional[str] = typer.Option(None, "--control", help="The choices control to sync (default: 'label', else the only one)."),
+    on_conflict: str = typer.Option("majority", "--on-conflict", help="Several answers to a task, or an answer that differs from the stored label: majority (default; a tie waits for another answer), crowdlab, replace, keep or error."),
+    every: Optional[int] = typer.Option(None, "--every", help="Run the next query round (and push it) once this many new labels came in since the last round."),
+    budget: Optional[int] = typer.Option(None, "--budget", "-b", help="Picks of each new round (default: as many as the last round)."),
+    strategy: str = typer.Option("auto", "--strategy", "-s", help="Query strategy of the new rounds."),
+    watch: bool = typer.Option(False, "--watch", help="Keep syncing (one line per event) until interrupted."),
+    interval: float = typer.Option(10.0, "--interval", help="--watch: seconds between passes."),
+    index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
+) -> None:
+    """Push the current round's picks to Label Studio as tasks (with the probe's suggestion as a
+    prediction), pull every new annotation into the pool's labels, and run the next round when
+    --every N labels came in. The token comes from $LABEL_STUDIO_API_KEY (or $FMAL_LS_TOKEN).
+    Rerunning never duplicates a task or a label; a killed run resumes where it stopped.
+    """
+    from fmal.sync import labelstudio as ls
+
+    kwargs = dict(index_dir=index_dir, classes=classes, control=control, on_conflict=on_conflict, every=every,
+                  budget=budget, strategy=strategy)
+    if watch:
+        ls.token_from_env()  # a missing token fails at once, not on every pass
+        typer.echo(f"watching {url} every {interval:g} s (Ctrl-C to stop)")
+        ls.watch(pool, url, project, interval=interval, on_event=typer.echo, **kwargs)
+        return
+    res = ls.sync(pool, url, project, **kwargs)
+    for e in res.events:
+        typer.echo(e)
+    typer.echo(ls.describe(res))
