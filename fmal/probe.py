@@ -187,8 +187,10 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             )
         if n_features is not None and coef.shape[1] != n_features:
             raise InvalidInputError(f"the probe is for {coef.shape[1]}-dim embeddings, the pool's are {n_features}-dim")
-        if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
-            raise InvalidInputError("'coef' and 'intercept' must be finite numbers")
+        with np.errstate(over="ignore"):  # predictions run in float32: a value beyond its range is not finite there
+            finite = np.isfinite(coef.astype(np.float32)).all() and np.isfinite(intercept.astype(np.float32)).all()
+        if not finite:
+            raise InvalidInputError("'coef' and 'intercept' must be finite numbers (within float32's range)")
         c_, cv = d.get("C_"), d.get("cv_accuracy_")
         if isinstance(c_, bool) or not isinstance(c_, (int, float)) or not np.isfinite(c_) or c_ <= 0:
             raise InvalidInputError(f"'C_' must be a positive number, got {type(c_).__name__}")

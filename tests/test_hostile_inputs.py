@@ -470,7 +470,8 @@ def test_index_kind_checked_against_rows():
 
 def test_probe_wrong_shape_is_corrupt_pool_naming_the_file(workdir: Path, probe_doc: dict[str, Any]):
     f = workdir / "probe-shape.json"
-    for change in ({"coef": [1.0, 2.0]}, {"coef": [[1.0] * 8] * 2}, {"intercept": [[0.0]]}, {"classes": ["a"]}):
+    for change in ({"coef": [1.0, 2.0]}, {"coef": [[1.0] * 8] * 2}, {"intercept": [[0.0]]}, {"classes": ["a"]},
+                   {"coef": [[1e300] * 8] * 3}):
         f.write_text(json.dumps({**probe_doc, **change}))
         with pytest.raises(CorruptPoolError, match=r"probe-shape.json: not a valid fmal probe \('"):
             LinearProbe.load(f, n_features=8)
