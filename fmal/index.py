@@ -271,7 +271,7 @@ def load_index(
     if bad:
         raise CorruptPoolError(
             f"{path.parent / 'manifest.json'}: index.search_params must map {' or '.join(SEARCH_PARAMS)} to a positive "
-            f"integer this index takes, got {str(params)[:80]}; rebuild the pool with fmal embed --overwrite"
+            f"integer this index takes, got {str(params)[:80]}; {pool_check.repair_hint(path.parent)}"
         )
     return index
 

@@ -54,6 +54,7 @@ import pandas as pd
 from fmal._atomic import write_bytes
 from fmal._faults import crash_point
 from fmal._lock import pool_lock
+from fmal._validation import check_id, check_label
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError
 
 log = logging.getLogger(__name__)
@@ -389,6 +390,7 @@ class Session:
         """
         if on_conflict not in ON_CONFLICT:
             raise InvalidInputError(f"on_conflict must be one of {', '.join(ON_CONFLICT)}, got {on_conflict!r}")
+        new = _checked_labels(new, source)
         with self.transaction("import labels"):
             assert self._conn is not None
             stored = self._labels
@@ -717,6 +719,18 @@ class Session:
                 for f in folder.glob(".*.tmp"):
                     with contextlib.suppress(OSError):
                         f.unlink()
+
+
+def _checked_labels(new: dict[str, str], source: str) -> dict[str, str]:
+    """The labels as the store keeps them: non-blank string ids and labels of at most
+    MAX_LABEL_CHARS characters (what every file reader already enforces; this guards the API)."""
+    out = {}
+    for rid, lab in new.items():
+        i, v = check_id(rid, source), check_label(lab, source, f"label of {str(rid)[:80]!r}")
+        if i is None or v is None:
+            raise LabelsError(f"{source}: id {str(rid)[:80]!r} has a blank id or label; give each id one class name")
+        out[i] = v
+    return out
 
 
 def round_frame(rec: dict[str, Any], texts: list[str | None] | None = None) -> pd.DataFrame:

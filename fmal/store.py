@@ -252,14 +252,14 @@ def _check_fields(m: dict[str, Any], f: Path) -> None:
         name = key if section is None else f"{section}.{key}"
         if key not in part or part[key] is None:
             if required:
-                raise CorruptPoolError(f"{f}: field {name} is missing; rebuild with fmal embed --overwrite")
+                raise CorruptPoolError(f"{f}: field {name} is missing; {pool_check.repair_hint(f.parent)}")
             continue
         value = part[key]
         if isinstance(value, bool) or not isinstance(value, types) or (isinstance(value, (int, float)) and not value >= 0):
             want = " or ".join("an integer >= 0" if t is int else "a number >= 0" if t is float else "an object" if t is dict else "a string" for t in types)
-            raise CorruptPoolError(f"{f}: field {name} must be {want}, got {type(value).__name__}; rebuild with fmal embed --overwrite")
+            raise CorruptPoolError(f"{f}: field {name} must be {want}, got {type(value).__name__}; {pool_check.repair_hint(f.parent)}")
     if m.get("dtype", "float32") not in ("float32", "float16"):
-        raise CorruptPoolError(f"{f}: field dtype must be float32 or float16, got {str(m['dtype'])[:40]!r}; rebuild with fmal embed --overwrite")
+        raise CorruptPoolError(f"{f}: field dtype must be float32 or float16, got {str(m['dtype'])[:40]!r}; {pool_check.repair_hint(f.parent)}")
 
 
 def open_pool(pool: str | Path, index_dir: str | Path | None = None) -> Pool:
