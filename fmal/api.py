@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,6 @@ from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive
 from fmal.exceptions import InvalidInputError, LabelsError
 from fmal.io import ShardList, list_shards, load_texts, read_labels, write_table
-from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
 from fmal.query.stopping import advice as stop_advice
 from fmal.seed import SEED_STRATEGIES
@@ -31,11 +30,13 @@ from fmal.seed import select as seed_select
 from fmal.session import Session, params_key
 from fmal.simulate import SimulationResult, simulate  # noqa: F401  (fmal simulate lives in its own module)
 
+if TYPE_CHECKING:
+    from fmal.probe import LinearProbe  # scikit-learn (0.9 s): imported by the functions that fit a probe
+
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
-DEFAULT_SEED_STRATEGY = "auto"
-DEFAULT_QUERY_STRATEGY = "auto"  # measured: benchmarks/query_quality.py
+from fmal._defaults import DEFAULT_QUERY_STRATEGY, DEFAULT_SEED_STRATEGY  # noqa: E402  (in a light module: fmal --help shows them)
 
 
 # ----------------------------------------------------------------------------- embed
@@ -305,6 +306,8 @@ def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe, n_labels:
         return {"stop_advice": stop_advice([])}
     if prev[-1].get("info", {}).get("n_labels") == n_labels:
         return {"stop_advice": f"no new labels since round {prev[-1]['round']}: label its picks, then query again"}
+    from fmal.probe import LinearProbe
+
     old = LinearProbe.load(_probe_path(pool, prev[-1]["round"]))
     rows = stop_sample(pool.n)
     X = np.asarray(pool.embeddings[rows])
@@ -337,6 +340,8 @@ def query(
     and its probability; the fitted probe is stored as ``probes/round-NNN.json`` and compared with
     the previous round's probe on a fixed sample of the pool (the stopping signal, in ``info``).
     """
+    from fmal.probe import LinearProbe
+
     fn = QUERY_STRATEGIES.get(strategy)
     spec = parse_candidates(candidates)
     LinearProbe(class_weight=class_weight)._check_params()
@@ -649,6 +654,8 @@ def report(
     out = Path(output) if output is not None else p.path / "reports" / "report.md"
     if out.suffix.lower() != ".md":
         raise InvalidInputError(f"--output {out}: the report is markdown, use a .md file name (the PNG goes beside it)")
+    from fmal.probe import LinearProbe
+
     probe = LinearProbe(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))
     proba = _proba_batched(probe, p.embeddings, np.arange(p.n))
     predicted = probe.classes_[proba.argmax(axis=1)]

@@ -17,11 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from fmal._atomic import atomic_path
+from fmal._lazy import lazy_module
 from fmal.exceptions import CorruptPoolError, InvalidInputError
+
+faiss = lazy_module("faiss")  # imported on first use: fmal --help must not pay for it
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivfflat", "ivfsq", "ivfpq")
 #: exact search up to this many vectors when it fits the budget (a flat scan of 200k x 384 is ~10 ms a query)

@@ -20,12 +20,11 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
 from fmal._atomic import write_json
+from fmal._defaults import DEFAULT_C as _DEFAULT_C
 from fmal.exceptions import InvalidInputError, LabelsError
 
-#: C used when there are too few labels per class to cross-validate. On L2-normalised sentence
-#: embeddings the default C=1 underfits badly with tens of labels (trec6, 80 labels: 0.51 vs 0.585
-#: accuracy at C=10).
-DEFAULT_C = 10.0
+#: C used when there are too few labels per class to cross-validate (why 10: fmal._defaults)
+DEFAULT_C = _DEFAULT_C
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 #: cross-validate C only when the median class has this many labels and there are MIN_LABELS_FOR_CV
 #: labels in all (a rare class with 1-2 labels does not block it: its folds just miss it)

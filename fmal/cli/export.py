@@ -7,16 +7,14 @@ from typing import Optional
 
 import typer
 
-from fmal import api
-from fmal.cli import command
-from fmal.export import FORMATS
+from fmal.cli import command, format_names
 
 
-@command("export")
+@command("export", lazy_help={"format": lambda: f"Format: one of {format_names()}."})
 def export_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
     round: Optional[int] = typer.Option(None, "--round", "-r", help="Round number (default: the last round)."),
-    format: str = typer.Option("csv", "--format", "-f", help=f"Format: one of {', '.join(FORMATS.names())}."),
+    format: str = typer.Option("csv", "--format", "-f", help="Format (see --help)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: the pool's exports/ folder)."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
@@ -26,6 +24,8 @@ def export_cmd(
     predictions, Prodigy preselected option, Argilla suggestion). Read the answers back with
     fmal import-labels.
     """
+    from fmal import api
+
     res = api.export(pool, round, format, index_dir=index_dir, output=output)
     typer.echo(f"round {res.round}: {res.n_tasks} tasks ({res.n_suggestions} with a suggested label) as {res.format}")
     if res.classes:

@@ -8,16 +8,14 @@ from typing import Optional
 
 import typer
 
-from fmal import api
-from fmal.cli import command
-from fmal.export import FORMATS
+from fmal.cli import command, format_names
 
 
-@command("import-labels")
+@command("import-labels", lazy_help={"format": lambda: f"Format: one of {format_names()}."})
 def import_labels_cmd(
     file: Path = typer.Argument(..., help="The tool's export (Label Studio JSON, Prodigy db-out JSONL, Argilla records, CSV, JSONL)."),
     pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
-    format: str = typer.Option("csv", "--format", "-f", help=f"Format: one of {', '.join(FORMATS.names())}."),
+    format: str = typer.Option("csv", "--format", "-f", help="Format (see --help)."),
     on_conflict: str = typer.Option("error", "--on-conflict", help="An id already labeled differently, or answered differently twice in the file: error (write nothing), keep (stored / first answer) or replace (the file's / last answer; the old one is kept in session.json)."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
     verbose_list: int = typer.Option(10, "--show", help="How many conflicts, unknown ids and skipped records to list."),
@@ -27,6 +25,8 @@ def import_labels_cmd(
     Nothing stored is lost, unknown ids are reported (not imported), and importing the same file
     again changes nothing.
     """
+    from fmal import api
+
     r = api.import_labels(file, pool, format, on_conflict=on_conflict, index_dir=index_dir)
     typer.echo(f"{r.path}: {r.n_records} records, {r.n_answers} answers ({r.format})")
     typer.echo(f"  labels added: {r.added}, changed: {r.changed}, unchanged: {r.unchanged}, kept (conflict, --on-conflict keep): {r.kept}")

@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from fmal import api
 from fmal.cli import command
 
 
@@ -18,6 +17,8 @@ def info_cmd(
 ) -> None:
     """Show what a pool is made of: model, rows, storage, and the FAISS index chosen (factory,
     parameters, measured recall@10, why)."""
+    from fmal import api
+
     res = api.info(pool, index_dir=index_dir)
     m, ix = res.manifest, res.manifest["index"]
     model = m["model"]

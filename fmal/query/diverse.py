@@ -24,15 +24,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import faiss
 import numpy as np
 
+from fmal._lazy import lazy_module
 from fmal._validation import check_positive
 from fmal.exceptions import InvalidInputError
 from fmal.query import uncertainty as _uncertainty  # noqa: F401  (the basic strategies register first)
 from fmal.query.base import QUERY_STRATEGIES, QueryContext, QueryResult, top_k
 from fmal.query.measures import margin
 from fmal.seed.clustering import typicality
+
+faiss = lazy_module("faiss")  # imported on first use: fmal --help must not pay for it
 
 #: shortlists (the most uncertain candidates) never hold more rows than this
 MAX_SHORTLIST = 20000

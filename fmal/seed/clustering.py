@@ -17,12 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import faiss
 import numpy as np
 
+from fmal._lazy import lazy_module
 from fmal._matrix import BlockMatrix
 from fmal._validation import check_budget, check_embeddings, check_indices
 from fmal.seed.base import SEED_STRATEGIES, SeedResult
+
+faiss = lazy_module("faiss")  # imported on first use: fmal --help must not pay for it
 
 #: typicality inside a cluster larger than this is computed on a random sample of this many rows
 TYPICALITY_SAMPLE = 500

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 
+from fmal._lazy import lazy_module
 from fmal._validation import check_positive
 from fmal.exceptions import InvalidInputError
+
+faiss = lazy_module("faiss")  # imported on first use: fmal --help must not pay for it
 
 BLOCK = 65536
 #: delta is a Euclidean distance between unit vectors: (0, 2]
