@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,6 @@ from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive, check_seed
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, PoolExistsError
 from fmal.io import ShardList, list_shards, load_texts, read_labels, write_table
-from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
 from fmal.query.stopping import advice as stop_advice
 from fmal.seed import SEED_STRATEGIES
@@ -32,11 +31,13 @@ from fmal._faults import crash_point
 from fmal.session import Session, params_key
 from fmal.simulate import SimulationResult, simulate  # noqa: F401  (fmal simulate lives in its own module)
 
+if TYPE_CHECKING:
+    from fmal.probe import LinearProbe  # scikit-learn (0.9 s): imported by the functions that fit a probe
+
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
-DEFAULT_SEED_STRATEGY = "auto"
-DEFAULT_QUERY_STRATEGY = "auto"  # measured: benchmarks/query_quality.py
+from fmal._defaults import DEFAULT_QUERY_STRATEGY, DEFAULT_SEED_STRATEGY  # noqa: E402  (in a light module: fmal --help shows them)
 
 
 # ----------------------------------------------------------------------------- embed
@@ -398,6 +399,8 @@ def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe, n_labels:
         return {"stop_advice": stop_advice([])}
     if prev[-1].get("info", {}).get("n_labels") == n_labels:
         return {"stop_advice": f"no new labels since round {prev[-1]['round']}: label its picks, then query again"}
+    from fmal.probe import LinearProbe
+
     old = LinearProbe.load(_probe_path(pool, prev[-1]["round"]), n_features=pool.dim)
     rows = stop_sample(pool.n)
     X = np.asarray(pool.embeddings[rows])
@@ -430,6 +433,8 @@ def query(
     and its probability; the fitted probe is stored as ``probes/round-NNN.json`` and compared with
     the previous round's probe on a fixed sample of the pool (the stopping signal, in ``info``).
     """
+    from fmal.probe import LinearProbe
+
     fn = QUERY_STRATEGIES.get(strategy)
     spec = parse_candidates(candidates)
     random_state = check_seed(random_state)
@@ -558,7 +563,7 @@ def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolSt
 from fmal.audit import DEFAULT_FOLDS, LabelAudit, audit_info, audit_labels  # noqa: E402
 from fmal.report import DEFAULT_CLUSTERS, DEFAULT_RARE_RATIO, BiasReport, class_balance, rounds_balance, unlabeled_clusters  # noqa: E402
 from fmal.report import write as write_report  # noqa: E402
-from fmal.export import FORMATS, Answer, Disagreement, collapse  # noqa: E402
+from fmal.export import FORMATS, Answer, Disagreement  # noqa: E402
 from fmal.seed.clustering import kmeans as fmal_seed_kmeans  # noqa: E402
 from fmal.session import LabelConflict  # noqa: E402
 
@@ -874,6 +879,8 @@ def report(
     out = Path(output) if output is not None else p.path / "reports" / "report.md"
     if out.suffix.lower() != ".md":
         raise InvalidInputError(f"--output {out}: the report is markdown, use a .md file name (the PNG goes beside it)")
+    from fmal.probe import LinearProbe
+
     probe = LinearProbe(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))
     proba = _proba_batched(probe, p.embeddings, np.arange(p.n))
     predicted = probe.classes_[proba.argmax(axis=1)]

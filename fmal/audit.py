@@ -15,12 +15,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from fmal._validation import check_embeddings, check_positive
 from fmal.exceptions import LabelsError
-from fmal.probe import LinearProbe
 
 DEFAULT_FOLDS = 5
 #: below this many labels in the smallest audited class, or this many labels per class on average,
@@ -60,6 +57,11 @@ class LabelAudit:
 def audit_labels(X: np.ndarray, ids: list[str], y: list[str], *, n_folds: int = DEFAULT_FOLDS, random_state: int = 0) -> LabelAudit:
     """Audit labels ``y`` of rows ``X`` (ids ``ids``). Classes with a single label cannot be
     cross-validated: they are left out and named in ``excluded``."""
+    from sklearn.exceptions import ConvergenceWarning  # imported here: fmal.api (and fmal status) must not pay for it
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from fmal.probe import LinearProbe
+
     check_positive(n_folds, "n_folds", integer=True)
     X = check_embeddings(X)
     y_arr = np.asarray(y, dtype=str)

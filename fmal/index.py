@@ -6,6 +6,15 @@ rules (criteo/autofaiss ``get_optimal_index_keys_v2``), reimplemented without th
 exact search while it fits and the pool is small, then IVF with flat codes while they fit, then
 IVF with 8-bit scalar codes (a quarter of the memory, little recall lost), then IVF with PQ codes
 sized to the budget. HNSW is available on request.
+
+Building an IVF index is two big products: training (k-means of 64 x nlist sampled rows into
+nlist lists, IVF_TRAIN_NITER iterations) and assigning every row to its nearest list (N x nlist x
+d). Both run with one BLAS/OpenMP thread per worker (fmal._parallel: FAISS's OpenMP threads and
+OpenBLAS's fought over the cores); the assignment is fmal's own blocked product spread over the
+cores, and FAISS only appends each block's codes to the lists it was assigned (``add_core``).
+``build(..., timings={})`` fills in the seconds and GFLOP of each step (benchmarks/interactive.py
+prints the share of the fp32 bound they reached); they stay out of the manifest, which must be the
+same for the same input.
 """
 
 from __future__ import annotations
@@ -13,16 +22,20 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from fmal import pool_check
 from fmal._atomic import atomic_path
+from fmal._lazy import lazy_module
+from fmal._parallel import n_workers, parallel_map, single_blas
 from fmal.exceptions import CorruptPoolError, InvalidInputError
+
+faiss = lazy_module("faiss")  # imported on first use: fmal --help must not pay for it
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivfflat", "ivfsq", "ivfpq")
 #: exact search up to this many vectors when it fits the budget (a flat scan of 200k x 384 is ~10 ms a query)
@@ -42,6 +55,11 @@ def format_memory(n_bytes: float) -> str:
         if n_bytes >= size:
             return f"{n_bytes / size:.3g}{unit}"
     return f"{int(n_bytes)}B"
+#: k-means iterations of the IVF lists' training (FAISS's IVF default, pinned here because the
+#: FLOP count reported in ``timings`` depends on it)
+IVF_TRAIN_NITER = 10
+#: rows assigned per block (its product with 1,024 lists, 16 MiB, stays in cache better than larger ones)
+ADD_BLOCK = 4096
 
 
 def parse_memory(text: str | int | None) -> int:
@@ -132,21 +150,23 @@ def _sample(X: np.ndarray, size: int, random_state: int) -> np.ndarray:
     return np.ascontiguousarray(X[rows], dtype=np.float32)
 
 
-def exact_knn(X: np.ndarray, queries: np.ndarray, k: int, *, block: int = 262144) -> np.ndarray:
-    """Exact top-``k`` inner-product neighbours of ``queries`` in ``X``, streaming ``X`` in blocks."""
+def exact_knn(X: np.ndarray, queries: np.ndarray, k: int, *, block: int = 65536) -> np.ndarray:
+    """Exact top-``k`` inner-product neighbours of ``queries`` in ``X``, streaming ``X`` in blocks
+    (over the cores, one BLAS thread each), best first."""
     q = np.ascontiguousarray(queries, dtype=np.float32)
-    best_s = np.full((q.shape[0], 0), -np.inf, dtype=np.float32)
-    best_i = np.zeros((q.shape[0], 0), dtype=np.int64)
-    for s in range(0, X.shape[0], block):
-        xb = np.ascontiguousarray(X[s : s + block], dtype=np.float32)
-        sims = q @ xb.T
+
+    def one(s: int) -> tuple[np.ndarray, np.ndarray]:
+        sims = q @ np.ascontiguousarray(X[s : s + block], dtype=np.float32).T
         kk = min(k, sims.shape[1])
         top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        best_s = np.concatenate([best_s, np.take_along_axis(sims, top, 1)], axis=1)
-        best_i = np.concatenate([best_i, top + s], axis=1)
-        keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
-        best_s, best_i = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_i, keep, 1)
-    return best_i
+        return np.take_along_axis(sims, top, 1), top + s
+
+    with single_blas():
+        parts = parallel_map(one, range(0, X.shape[0], block))
+    best_s = np.concatenate([p[0] for p in parts], axis=1)
+    best_i = np.concatenate([p[1] for p in parts], axis=1)
+    keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(best_i, keep, 1)
 
 
 def recall_at_k(
@@ -185,20 +205,35 @@ def build(
     max_memory: int = DEFAULT_MAX_MEMORY,
     random_state: int = 0,
     batch: int = 65536,
+    timings: dict[str, Any] | None = None,
 ) -> tuple[faiss.Index, dict[str, Any]]:
     """Choose, train (on a sample), fill (in batches: a memmap is never loaded whole) and measure
-    an index. Returns the index and what the manifest records about it."""
+    an index. Returns the index and what the manifest records about it. ``timings``: a dict to
+    fill with each step's seconds and GFLOP (train, add, recall)."""
     n, d = X.shape
     choice = choose_index(n, d, kind, max_memory)
     check_trainable(n, choice.kind)
     index = faiss.index_factory(d, choice.factory, faiss.METRIC_INNER_PRODUCT)
+    t0 = time.perf_counter()
+    flops = {"train": 0.0, "add": 0.0}
     if not index.is_trained:
         train = _sample(X, max(64 * choice.nlist, 10_000) if choice.nlist else 100_000, random_state)
         if choice.nlist > train.shape[0]:
             raise InvalidInputError(f"index {choice.factory}: {n} vectors are too few to train it; use --index flat")
-        index.train(train)
-    for s in range(0, n, batch):
-        index.add(np.ascontiguousarray(X[s : s + batch], dtype=np.float32))
+        ivf = faiss.extract_index_ivf(index) if choice.nlist else None
+        if ivf is not None:
+            ivf.cp.niter = IVF_TRAIN_NITER
+            flops["train"] = 2.0 * train.shape[0] * choice.nlist * d * IVF_TRAIN_NITER
+        with single_blas():
+            index.train(train)
+    t1 = time.perf_counter()
+    if choice.nlist:
+        _add_ivf(index, X, min(batch, ADD_BLOCK))
+        flops["add"] = 2.0 * n * choice.nlist * d
+    else:
+        for s in range(0, n, batch):
+            index.add(np.ascontiguousarray(X[s : s + batch], dtype=np.float32))
+    t2 = time.perf_counter()
     info: dict[str, Any] = {"type": choice.kind, **{k: v for k, v in asdict(choice).items() if k != "kind"},
                             "metric": "inner_product", "ntotal": int(index.ntotal), "dim": int(d),
                             "max_memory": int(max_memory), "search_params": {}}
@@ -222,7 +257,36 @@ def build(
                 if recall >= RECALL_TARGET:
                     break
         info["recall_at_10"] = round(float(recall), 4)
+        flops["recall"] = 2.0 * 200 * n * d  # the exact pass of recall_truth
+    if timings is not None:
+        timings.update(seconds={"train": t1 - t0, "add": t2 - t1, "recall": time.perf_counter() - t2},
+                       gflop={k: v / 1e9 for k, v in flops.items()})
     return index, info
+
+
+def _add_ivf(index: Any, X: np.ndarray, block: int) -> None:
+    """Add every row of ``X`` to an IVF ``index``: fmal assigns each block of rows to its nearest
+    list (one product with the list centroids, blocks over the cores), FAISS encodes and appends
+    them in row order (``add_core`` with the assignment, ids = row numbers)."""
+    ivf = faiss.extract_index_ivf(index)
+    C = ivf.quantizer.reconstruct_n(0, ivf.nlist)
+    CT = np.ascontiguousarray(C.T)
+    ip = ivf.quantizer.metric_type == faiss.METRIC_INNER_PRODUCT
+    bias = None if ip else -0.5 * np.einsum("ij,ij->i", C, C)
+
+    def assign(s: int) -> tuple[np.ndarray, np.ndarray]:
+        xb = np.ascontiguousarray(X[s : s + block], dtype=np.float32)
+        P = xb @ CT
+        if bias is not None:
+            P += bias
+        return xb, np.argmax(P, axis=1).astype(np.int64)
+
+    starts = list(range(0, X.shape[0], block))
+    step = 2 * n_workers()
+    with single_blas():
+        for g in range(0, len(starts), step):
+            for xb, a in parallel_map(assign, starts[g : g + step]):
+                index.add_core(xb.shape[0], faiss.swig_ptr(xb), None, faiss.swig_ptr(a))
 
 
 def save_index(index: faiss.Index, path: str | os.PathLike[str]) -> None:

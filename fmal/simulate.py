@@ -33,7 +33,7 @@ from fmal._atomic import atomic_path, write_json, write_text
 from fmal._validation import SEED_MAX, check_label, check_positive, check_seed
 from fmal.exceptions import FmalError, InvalidInputError, LabelsError, PoolExhaustedError
 from fmal.io import load_texts, write_table
-from fmal.probe import DEFAULT_C, LinearProbe
+from fmal._defaults import DEFAULT_C
 from fmal.query import QUERY_STRATEGIES, QueryContext
 from fmal.seed import SEED_STRATEGIES
 
@@ -405,6 +405,8 @@ def _run_one(
     tick: Callable[[], None],
 ) -> list[dict[str, Any]]:
     """One learning curve: seed, then (fit probe, score, query) per step. The oracle is ``y``."""
+    from fmal.probe import LinearProbe  # scikit-learn: imported when a simulation runs, not with fmal.api
+
     seed_fn = SEED_STRATEGIES.get(spec.seed)
     query_fn = QUERY_STRATEGIES.get(spec.query)
     n = X.shape[0]
@@ -506,6 +508,8 @@ def simulate_embeddings(
     classes = np.unique(np.concatenate([y, y_test]))
     built = fmal_index.build_index(X, "flat")  # over the pool rows only: test rows stay unseen
     index = built[0] if isinstance(built, tuple) else built  # (index, info) since the index-choice rework
+
+    from fmal.probe import LinearProbe
 
     full = LinearProbe(C=probe_c, random_state=random_state).fit(X, y)
     full_acc, full_f1 = _score(full.predict(X_test), y_test, classes)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import typer
 
 from fmal._validation import show
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def short(text: str, width: int = 70) -> str:

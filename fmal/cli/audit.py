@@ -7,16 +7,14 @@ from typing import Optional
 
 import typer
 
-from fmal import api
-from fmal.cli import POOL_HELP, _print, command
-from fmal.export import FORMATS
+from fmal.cli import POOL_HELP, _print, command, format_names
 
 
-@command("audit")
+@command("audit", lazy_help={"format": lambda: f"Format of --output: one of {format_names()} (default: from the extension)."})
 def audit_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the flagged labels for re-review to this file."),
-    format: Optional[str] = typer.Option(None, "--format", "-f", help=f"Format of --output: one of {', '.join(FORMATS.names())} (default: from the extension)."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Format of --output (see --help)."),
     include_all: bool = typer.Option(False, "--all", help="Write every audited label, ranked, not only the flagged ones."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds (fewer when a class has fewer labels)."),
     show: int = typer.Option(20, "--show", min=0, help="How many ranked rows to print."),
@@ -28,6 +26,8 @@ def audit_cmd(
     Prints the flagged labels, most suspicious first, with the suggested label; --output writes them
     in any export format for re-review (then fmal import-labels ... --on-conflict replace).
     """
+    from fmal import api
+
     res = api.audit(pool, index_dir=index_dir, output=output, format=format, include_all=include_all,
                     n_folds=folds, random_state=seed)
     issues = res.audit.issues

@@ -6,14 +6,18 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from tqdm.auto import tqdm
 
-from fmal import api
 from fmal.cli import POOL_HELP, command
-from fmal.encoders import BACKENDS, DEFAULT_BACKEND
 
 
-@command("embed")
+def _backend_help() -> str:
+    from fmal.encoders import BACKENDS, DEFAULT_BACKEND
+
+    return (f"Encoder runtime: {', '.join(BACKENDS)} (default {DEFAULT_BACKEND}, or the existing pool's). ONNX exports "
+            "are made once and cached in $FMAL_CACHE (~/.cache/fmal).")
+
+
+@command("embed", lazy_help={"backend": _backend_help})
 def embed_cmd(
     input: Path = typer.Argument(..., help="Texts to embed: .csv, .tsv, .jsonl, .parquet, or .txt (one text a line), or a folder of such shards (read in name order)."),
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
@@ -28,7 +32,7 @@ def embed_cmd(
     keep_labels: bool = typer.Option(False, "--keep-labels", help="With --overwrite: keep labels, answers and rounds (refused if a labeled id is not in the new input, unless --drop-labels too: those move to a backup)."),
     drop_labels: bool = typer.Option(False, "--drop-labels", help="With --overwrite: move labels, rounds and probes to backup-<time>/ in the pool folder (never deleted)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Let the model run code from its folder (off by default)."),
-    backend: Optional[str] = typer.Option(None, "--backend", help=f"Encoder runtime: {', '.join(BACKENDS)} (default {DEFAULT_BACKEND}, or the existing pool's). ONNX exports are made once and cached in $FMAL_CACHE (~/.cache/fmal)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Encoder runtime (see --help)."),
     index: str = typer.Option("auto", "--index", help="FAISS index: auto (exact Flat while the pool is small and fits --max-index-memory, then IVF-Flat, then IVF with 8-bit scalar codes, then IVF-PQ), flat, hnsw, ivfflat, ivfsq or ivfpq. The choice, its parameters and its measured recall@10 go into the manifest."),
     engine: str = typer.Option("local", "--engine", help="Where to embed: local (this process) or ray (a Ray Data pipeline: workers read the input shards and a pool of encoder actors embeds them; resumes per shard; needs the ray extra). Same pool either way."),
     ray_address: Optional[str] = typer.Option(None, "--address", help="With --engine ray: the cluster to join (e.g. auto, ray://head:10001); default: a local Ray with this machine's cores."),
@@ -44,6 +48,10 @@ def embed_cmd(
     ray): rerun the same command after an interruption to resume; rerunning a finished embed checks
     the pool's files and does nothing, or says what is damaged: add --repair to rebuild it, keeping labels.
     """
+    from tqdm.auto import tqdm
+
+    from fmal import api
+
     bar: dict[str, tqdm] = {}
 
     def on_start(n: int | None) -> None:

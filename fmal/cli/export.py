@@ -7,16 +7,14 @@ from typing import Optional
 
 import typer
 
-from fmal import api
-from fmal.cli import POOL_HELP, command
-from fmal.export import FORMATS
+from fmal.cli import POOL_HELP, command, format_names
 
 
-@command("export")
+@command("export", lazy_help={"format": lambda: f"Format: one of {format_names()}."})
 def export_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     round: Optional[int] = typer.Option(None, "--round", "-r", help="Round number (default: the last round)."),
-    format: str = typer.Option("csv", "--format", "-f", help=f"Format: one of {', '.join(FORMATS.names())}."),
+    format: str = typer.Option("csv", "--format", "-f", help="Format (see --help)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: the pool's exports/ folder)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="The label set, comma-separated: stored with the pool (once is enough); every task lists every class."),
     with_vectors: bool = typer.Option(False, "--with-vectors", help="argilla: add each text's embedding to its record (vector field 'embedding')."),
@@ -28,6 +26,8 @@ def export_cmd(
     predictions, Prodigy preselected option, Argilla suggestion). Read the answers back with
     fmal import-labels.
     """
+    from fmal import api
+
     res = api.export(pool, round, format, index_dir=index_dir, output=output, classes=classes, with_vectors=with_vectors)
     typer.echo(f"round {res.round}: {res.n_tasks} tasks ({res.n_suggestions} with a suggested label) as {res.format}")
     if res.classes:

@@ -8,17 +8,15 @@ from typing import Optional
 
 import typer
 
-from fmal import api
-from fmal.cli import POOL_HELP, command
+from fmal.cli import POOL_HELP, command, format_names
 from fmal.cli._print import q
-from fmal.export import FORMATS
 
 
-@command("import-labels")
+@command("import-labels", lazy_help={"format": lambda: f"Format: one of {format_names()}."})
 def import_labels_cmd(
     file: Path = typer.Argument(..., help="The tool's export (Label Studio JSON/JSON_MIN/CSV, Prodigy db-out JSONL, Argilla records, CSV, JSONL)."),
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
-    format: Optional[str] = typer.Option(None, "--format", "-f", help=f"Format: one of {', '.join(FORMATS.names())} (default: read from the content)."),
+    format: Optional[str] = typer.Option(None, "--format", "-f", help="Format (see --help; default: read from the content)."),
     on_conflict: str = typer.Option("error", "--on-conflict", help="An id already labeled differently, or answered differently in the file: error (write nothing), keep (stored / first answer), replace (the file's / last answer; the old one is kept in labels.db), majority (most annotators' label; a tie imports nothing for that id) or crowdlab (cleanlab CROWDLAB consensus, with each annotator's estimated quality)."),
     control: Optional[str] = typer.Option(None, "--control", help="label-studio: the name of the choices control to read (default: 'label', else the only one)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Declare the pool's label set (comma-separated); answers outside it are reported."),
@@ -30,6 +28,8 @@ def import_labels_cmd(
     Nothing stored is lost, unknown ids are reported (not imported), and importing the same file
     again changes no label. A file whose records hold no usable answer is an error that says why.
     """
+    from fmal import api
+
     r = api.import_labels(file, pool, format, on_conflict=on_conflict, index_dir=index_dir, control=control, classes=classes)
     typer.echo(f"{r.path}: {r.n_records} records, {r.n_answers} answers ({r.format}{', detected' if r.detected else ''})")
     typer.echo(f"  labels added: {r.added}, changed: {r.changed}, unchanged: {r.unchanged}, kept (conflict, --on-conflict keep): {r.kept}")

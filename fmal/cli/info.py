@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from fmal import api
 from fmal.cli import POOL_HELP, command
 
 
@@ -19,6 +18,8 @@ def info_cmd(
     """Show what a pool is made of: model, rows, storage, and the FAISS index chosen (factory,
     parameters, measured recall@10, why), and whether its files are sound: a missing, unreadable,
     cut or mismatched file is reported with the command that repairs it (exit code 1)."""
+    from fmal import api
+
     res = api.info(pool, index_dir=index_dir)
     m, ix = res.manifest, res.manifest["index"]
     model = m["model"]

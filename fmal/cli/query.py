@@ -6,18 +6,23 @@ from pathlib import Path
 
 import typer
 
-from fmal import api
+from fmal._defaults import DEFAULT_QUERY_STRATEGY
 from fmal.cli import POOL_HELP, _print, command
 from fmal.exceptions import InvalidInputError
-from fmal.query import QUERY_STRATEGIES
 
 
-@command("query")
+def _strategies_help() -> str:
+    from fmal.query import QUERY_STRATEGIES
+
+    return f"Strategy: one of {', '.join(QUERY_STRATEGIES)}."
+
+
+@command("query", lazy_help={"strategy": _strategies_help})
 def query_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     labels: Path | None = typer.Option(None, "--labels", "-l", help="id,label file (.csv, .jsonl, ...); merged into the pool's labels. Rows with an empty label are skipped."),
     budget: int | None = typer.Option(None, "--budget", "-b", help="How many rows to pick (required unless --undo)."),
-    strategy: str = typer.Option(api.DEFAULT_QUERY_STRATEGY, "--strategy", "-s", help=f"Strategy: one of {', '.join(QUERY_STRATEGIES)}."),
+    strategy: str = typer.Option(DEFAULT_QUERY_STRATEGY, "--strategy", "-s", help="Strategy (see fmal query --help)."),
     candidates: str = typer.Option("all", "--candidates", help="Rows to score: 'all', or 'knn:K' = the K nearest neighbours of each labeled row (fast on big pools)."),
     class_weight: str | None = typer.Option(None, "--class-weight", help="'balanced' to reweight classes by inverse frequency in the probe."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Where to write the picks (.csv or .jsonl; default: the pool's rounds/ folder)."),
@@ -32,6 +37,8 @@ def query_cmd(
     from a suggestion. Labeled rows are never picked again. Each round prints how much the probe
     changed since the previous round (the stopping signal) and a recommendation.
     """
+    from fmal import api
+
     if undo:
         u = api.undo(pool, index_dir=index_dir)
         typer.echo(f"undid round {u.round} ({u.kind}, {u.strategy}, {u.n_picks} picks); removed {len(u.removed_files)} file(s)")

@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from fmal import api
 from fmal.cli import POOL_HELP, _print, command
 
 
@@ -22,6 +21,8 @@ def report_cmd(
 ) -> None:
     """Report what was labeled against what the pool holds: class balance vs the probe's
     predictions, clusters with no label, and the balance round by round (markdown + PNG)."""
+    from fmal import api
+
     rep = api.report(pool, index_dir=index_dir, output=output, n_clusters=clusters, rare_ratio=rare_ratio, random_state=seed)
     typer.echo(f"{rep.n_labeled:,} of {rep.n_pool:,} rows labeled")
     _print.table(rep.balance, list(rep.balance.columns), limit=1000)

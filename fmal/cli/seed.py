@@ -7,13 +7,13 @@ from typing import Optional
 
 import typer
 
-from fmal import api
+from fmal._defaults import DEFAULT_SEED_STRATEGY
 from fmal.cli import POOL_HELP, _print, command
-from fmal.seed import SEED_STRATEGIES
-from fmal.seed.geometry import check_delta, check_n_classes
 
 
 def _strategies_help() -> str:
+    from fmal.seed import SEED_STRATEGIES
+
     lines = []
     for name in SEED_STRATEGIES:
         doc = (SEED_STRATEGIES.get(name).__doc__ or "").strip().split("\n")[0]
@@ -21,11 +21,11 @@ def _strategies_help() -> str:
     return "Strategy. " + " | ".join(lines)
 
 
-@command("seed")
+@command("seed", lazy_help={"strategy": _strategies_help})
 def seed_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     budget: int = typer.Option(..., "--budget", "-b", help="How many rows to pick."),
-    strategy: str = typer.Option(api.DEFAULT_SEED_STRATEGY, "--strategy", "-s", help=_strategies_help()),
+    strategy: str = typer.Option(DEFAULT_SEED_STRATEGY, "--strategy", "-s", help="Strategy (see fmal seed --help)."),
     labels: Optional[Path] = typer.Option(None, "--labels", "-l", help="id,label file of rows already labeled: picks extend that set."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Where to write the picks (.csv or .jsonl; default: the pool's rounds/ folder)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: same inputs and seed give the same picks."),
@@ -43,6 +43,9 @@ def seed_cmd(
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Pick a diverse, typical cold-start set to label first: no labels needed."""
+    from fmal import api
+    from fmal.seed.geometry import check_delta, check_n_classes
+
     params: dict[str, object] = {} if delta is None else {"delta": check_delta(delta)}
     if n_classes is not None:
         params["n_classes"] = check_n_classes(n_classes)

@@ -6,14 +6,10 @@ import math
 from pathlib import Path
 from typing import Optional
 
-import pandas as pd
 import typer
-from tqdm.auto import tqdm
 
-from fmal import api
+from fmal._defaults import DEFAULT_C
 from fmal.cli import _print, command
-from fmal.probe import DEFAULT_C
-from fmal.simulate import default_pool_name
 
 
 def _probe_c(value: str) -> float | str:
@@ -49,6 +45,12 @@ def simulate_cmd(
     """Does active learning beat random on my data? Replay fmal's seed -> probe -> query loop on
     labeled data and compare strategies with random: learning curves with 95% intervals, AULC,
     labels needed to reach 90%/95% of the full-data accuracy, and a plain verdict."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from fmal import api
+    from fmal.simulate import default_pool_name
+
     bars: dict[str, tqdm] = {}
 
     def on_embed_start(n: int) -> None:

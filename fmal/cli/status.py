@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from fmal import api
 from fmal.cli import POOL_HELP, _print, command
 
 
@@ -17,6 +16,8 @@ def status_cmd(
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Show a pool: rows, model, index, labels, and the history of rounds."""
+    from fmal import api
+
     st = api.status(pool, index_dir=index_dir)
     m = st.manifest
     typer.echo(f"pool {st.path}: {m['n_rows']:,} rows, dim {m['dim']}, model {m['model']['name']}")

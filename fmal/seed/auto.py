@@ -20,15 +20,10 @@ import numpy as np
 from fmal._validation import check_budget, check_indices
 from fmal.exceptions import InvalidInputError
 from fmal.seed.base import SEED_STRATEGIES, SeedResult
-from fmal.seed.clustering import _cluster_pick, most_typical, typiclust_seed
+from fmal.seed.clustering import RANDOM, TYPICAL, _cluster_pick, typiclust_seed
 from fmal.seed.random import random_seed
 
 RULES = ("mix", "strata", "hedge")
-
-
-def _random_member(rows: np.ndarray, sim: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
-    j = int(rng.integers(rows.size))
-    return int(rows[j]), float(sim[rows[j]])
 
 
 @SEED_STRATEGIES.register("auto")
@@ -51,17 +46,9 @@ def auto_seed(
     labeled = check_indices(labeled, n)
     budget = check_budget(budget, n - labeled.size)
     if rule == "strata":  # a random row of every cluster
-        res = _cluster_pick(X, budget, labeled, random_state, _random_member, index)
+        res = _cluster_pick(X, budget, labeled, random_state, lambda turn: RANDOM, index)
     elif rule == "mix":  # one row per cluster: the most typical in every other cluster, a random one in the rest
-        turn = [0]
-
-        def alternate(rows: np.ndarray, sim: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
-            turn[0] += 1
-            if turn[0] % 2 == 0:
-                return _random_member(rows, sim, rng)
-            return most_typical(X, rows, rng)
-
-        res = _cluster_pick(X, budget, labeled, random_state, alternate, index)
+        res = _cluster_pick(X, budget, labeled, random_state, lambda turn: RANDOM if turn % 2 == 0 else TYPICAL, index)
     elif rule == "hedge":  # half TypiClust, half random
         half = (budget + 1) // 2
         a = typiclust_seed(X, half, index=index, labeled=labeled, random_state=random_state)

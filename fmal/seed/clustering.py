@@ -10,19 +10,33 @@ A pool over the RAM cap (read block by block) with an IVF index is clustered in 
 the first level, and k-means of their centroids, weighted by list size, the second. Every row's
 cluster then comes from the inverted lists' ids, without a pass over the embeddings, and each
 cluster's pick is chosen among a random sample of its rows.
+
+Speed (100k x 384 rows, budget 100, the 2-core machine, same run): the work is a few large
+products, each a one-thread BLAS call on its own block or cluster, spread over the cores by
+``fmal._parallel`` (FAISS's and OpenBLAS's own threads made every step 3-7x slower on 2 busy
+cores). k-means trains with FAISS on a sample as before; every row is then assigned by one
+product of the pool with the centroids (argmax of x.c - |c|^2/2, the L2-nearest centroid) instead
+of a FAISS search. Typicality is computed from each cluster's Gram matrix (one 500 x 500 product)
+instead of a FAISS k-NN call, for all clusters at once after the loop that draws their samples, so
+the random draws, and the picks, are the same as one cluster at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import faiss
 import numpy as np
 
+from fmal._lazy import lazy_module
 from fmal._matrix import BlockMatrix
+from fmal._parallel import n_workers, parallel_map, single_blas
 from fmal._validation import check_budget, check_embeddings, check_indices
 from fmal.seed.base import SEED_STRATEGIES, SeedResult
+from fmal.seed.geometry import nearest_rows
+
+faiss = lazy_module("faiss")  # imported on first use: fmal --help must not pay for it
 
 #: typicality inside a cluster larger than this is computed on a random sample of this many rows
 TYPICALITY_SAMPLE = 500
@@ -56,11 +70,9 @@ def kmeans_pp_init(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarra
     return C
 
 
-def kmeans(
-    X: np.ndarray, k: int, *, random_state: int = 0, niter: int = 20, batch: int = 65536
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """FAISS (Euclidean) k-means, greedy k-means++ seeded.
-    Returns (centroids [k, d], assignment [n], sim to own centroid [n])."""
+def train_kmeans(X: np.ndarray, k: int, *, random_state: int = 0, niter: int = 20) -> np.ndarray:
+    """FAISS (Euclidean) k-means, greedy k-means++ seeded, trained on at most
+    KMEANS_POINTS_PER_CENTROID rows per centroid (a seeded sample). Returns the centroids [k, d]."""
     X = X if isinstance(X, (np.memmap, BlockMatrix)) else check_embeddings(X)  # never read a big pool whole
     n, d = X.shape
     k = int(min(k, n))
@@ -75,18 +87,27 @@ def kmeans(
         train = np.ascontiguousarray(X, dtype=np.float32)
     rng = np.random.default_rng(random_state)
     init_rows = np.sort(rng.choice(train.shape[0], size=min(train.shape[0], max(KMEANS_INIT_SAMPLE, 4 * k)), replace=False))
-    km.train(train, init_centroids=kmeans_pp_init(train[init_rows], k, rng))
-    assign = np.empty(n, dtype=np.int64)
-    sim = np.empty(n, dtype=np.float32)
-    # assign by L2 (what k-means minimises); centroids are not unit-norm, so IP would differ
-    idx_l2 = faiss.IndexFlatL2(d)
-    idx_l2.add(km.centroids)
-    for s in range(0, n, batch):
-        xb = np.ascontiguousarray(X[s : s + batch], dtype=np.float32)
-        _, a = idx_l2.search(xb, 1)
-        assign[s : s + len(xb)] = a[:, 0]
-        sim[s : s + len(xb)] = np.einsum("ij,ij->i", xb, km.centroids[a[:, 0]])
-    return km.centroids, assign, sim
+    with single_blas():
+        km.train(train, init_centroids=kmeans_pp_init(train[init_rows], k, rng))
+    return np.asarray(km.centroids, dtype=np.float32)
+
+
+def assign_bias(centroids: np.ndarray) -> np.ndarray:
+    """-|c|^2 / 2 per centroid: argmax of x.c + this is the L2-nearest centroid (what k-means
+    minimises; centroids are not unit-norm, so plain inner product would differ)."""
+    return -0.5 * np.einsum("ij,ij->i", centroids, centroids)
+
+
+def kmeans(
+    X: np.ndarray, k: int, *, random_state: int = 0, niter: int = 20, batch: int = 65536
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FAISS (Euclidean) k-means, greedy k-means++ seeded (:func:`train_kmeans`), then every row
+    to its nearest centroid in one streamed pass. Returns (centroids [k, d], assignment [n], sim
+    to own centroid [n])."""
+    X = X if isinstance(X, (np.memmap, BlockMatrix)) else check_embeddings(X)
+    centroids = train_kmeans(X, k, random_state=random_state, niter=niter)
+    ((sim, assign),) = nearest_rows(X, [(centroids, assign_bias(centroids))])
+    return centroids, assign, sim
 
 
 #: the two-level path needs at least this many IVF lists per cluster (else: exact k-means)
@@ -132,11 +153,10 @@ def two_level_kmeans(
     km.cp.min_points_per_centroid = 1
     km.cp.max_points_per_centroid = max(1, -(-used.size // k))  # no subsampling of the centroids
     rng = np.random.default_rng(random_state)
-    km.train(X1, weights=w[used], init_centroids=kmeans_pp_init(X1, k, rng))
-    idx_l2 = faiss.IndexFlatL2(X1.shape[1])
-    idx_l2.add(km.centroids)
-    _, a1 = idx_l2.search(np.ascontiguousarray(C1, dtype=np.float32), 1)
-    return km.centroids, a1[:, 0][lists]
+    with single_blas():
+        km.train(X1, weights=w[used], init_centroids=kmeans_pp_init(X1, k, rng))
+    ((_, a1),) = nearest_rows(np.ascontiguousarray(C1, dtype=np.float32), [(km.centroids, assign_bias(km.centroids))])
+    return km.centroids, a1[lists]
 
 
 @dataclass
@@ -163,10 +183,12 @@ class PoolClusters:
         return rows
 
 
-def pool_kmeans(X: Any, k: int, *, index: Any = None, random_state: int = 0) -> PoolClusters:
+def pool_kmeans(X: Any, k: int, *, index: Any = None, random_state: int = 0, assign: bool = True) -> PoolClusters:
     """k-means of the pool into ``k`` clusters: exact (:func:`kmeans`) while the pool is read whole
     or memory-mapped, two-level over ``index``'s IVF lists when it is read block by block (over
-    the RAM cap) and the index has TWO_LEVEL_LISTS_PER_CLUSTER lists per cluster."""
+    the RAM cap) and the index has TWO_LEVEL_LISTS_PER_CLUSTER lists per cluster.
+    ``assign=False``: on the exact path, only train; ``assign`` and ``sim`` are left None for the
+    caller to fill in a pass it makes anyway (see fmal.seed.diagnostics)."""
     n = X.shape[0]
     coarse = ivf_lists(index, n) if isinstance(X, BlockMatrix) else None
     if coarse is not None and coarse[0].shape[0] >= TWO_LEVEL_LISTS_PER_CLUSTER * k:
@@ -175,30 +197,62 @@ def pool_kmeans(X: Any, k: int, *, index: Any = None, random_state: int = 0) -> 
                              f"build time) weighted by size; no pass over the embeddings, picks made "
                              f"among up to {TYPICALITY_SAMPLE} sampled rows per cluster"}
         return PoolClusters(X, centroids, assign, np.full(n, np.nan, dtype=np.float32), True, info)
-    centroids, assign, sim = kmeans(X, k, random_state=random_state)
-    return PoolClusters(X, centroids, assign, sim, False, {})
+    if not assign:
+        return PoolClusters(X, train_kmeans(X, k, random_state=random_state), None, None, False, {})  # type: ignore[arg-type]
+    centroids, rows_assign, sim = kmeans(X, k, random_state=random_state)
+    return PoolClusters(X, centroids, rows_assign, sim, False, {})
 
 
 def typicality(Xc: np.ndarray, k: int = 20) -> np.ndarray:
-    """1 / mean Euclidean distance to the ``k`` nearest neighbours within ``Xc`` (exact, FAISS)."""
+    """1 / mean Euclidean distance to the ``k`` nearest neighbours within ``Xc`` (exact: from the
+    Gram matrix of ``Xc``, one product; meant for a cluster's sample of at most a few thousand rows)."""
     m = Xc.shape[0]
     if m <= 1:
         return np.ones(m, dtype=np.float64)
     k = min(k, m - 1)
-    D, _ = faiss.knn(np.ascontiguousarray(Xc, dtype=np.float32), np.ascontiguousarray(Xc, dtype=np.float32), k + 1)
-    # squared L2 distances; drop the self match (first column)
-    dist = np.sqrt(np.maximum(D[:, 1:], 0.0)).mean(axis=1)
+    A = np.ascontiguousarray(Xc, dtype=np.float32)
+    sq = np.einsum("ij,ij->i", A, A)
+    with single_blas():
+        d2 = A @ A.T
+    d2 *= -2.0
+    d2 += sq[:, None]
+    d2 += sq[None, :]
+    near = np.sqrt(np.maximum(np.partition(d2, k, axis=1)[:, : k + 1], 0.0))  # the k + 1 nearest, self among them
+    dist = (near.sum(axis=1) - near.min(axis=1)) / k  # drop the self match (distance 0)
     return 1.0 / (dist + 1e-8)
 
 
 def most_typical(X: np.ndarray, rows: np.ndarray, rng: np.random.Generator, k: int = 20) -> tuple[int, float]:
     """The most typical of ``rows`` and its typicality (on a random sample of TYPICALITY_SAMPLE rows
     when there are more)."""
-    if rows.size > TYPICALITY_SAMPLE:
-        rows = np.sort(rng.choice(rows, size=TYPICALITY_SAMPLE, replace=False))
+    rows = _typicality_sample(rows, rng)
     t = typicality(np.asarray(X[rows]), k)
     j = int(np.argmax(t))
     return int(rows[j]), float(t[j])
+
+
+def _typicality_sample(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if rows.size > TYPICALITY_SAMPLE:
+        rows = np.sort(rng.choice(rows, size=TYPICALITY_SAMPLE, replace=False))
+    return rows
+
+
+def _most_typical_many(X: np.ndarray, samples: list[np.ndarray], k: int) -> list[tuple[int, float]]:
+    """:func:`most_typical` of many clusters' samples, gathered a few at a time (the main thread
+    reads, which a pool read in blocks needs) and scored on all cores."""
+
+    def one(Xc_rows: tuple[np.ndarray, np.ndarray]) -> tuple[int, float]:
+        Xc, rows = Xc_rows
+        t = typicality(Xc, k)
+        j = int(np.argmax(t))
+        return int(rows[j]), float(t[j])
+
+    out: list[tuple[int, float]] = []
+    step = 4 * n_workers()
+    for s in range(0, len(samples), step):
+        group = samples[s : s + step]
+        out += parallel_map(one, [(np.asarray(X[r], dtype=np.float32), r) for r in group])
+    return out
 
 
 def _cluster_sizes(assign: np.ndarray, k: int) -> np.ndarray:
@@ -236,9 +290,23 @@ def _members(assign: np.ndarray, k: int) -> list[np.ndarray]:
     return [order[bounds[c] : bounds[c + 1]] for c in range(k)]
 
 
+#: how a cluster's pick is chosen among its rows
+NEAREST, TYPICAL, RANDOM = "nearest", "typical", "random"
+
+
 def _cluster_pick(
-    X: np.ndarray, budget: int, labeled: np.ndarray | None, random_state: int, score_cluster, index: Any = None
+    X: np.ndarray,
+    budget: int,
+    labeled: np.ndarray | None,
+    random_state: int,
+    rule: Callable[[int], str],
+    index: Any = None,
+    k_neighbors: int = 20,
 ) -> SeedResult:
+    """One row in each of the ``budget`` largest uncovered k-means clusters. ``rule(turn)`` says
+    how the ``turn``-th such cluster (1, 2, ...) picks: NEAREST (the row most similar to the
+    centroid; score that similarity), TYPICAL (the most typical of up to TYPICALITY_SAMPLE of its
+    rows; score the typicality) or RANDOM (score the similarity to the centroid)."""
     n = X.shape[0]
     labeled = check_indices(labeled, n)
     budget = check_budget(budget, n - labeled.size)
@@ -254,15 +322,24 @@ def _cluster_pick(
     picks: list[int] = []
     scores: list[float] = []
     clusters: list[int] = []
+    typical: list[tuple[int, np.ndarray]] = []  # (slot, sample): scored together after the loop
     for c in order[:budget]:
         rows = members[c][~is_labeled[members[c]]]
         if rows.size == 0:
             continue
         rows = pc.sample(rows, int(c), rng)
-        row, score = score_cluster(rows, sim, rng)
-        picks.append(int(row))
-        scores.append(float(score))
+        how = rule(len(clusters) + 1)
+        if how == TYPICAL:
+            typical.append((len(picks), _typicality_sample(rows, rng)))
+            row, score = -1, float("nan")
+        else:
+            j = int(np.argmax(sim[rows])) if how == NEAREST else int(rng.integers(rows.size))
+            row, score = int(rows[j]), float(sim[rows[j]])
+        picks.append(row)
+        scores.append(score)
         clusters.append(int(c))
+    for (slot, _), (row, score) in zip(typical, _most_typical_many(X, [r for _, r in typical], k_neighbors)):
+        picks[slot], scores[slot] = row, score
     filled = _fill_random(picks, budget, n, labeled, rng)
     scores += [float("nan")] * filled
     clusters += [-1] * filled
@@ -278,11 +355,7 @@ def kmeans_seed(
     """In each of the largest uncovered k-means clusters, the real row nearest its centroid
     (score: cosine similarity to the centroid)."""
 
-    def nearest(rows: np.ndarray, sim: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
-        j = int(np.argmax(sim[rows]))
-        return int(rows[j]), float(sim[rows[j]])
-
-    return _cluster_pick(X, budget, labeled, random_state, nearest, index)
+    return _cluster_pick(X, budget, labeled, random_state, lambda turn: NEAREST, index)
 
 
 @SEED_STRATEGIES.register("typiclust")
@@ -299,8 +372,4 @@ def typiclust_seed(
     """TypiClust: in each of the largest uncovered clusters, the most typical row, typicality being
     1 / mean distance to its ``k_neighbors`` nearest neighbours in the cluster (score: typicality).
     Clusters above TYPICALITY_SAMPLE rows are scored on a random sample of that many rows."""
-
-    def pick(rows: np.ndarray, sim: np.ndarray, rng: np.random.Generator) -> tuple[int, float]:
-        return most_typical(X, rows, rng, k_neighbors)
-
-    return _cluster_pick(X, budget, labeled, random_state, pick, index)
+    return _cluster_pick(X, budget, labeled, random_state, lambda turn: TYPICAL, index, k_neighbors)

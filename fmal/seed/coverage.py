@@ -160,6 +160,8 @@ PROBCOVER_MAX_EDGES = 40_000_000
 DELTA_RULES = ("midpoint", "purity")
 #: k-means pseudo-classes of the purity rule when ``n_classes`` is not given (at most the rows)
 DEFAULT_N_CLASSES = 10
+#: rows of the sample on which ProbCover measures purity (the report: fmal.seed.diagnostics)
+PURITY_QUERIES = 5000
 
 
 def probcover_delta(
@@ -171,6 +173,7 @@ def probcover_delta(
     random_state: int = 0,
     budget: int | None = None,
     delta_rule: str = "midpoint",
+    purity_queries: int = PURITY_QUERIES,
 ) -> dict[str, Any]:
     """ProbCover's automatic delta for a pool, on a seeded sample of at most ``max_rows`` rows
     (the same sample ProbCover uses without labels).
@@ -181,14 +184,15 @@ def probcover_delta(
     sentence embeddings that delta is so small that 160 balls cover 6-17% of the pool and the greedy
     degenerates into density sampling (6-7 of 10 picks spam on sms_spam, fresh reviews over-picked
     on rotten_tomatoes), so delta is raised halfway to the radius at which ``budget`` balls could
-    cover about half the pool (``tiling_radius``); never lowered."""
+    cover about half the pool (``tiling_radius``); never lowered. Purity is measured on
+    ``purity_queries`` rows of the sample."""
     rule = _check_rule(delta_rule)
     n_classes = _resolve_n_classes(n_classes, X.shape[0])
     alpha = check_fraction(alpha, "alpha")
     rng = np.random.default_rng(random_state)
     rows = sample_rows(X.shape[0], max_rows, rng)
     Xs = np.ascontiguousarray(X[rows], dtype=np.float32)
-    return _auto_delta(Xs, n_classes, alpha, budget if rule == "midpoint" else None, rng, random_state)
+    return _auto_delta(Xs, n_classes, alpha, budget if rule == "midpoint" else None, rng, random_state, purity_queries)
 
 
 def _resolve_n_classes(n_classes: object, n_rows: int) -> int:
@@ -205,14 +209,15 @@ def _check_rule(delta_rule: object) -> str:
 
 
 def _auto_delta(
-    Xs: np.ndarray, n_classes: int, alpha: float, n_balls: int | None, rng: np.random.Generator, random_state: int
+    Xs: np.ndarray, n_classes: int, alpha: float, n_balls: int | None, rng: np.random.Generator, random_state: int,
+    purity_queries: int = PURITY_QUERIES,
 ) -> dict[str, Any]:
     """The purity delta on ``Xs``, raised halfway to the tiling radius of ``n_balls`` balls when given."""
     from fmal.seed.clustering import kmeans  # clustering imports nothing from here; avoid a cycle at import
 
     k = min(n_classes, Xs.shape[0])  # a sample smaller than n_classes: as many as it has rows
     _, pseudo, _ = kmeans(Xs, k, random_state=random_state)
-    pure, purity = purity_delta(Xs, pseudo, alpha, rng)
+    pure, purity = purity_delta(Xs, pseudo, alpha, rng, max_queries=purity_queries)
     out: dict[str, Any] = {"delta": pure, "delta_rule": f"purity>={alpha:g} on {k} k-means pseudo-classes", "purity": purity}
     if n_balls is not None:
         tile = tiling_radius(Xs, n_balls, rng)

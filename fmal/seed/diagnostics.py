@@ -1,8 +1,12 @@
 """What a user needs to trust a cold-start selection, for any strategy: how much of the pool lies
 within delta of a chosen row, how many k-means clusters hold one, and the largest that holds none.
 
-Cheap by construction: one streamed 1-NN pass of the pool against the chosen rows (a FAISS index
-of budget + labeled vectors), one k-means (or the strategy's own), one ProbCover delta on a sample.
+Cheap by construction: one streamed pass of the pool against the chosen rows, one k-means (or the
+strategy's own: the clustering strategies hand theirs over), one ProbCover delta on a sample. When
+the report needs its own k-means, it is trained on a sample and its assignment shares that one
+pass (one product with chosen rows and centroids together). The delta's purity is measured on
+REPORT_PURITY_QUERIES rows of the 10,000-row sample rather than ProbCover's 5,000 (a fifth of the
+products; the reference rows, hence the scale of delta, are the same).
 A pool read block by block (over the RAM cap) is judged on a random sample of COVERAGE_SAMPLE rows
 instead of a full pass, and the report says so.
 """
@@ -16,13 +20,16 @@ import numpy as np
 from fmal._matrix import BlockMatrix
 from fmal._validation import check_indices
 from fmal.seed.base import SEED_STRATEGIES, SeedResult
-from fmal.seed.clustering import pool_kmeans
+from fmal._parallel import single_blas
+from fmal.seed.clustering import assign_bias, pool_kmeans
 from fmal.seed.coverage import probcover_delta
-from fmal.seed.geometry import check_delta, dist_of_sim, nearest_sim
+from fmal.seed.geometry import check_delta, dist_of_sim, nearest_rows, nearest_sim
 
 #: rows a pool read block by block is judged on (distance fractions and medians: sampling error ~0.1%)
 COVERAGE_SAMPLE = 200_000
 _GATHER = 65536  # sampled rows gathered at a time
+#: rows whose purity sets the report's delta (ProbCover itself: 5,000)
+REPORT_PURITY_QUERIES = 1000
 
 
 def diagnose(
@@ -49,15 +56,21 @@ def diagnose(
     chosen = np.union1d(np.asarray(picks, dtype=np.int64), labeled)
     out: dict[str, Any] = {}
     if delta is None:
-        d = probcover_delta(X, random_state=random_state)
+        d = probcover_delta(X, random_state=random_state, purity_queries=REPORT_PURITY_QUERIES)
         delta = d["delta"]
         out["coverage_delta_rule"] = "auto (" + d["delta_rule"] + ")"
     delta = check_delta(delta)
     C = np.asarray(X[chosen])
-    if sample and isinstance(X, BlockMatrix) and n > COVERAGE_SAMPLE:
+    sampled = sample and isinstance(X, BlockMatrix) and n > COVERAGE_SAMPLE
+    if assign is None:  # the report's own clusters; on the exact path assigned in the pass below
+        pc = pool_kmeans(X, min(chosen.size, n), index=index, random_state=random_state, assign=sampled)
+        assign = pc.assign
+    if sampled:
         rows = np.sort(np.random.default_rng(random_state).choice(n, size=COVERAGE_SAMPLE, replace=False))
         sim = np.concatenate([nearest_sim(X[rows[s : s + _GATHER]], C)[0] for s in range(0, rows.size, _GATHER)])
         out["coverage_sample"] = f"distances estimated on {COVERAGE_SAMPLE:,} random rows of {n:,}"
+    elif assign is None:
+        (sim, _), (_, assign) = nearest_rows(X, [(C, None), (pc.centroids, assign_bias(pc.centroids))])
     else:
         sim, _ = nearest_sim(X, C)
     dist = dist_of_sim(sim)
@@ -65,8 +78,6 @@ def diagnose(
     out["pool_within_delta"] = round(float((dist <= delta + 1e-6).mean()), 4)
     out["median_distance_to_chosen"] = round(float(np.median(dist)), 4)
     out["max_distance_to_chosen"] = round(float(dist.max()), 4)
-    if assign is None:
-        assign = pool_kmeans(X, min(chosen.size, n), index=index, random_state=random_state).assign
     k = int(assign.max()) + 1
     sizes = np.bincount(assign, minlength=k)
     hit = np.zeros(k, dtype=bool)
@@ -95,6 +106,12 @@ def select(
     exact = bool(params.pop("exact", False))  # a pool over the RAM cap: every row, no two-level, no sample
     if exact:
         index = None
+    with single_blas():  # one BLAS thread per worker thread: see fmal._parallel
+        return _select(fn, X, budget, index, labeled, random_state, diagnostics, exact, params)
+
+
+def _select(fn: Any, X: Any, budget: int, index: Any, labeled: Any, random_state: int, diagnostics: bool, exact: bool,
+            params: dict[str, Any]) -> SeedResult:
     res = fn(X, budget, index=index, labeled=labeled, random_state=random_state, **params)
     if diagnostics:
         delta = res.delta if res.delta is not None else params.get("delta")

@@ -1,5 +1,11 @@
-"""Distance work shared by the seed strategies and their diagnostics, all through FAISS and in row
-blocks, so memory stays linear in the pool and a memory-mapped matrix is streamed, never loaded.
+"""Distance work shared by the seed strategies and their diagnostics, in row blocks, so memory
+stays linear in the pool and a memory-mapped matrix is streamed, never loaded.
+
+Every distance here is a block of one matrix product (numpy, one BLAS thread per block, blocks
+spread over the cores by ``fmal._parallel``), followed by the reduction the caller needs (argmax,
+k-th largest, count, threshold). On the 2-core machine the FAISS calls they replace (flat search,
+k-NN, range search) were 2-7x slower on the same products, from FAISS's OpenMP threads and
+OpenBLAS's stepping on each other, and they cannot fuse two searches into one pass.
 
 Rows are L2-normalised, so the Euclidean distance of two rows is ``sqrt(2 - 2 cos)`` and lies in
 [0, 2]: that is the scale of ``delta`` (the ball radius of ProbCover and of the coverage report).
@@ -9,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 
+from fmal._parallel import n_workers, parallel_map, single_blas
 from fmal._validation import check_positive
 from fmal.exceptions import InvalidInputError
 
@@ -81,21 +87,77 @@ def sample_rows(n: int, max_rows: int, rng: np.random.Generator, keep: np.ndarra
     return np.nonzero(chosen)[0].astype(np.int64)
 
 
+#: rows per block of the streamed products (x 2 blocks in flight: 2 x 16384 x 200 floats = 26 MB)
+PASS_BLOCK = 16384
+
+
+def nearest_rows(
+    X: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray | None]], *, block_rows: int = PASS_BLOCK
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One streamed pass over ``X`` for several nearest-center questions at once. Each group is
+    (centers [k, d], bias [k] or None); for each group and every row: the argmax over centers of
+    ``x . c + bias`` and ``x . c`` at that center. Returns [(sim [n], arg [n]), ...] per group.
+
+    All groups' centers go into one product per block (k-means assignment and the distance to
+    the chosen rows cost one read of the pool, not two)."""
+    n, d = X.shape
+    Cs = [np.ascontiguousarray(C, dtype=np.float32).reshape(-1, d) for C, _ in groups]
+    CT = np.ascontiguousarray(np.concatenate(Cs).T)
+    bounds = np.cumsum([0] + [C.shape[0] for C in Cs])
+    biases = [None if b is None else np.asarray(b, dtype=np.float32) for _, b in groups]
+    out = [(np.empty(n, dtype=np.float32), np.empty(n, dtype=np.int64)) for _ in groups]
+
+    def one(s: int) -> None:
+        xb = block(X, s, block_rows)
+        P = xb @ CT
+        r = np.arange(P.shape[0])
+        for g, (sim, arg) in enumerate(out):
+            Q = P[:, bounds[g] : bounds[g + 1]]
+            a = np.argmax(Q if biases[g] is None else Q + biases[g], axis=1)
+            arg[s : s + len(a)] = a
+            sim[s : s + len(a)] = Q[r, a]
+
+    with single_blas():
+        parallel_map(one, range(0, n, block_rows))
+    return out
+
+
 def nearest_sim(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For every row of ``X``: cosine similarity to its nearest row of ``centers`` and which one.
 
     One streamed pass over ``X``; the centers (a few thousand at most) are the only index."""
-    n = X.shape[0]
-    C = np.ascontiguousarray(centers, dtype=np.float32).reshape(-1, X.shape[1])
-    idx = faiss.IndexFlatIP(C.shape[1])
-    idx.add(C)
-    sim = np.empty(n, dtype=np.float32)
-    arg = np.empty(n, dtype=np.int64)
-    for s in range(0, n, BLOCK):
-        S, I = idx.search(block(X, s), 1)
-        sim[s : s + len(S)] = S[:, 0]
-        arg[s : s + len(S)] = I[:, 0]
-    return sim, arg
+    return nearest_rows(X, [(centers, None)])[0]
+
+
+#: bytes of one block of query-by-sample products (a few blocks are in flight, one per core)
+PRODUCT_BYTES = 4 * 2**20
+
+
+def _query_blocks(n_queries: int, n_rows: int) -> tuple[list[int], int]:
+    """Start of each block of query rows, and its size: a block's product with ``n_rows`` rows
+    holds at most PRODUCT_BYTES, and there are at least two blocks per core when the queries allow."""
+    size = max(16, PRODUCT_BYTES // (4 * max(n_rows, 1)))
+    size = max(1, min(size, -(-n_queries // (2 * n_workers()))))
+    return list(range(0, n_queries, size)), size
+
+
+def top_sims(Xs: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` largest similarities of each of ``queries`` (rows of ``Xs``) to the rows of
+    ``Xs``, itself included, in decreasing order [q, k]."""
+    out = np.empty((queries.size, k), dtype=np.float32)
+    starts, size = _query_blocks(queries.size, Xs.shape[0])
+
+    def one(s: int) -> None:
+        S = Xs[queries[s : s + size]] @ Xs.T
+        np.negative(S, out=S)
+        S.partition(k - 1, axis=1)
+        top = S[:, :k]
+        top.sort(axis=1)
+        out[s : s + len(S)] = -top
+
+    with single_blas():
+        parallel_map(one, starts)
+    return out
 
 
 @dataclass
@@ -124,33 +186,42 @@ class BallGraph:
         return self.nbrs[offs + np.arange(total)]
 
 
-def ball_graph(Xs: np.ndarray, delta: float, *, query_block: int = 4096) -> BallGraph:
-    """Delta-ball graph of the rows of ``Xs`` (in RAM, at most a sample) by FAISS range search,
-    one block of query rows at a time."""
+def ball_graph(Xs: np.ndarray, delta: float, *, query_block: int | None = None) -> BallGraph:
+    """Delta-ball graph of the rows of ``Xs`` (in RAM, at most a sample). Distance is symmetric, so
+    each block of rows is multiplied only with itself and the rows after it (half the products of
+    all pairs), thresholded at the ball's radius, and every edge found is recorded both ways."""
     m, d = Xs.shape
-    idx = faiss.IndexFlatIP(d)
-    idx.add(Xs)
-    # IP range search returns sims > radius: lower the radius a hair so the ball is closed
-    radius = sim_of_delta(delta) - 1e-6
+    Xs = np.ascontiguousarray(Xs, dtype=np.float32)
+    radius = sim_of_delta(delta) - 1e-6  # a hair lower, so the ball is closed
+    starts, size = _query_blocks(m, m)
+    if query_block is not None:
+        starts, size = list(range(0, m, query_block)), query_block
+
+    def one(s: int) -> tuple[np.ndarray, np.ndarray]:
+        r, c = np.nonzero((Xs[s : s + size] @ Xs[s:].T) > radius)
+        r, c = r + s, c + s
+        keep = c >= r  # the pairs below the diagonal come from the earlier row's side
+        r, c = r[keep], c[keep]
+        upper = c > r
+        return np.concatenate([r, c[upper]]), np.concatenate([c, r[upper]])
+
+    with single_blas():
+        parts = parallel_map(one, starts)
+    rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    cols = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    order = np.lexsort((cols, rows))  # CSR: by row, neighbours in increasing order
     lims = np.zeros(m + 1, dtype=np.int64)
-    parts: list[np.ndarray] = []
-    for s in range(0, m, query_block):
-        q = Xs[s : s + query_block]
-        lim, _, I = idx.range_search(q, radius)
-        lims[s + 1 : s + len(q) + 1] = lims[s] + lim[1:]
-        parts.append(I.astype(np.int32))
-    nbrs = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
-    return BallGraph(lims, nbrs)
+    np.cumsum(np.bincount(rows, minlength=m), out=lims[1:])
+    return BallGraph(lims, cols[order].astype(np.int32))
 
 
 def mean_ball_fraction(Xs: np.ndarray, delta: float, rng: np.random.Generator, n_probe: int = 256) -> float:
     """Mean share of ``Xs`` inside a delta-ball, estimated from ``n_probe`` random rows."""
     m = Xs.shape[0]
-    q = Xs[np.sort(rng.choice(m, size=min(n_probe, m), replace=False))]
-    idx = faiss.IndexFlatIP(Xs.shape[1])
-    idx.add(Xs)
-    lim, _, _ = idx.range_search(np.ascontiguousarray(q), sim_of_delta(delta) - 1e-6)
-    return float(np.diff(lim).mean() / m)
+    q = np.sort(rng.choice(m, size=min(n_probe, m), replace=False))
+    with single_blas():
+        inside = (Xs[q] @ Xs.T) > sim_of_delta(delta) - 1e-6
+    return float(inside.sum(axis=1).mean() / m)
 
 
 def tiling_radius(Xs: np.ndarray, n_balls: int, rng: np.random.Generator, *, share: float = 0.5, n_probe: int = 1000) -> float:
@@ -158,32 +229,50 @@ def tiling_radius(Xs: np.ndarray, n_balls: int, rng: np.random.Generator, *, sha
     the median distance of ``n_probe`` random rows to their K-th nearest other row,
     K = share x m / n_balls (1..2048). ``n_balls`` such balls could cover about ``share`` of the
     rows if they did not overlap: the scale at which a budget of balls covers the pool, not one dense
-    corner of it. One FAISS k-NN search; memory n_probe x K."""
+    corner of it. Memory n_probe x K."""
     m = Xs.shape[0]
     k = int(np.clip(np.ceil(share * m / max(int(n_balls), 1)), 1, min(2048, m - 1))) if m > 1 else 0
     if k == 0:
         return MAX_DELTA
-    q = np.ascontiguousarray(Xs[np.sort(rng.choice(m, size=min(n_probe, m), replace=False))])
-    idx = faiss.IndexFlatIP(Xs.shape[1])
-    idx.add(Xs)
-    S, _ = idx.search(q, k + 1)  # the row itself comes first
+    q = np.sort(rng.choice(m, size=min(n_probe, m), replace=False))
+    S = top_sims(np.ascontiguousarray(Xs, dtype=np.float32), q, k + 1)  # the row itself comes first
     return float(min(np.median(dist_of_sim(S[:, k])), MAX_DELTA))
 
 
 def impurity_radius(Xs: np.ndarray, pseudo: np.ndarray, queries: np.ndarray) -> np.ndarray:
     """For each query position of ``Xs``: the distance to its nearest row with another pseudo-label
-    (inf when every row shares its label). A delta-ball around the query is pure iff delta < it."""
-    r2 = np.full(queries.size, np.inf, dtype=np.float32)
-    qlab = pseudo[queries]
-    for c in np.unique(pseudo):
-        members = np.nonzero(pseudo == c)[0]
-        ask = np.nonzero(qlab != c)[0]
-        if members.size == 0 or ask.size == 0:
-            continue
-        idx = faiss.IndexFlatL2(Xs.shape[1])
-        idx.add(np.ascontiguousarray(Xs[members]))
-        D, _ = idx.search(np.ascontiguousarray(Xs[queries[ask]]), 1)
-        r2[ask] = np.minimum(r2[ask], D[:, 0])
+    (inf when every row shares its label). A delta-ball around the query is pure iff delta < it.
+
+    Rows and queries are ordered by pseudo-label, so that in a block's product (queries x rows)
+    the pairs of one label are rectangles, masked out with slices."""
+    order = np.argsort(pseudo, kind="stable")
+    Xo = np.ascontiguousarray(Xs[order], dtype=np.float32)
+    labels = np.asarray(pseudo)[order]
+    uniq, col_lo = np.unique(labels, return_index=True)
+    col_hi = np.append(col_lo[1:], labels.size)
+    q_order = np.argsort(pseudo[queries], kind="stable")
+    qs = queries[q_order]
+    qlab = np.searchsorted(uniq, pseudo[qs])  # each query's label, as a position in uniq
+    sq = np.einsum("ij,ij->i", Xo, Xo)
+    Xq = np.ascontiguousarray(Xs[qs], dtype=np.float32)
+    sq_q = np.einsum("ij,ij->i", Xq, Xq)
+    out = np.empty(qs.size, dtype=np.float32)
+    starts, size = _query_blocks(qs.size, Xo.shape[0])
+
+    def one(s: int) -> None:
+        D = Xq[s : s + size] @ Xo.T
+        D *= -2.0
+        D += sq[None, :]  # |y|^2 - 2 x.y: the distance to y but for |x|^2, added after the min
+        lab = qlab[s : s + size]
+        for c in np.unique(lab):
+            r = np.nonzero(lab == c)[0]
+            D[r[0] : r[-1] + 1, col_lo[c] : col_hi[c]] = np.inf  # same label; queries of a label are contiguous
+        out[s : s + len(D)] = D.min(axis=1) + sq_q[s : s + len(D)]
+
+    with single_blas():
+        parallel_map(one, starts)
+    r2 = np.empty_like(out)
+    r2[q_order] = out
     return np.sqrt(np.maximum(r2, 0.0))
 
 
