@@ -450,6 +450,8 @@ def query(
 def _query_locked(p: store.Pool, session: Session, new: dict[str, str] | None, labels: PathLike | None, budget: int,
                   strategy: str, output: PathLike | None, random_state: int, allow_requeue: bool, spec: Any,
                   candidates: str, class_weight: str | None, fn: Callable[..., Any], params: dict[str, Any]) -> Selection:
+    from fmal.probe import LinearProbe
+
     known, merge_info = _labels_into_session(session, new, labels)
     if not known:
         raise LabelsError(f"pool {p.name!r} has no labels yet; pass --labels FILE with id,label columns")

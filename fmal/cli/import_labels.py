@@ -43,7 +43,7 @@ def import_labels_cmd(
         typer.echo(f"  tie on {q(d.id)}: {answers} -> not imported (add an answer, or --on-conflict keep/replace)")
     if r.annotator_quality:
         typer.echo("  annotator quality (CROWDLAB): " + ", ".join(
-            f"{q(a)} {quality:.2f} ({r.annotator_answers.get(a, 0)} answers)" for a, quality in sorted(r.annotator_quality.items(), key=lambda kv: -kv[1])))
+            f"{str(a)[:60]} {quality:.2f} ({r.annotator_answers.get(a, 0)} answers)" for a, quality in sorted(r.annotator_quality.items(), key=lambda kv: -kv[1])))
     if r.outside:
         typer.echo(f"  warning: label(s) outside the pool's classes: {', '.join(map(q, r.outside))} (imported; "
                    "fix them in the tool, or declare the class with --classes)", err=True)
