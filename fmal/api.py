@@ -243,6 +243,21 @@ class Selection:
     def ids(self) -> list[str]:
         return self.picks["id"].tolist()
 
+    @property
+    def stop(self) -> dict[str, Any]:
+        """The stopping signal of a query round (advice, agreement, kappa, compared_with_round); {} for seeds."""
+        return {k[len("stop_"):]: v for k, v in self.info.items() if k.startswith("stop_")}
+
+    def to_frame(self) -> pd.DataFrame:
+        """The picks, one row each, with every column (a copy)."""
+        return self.picks.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The round as plain values (``fmal seed/query --json``): its fields, the picks, ``stop``."""
+        return {"round": self.round, "kind": self.kind, "strategy": self.strategy, "reused": self.reused,
+                "output": str(self.output), "n_picks": len(self.picks), "ids": self.ids, "picks": self.picks,
+                "info": self.info, "stop": self.stop or None}
+
 
 def _read_labels_file(pool: store.Pool, labels: PathLike | None) -> dict[str, str] | None:
     """Read a labels file (if any) and check its ids belong to the pool (before taking the lock)."""

@@ -7,6 +7,7 @@ becomes one line on stderr and exit code 2, here in one place (``command``).
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import typer
 import typer.core
 
 from fmal._version import __version__
+from fmal.cli import _json
 from fmal.exceptions import FmalError
 
 # typer >= 0.22 carries its own copy of click; its commands raise that copy's exceptions
@@ -57,14 +59,31 @@ app = typer.Typer(
 )
 
 
-def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``app.command`` that turns FmalError into a one-line message and a non-zero exit code."""
+def command(*args: Any, json_result: str = "the command's result", **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``app.command`` that turns FmalError into a one-line message and a non-zero exit code, and
+    adds ``--json``: the command's return value (its API result) printed as one JSON document on
+    stdout, everything else on stderr (:mod:`fmal.cli._json`; ``json_result`` says what it holds)."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*a: Any, **kw: Any) -> Any:
+            as_json = bool(kw.pop("json_output", False))
             try:
-                return fn(*a, **kw)
+                if not as_json:
+                    try:
+                        return fn(*a, **kw)
+                    except _json.ResultExit as done:
+                        raise typer.Exit(done.code) from None
+                with _json.json_mode() as (stdout, warns):
+                    try:
+                        result, code = fn(*a, **kw), 0
+                    except _json.ResultExit as done:
+                        result, code = done.result, done.code
+                stdout.write(_json.dumps(_json.document(ctx_name, result, warns, code)) + "\n")
+                stdout.flush()
+                if code:
+                    raise typer.Exit(code)
+                return None
             except FmalError as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(exc.exit_code) from None
@@ -76,6 +95,12 @@ def command(*args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callabl
                 typer.echo("interrupted: finished work is kept; rerun the same command to resume", err=True)
                 raise typer.Exit(130) from None
 
+        ctx_name = args[0] if args else fn.__name__
+        sig = inspect.signature(fn, eval_str=True)
+        extra = inspect.Parameter("json_output", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                                  default=typer.Option(False, "--json", help=_json.HELP.format(what=json_result)))
+        wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), extra])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {**getattr(fn, "__annotations__", {}), "json_output": bool}
         return app.command(*args, **kwargs)(wrapper)
 
     return deco

@@ -12,7 +12,7 @@ from fmal.cli import _print, command
 from fmal.export import FORMATS
 
 
-@command("audit")
+@command("audit", json_result="the AuditResult: audit {table: every audited label ranked (rank, id, given_label, predicted_label, predicted_proba, label_quality, is_issue), n_folds, C, classes, excluded}, output, format, info")
 def audit_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the flagged labels for re-review to this file."),
@@ -37,3 +37,4 @@ def audit_cmd(
     _print.info(res.info)
     if res.output:
         typer.echo(f"wrote {res.output} ({res.format})")
+    return res

@@ -13,7 +13,7 @@ from fmal.cli import command
 from fmal.encoders import BACKENDS, DEFAULT_BACKEND
 
 
-@command("embed")
+@command("embed", json_result="the EmbedResult: pool_path, n_rows, n_unique, n_embedded, n_chunks_reused, skipped, seconds, model, dim, backend, precision, engine, repaired, labels_kept, labels_dropped, backup (and source, n_appended, n_skipped for --embeddings / --append)")
 def embed_cmd(
     input: Path = typer.Argument(..., help="Texts to embed: .csv, .tsv, .jsonl, .parquet, or .txt (one text a line), or a folder of such shards (read in name order)."),
     pool: str = typer.Option(..., "--pool", "-p", help="Name of the pool to build (a folder under --index-dir)."),
@@ -68,11 +68,11 @@ def embed_cmd(
         checked = "checked with checksums, nothing to repair" if repair else "nothing to do"
         typer.echo(f"pool {res.pool_path} is already built from this input and model ({res.backend}, "
                    f"{res.precision}): {checked}")
-        return
+        return res
     if res.repaired:
         typer.echo(f"pool {res.pool_path} repaired: rebuilt {', '.join(res.repaired)} "
                    f"({res.n_embedded:,} texts embedded now); labels and rounds kept")
-        return
+        return res
     unit = "shard" if res.engine == "ray" else "chunk"
     resumed = f", {res.n_chunks_reused} {unit}(s) reused from an interrupted run" if res.n_chunks_reused else ""
     if res.engine == "ray":
@@ -91,3 +91,4 @@ def embed_cmd(
         f"encoder: backend {res.backend}, {res.threads} thread(s), max_seq_length {res.max_seq_length} tokens, "
         f"stored as {res.precision}, {rate:,.0f} texts/s overall"
     )
+    return res

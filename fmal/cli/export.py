@@ -12,7 +12,7 @@ from fmal.cli import command
 from fmal.export import FORMATS
 
 
-@command("export")
+@command("export", json_result="the ExportResult: round, format, output, n_tasks, n_suggestions, classes")
 def export_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
     round: Optional[int] = typer.Option(None, "--round", "-r", help="Round number (default: the last round)."),
@@ -31,3 +31,4 @@ def export_cmd(
     if res.classes:
         typer.echo(f"  classes so far: {', '.join(res.classes)}")
     typer.echo(f"wrote {res.output}")
+    return res

@@ -13,7 +13,7 @@ from fmal.cli import command
 from fmal.export import FORMATS
 
 
-@command("import-labels")
+@command("import-labels", json_result="the ImportResult: path, format, on_conflict, n_records, n_answers, added, changed, unchanged, kept, conflicts [{id, stored, incoming, resolution}], disagreements [{id, answers, chosen}], unknown [{id, label, where}], skipped [[where, why]]")
 def import_labels_cmd(
     file: Path = typer.Argument(..., help="The tool's export (Label Studio JSON, Prodigy db-out JSONL, Argilla records, CSV, JSONL)."),
     pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
@@ -42,3 +42,4 @@ def import_labels_cmd(
     if r.skipped:
         why = Counter(w for _, w in r.skipped)
         typer.echo(f"  {len(r.skipped)} skipped: " + "; ".join(f"{n} x {w}" for w, n in why.most_common()))
+    return r

@@ -11,7 +11,7 @@ from fmal import api
 from fmal.cli import _print, command
 
 
-@command("report")
+@command("report", json_result="the BiasReport: balance (per class: labeled, labeled_share, predicted, predicted_share, ratio, warning), clusters (unlabeled, largest first), rounds, warnings, n_pool, n_labeled, n_clusters, n_outside_rounds, markdown, paths")
 def report_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help="Pool name (or folder)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Markdown file (default: the pool's reports/report.md); the PNG goes beside it."),
@@ -29,3 +29,4 @@ def report_cmd(
     for w in rep.warnings:
         typer.echo(f"WARNING: {w}", err=True)
     typer.echo(f"wrote {rep.paths['markdown']} and {rep.paths['png']}")
+    return rep
