@@ -18,7 +18,7 @@ import pandas as pd
 from fmal import encoders as fmal_encoders
 from fmal import index as fmal_index
 from fmal.engines import ENGINES
-from fmal import human_work, pool_check, store
+from fmal import frames, human_work, pool_check, store
 from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, PoolExistsError
@@ -66,9 +66,13 @@ class EmbedResult:
     labels_dropped: int = 0  # --overwrite --keep-labels --drop-labels: labeled ids gone from it (backed up)
     backup: Path | None = None  # where --overwrite put the session's files it did not keep
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row: this result's fields."""
+        return frames.one_row(self)
+
 
 def embed(
-    input: PathLike,
+    input: PathLike | frames.TextsLike | None,
     pool: str,
     *,
     index_dir: PathLike | None = None,
@@ -137,13 +141,17 @@ def embed(
     if repair and engine == "ray":
         log.info("--repair reads and embeds the input in this process (the local engine)")
         engine = "local"
+    if engine == "ray" and not frames.is_path(input):
+        log.info("data given in memory is embedded in this process (the local engine)")
+        engine = "local"
     # the Ray engine reads the input on its workers: here it is only listed and fingerprinted
-    source = list_shards(input, text_col=text_col, id_col=id_col) if engine == "ray" else load_texts(input, text_col=text_col, id_col=id_col)
+    source = (list_shards(input, text_col=text_col, id_col=id_col) if engine == "ray"
+              else frames.texts_table(input, "input", text_col=text_col, id_col=id_col))
     n_shards = len(source.files) if isinstance(source, ShardList) else 0
     kept, vanished = _labels_kept(path, input, source, text_col, id_col) if keep_labels else (0, set())
     if vanished and not drop_labels:
         raise PoolExistsError(
-            f"{path}: {len(vanished)} labeled id(s) are not in {input} (e.g. {sorted(vanished)[0]!r}) and --keep-labels "
+            f"{path}: {len(vanished)} labeled id(s) are not in {frames.describe(input, 'input')} (e.g. {sorted(vanished)[0]!r}) and --keep-labels "
             "would lose them; fix the input, or add --drop-labels to move those labels to a backup in the pool folder"
         )
     name, folder = fmal_encoders.resolve_model(model)
@@ -259,12 +267,13 @@ class Selection:
                 "info": self.info, "stop": self.stop or None}
 
 
-def _read_labels_file(pool: store.Pool, labels: PathLike | None) -> dict[str, str] | None:
-    """Read a labels file (if any) and check its ids belong to the pool (before taking the lock)."""
+def _read_labels_file(pool: store.Pool, labels: PathLike | frames.LabelsLike | None) -> dict[str, str] | None:
+    """Read labels (a file, a DataFrame, a dict, ...: :func:`fmal.frames.labels_mapping`), if any,
+    and check their ids belong to the pool (before taking the lock)."""
     if labels is None:
         return None
-    new = read_labels(labels)
-    pool.rows_of(list(new), source=str(labels))
+    new = frames.labels_mapping(labels, "labels")
+    pool.rows_of(list(new), source=frames.describe(labels, "labels"))
     return new
 
 
@@ -272,7 +281,7 @@ def _labels_into_session(session: Session, new: dict[str, str] | None, labels: P
     """Merge a labels file's labels into the session's open transaction (committed with the round)."""
     if new is None:
         return session.labels, {}
-    merge = session.add_labels(new, source=str(labels))
+    merge = session.add_labels(new, source=frames.describe(labels, "labels"))
     return session.labels, {"labels_added": merge.added, "labels_changed": merge.changed, "labels_in_file": len(new)}
 
 
@@ -335,7 +344,7 @@ def seed(
     strategy: str = DEFAULT_SEED_STRATEGY,
     *,
     index_dir: PathLike | None = None,
-    labels: PathLike | None = None,
+    labels: PathLike | frames.LabelsLike | None = None,
     output: PathLike | None = None,
     random_state: int = 0,
     **params: Any,
@@ -413,7 +422,7 @@ def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe, n_labels:
 
 def query(
     pool: str | PathLike,
-    labels: PathLike | None,
+    labels: PathLike | frames.LabelsLike | None,
     budget: int,
     strategy: str = DEFAULT_QUERY_STRATEGY,
     *,
@@ -507,6 +516,10 @@ class UndoResult:
     n_picks: int
     removed_files: list[Path]
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row: this result's fields."""
+        return frames.one_row(self)
+
 
 def undo(pool: str | PathLike, *, index_dir: PathLike | None = None) -> UndoResult:
     """Remove the last round from the session in one transaction: its picks are no longer queued,
@@ -533,6 +546,10 @@ class PoolStatus:
     n_labels: int
     rounds: pd.DataFrame
     advice: str | None = None  # the last query round's stopping recommendation
+
+    def to_frame(self) -> pd.DataFrame:
+        """The rounds, one row each (a copy)."""
+        return self.rounds.copy()
 
 
 def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolStatus:
@@ -562,6 +579,7 @@ from fmal.audit import DEFAULT_FOLDS, LabelAudit, audit_info, audit_labels  # no
 from fmal.report import DEFAULT_CLUSTERS, DEFAULT_RARE_RATIO, BiasReport, class_balance, rounds_balance, unlabeled_clusters  # noqa: E402
 from fmal.report import write as write_report  # noqa: E402
 from fmal.export import FORMATS, Answer, Disagreement, collapse  # noqa: E402
+from fmal.export.base import Answers  # noqa: E402
 from fmal.seed.clustering import kmeans as fmal_seed_kmeans  # noqa: E402
 from fmal.session import LabelConflict  # noqa: E402
 
@@ -592,6 +610,10 @@ class ExportResult:
     n_tasks: int
     n_suggestions: int
     classes: list[str]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row: this result's fields."""
+        return frames.one_row(self)
 
 
 def export(
@@ -648,9 +670,20 @@ class ImportResult:
     unknown: tuple[Answer, ...]  # answers for ids not in the pool (not imported)
     skipped: tuple[tuple[str, str], ...]  # (where, why) records with no usable answer
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per answer that was not simply added: conflicts, disagreements in the file,
+        unknown ids and skipped records (columns kind, id, stored, incoming, resolution, where, why)."""
+        rows = [{"kind": "conflict", "id": c.id, "stored": c.stored, "incoming": c.incoming, "resolution": c.resolution}
+                for c in self.conflicts]
+        rows += [{"kind": "disagreement", "id": d.id, "incoming": ", ".join(a.label for a in d.answers), "resolution": d.chosen}
+                 for d in self.disagreements]
+        rows += [{"kind": "unknown", "id": a.id, "incoming": a.label, "where": a.where} for a in self.unknown]
+        rows += [{"kind": "skipped", "where": w, "why": why} for w, why in self.skipped]
+        return pd.DataFrame(rows, columns=["kind", "id", "stored", "incoming", "resolution", "where", "why"])
+
 
 def import_labels(
-    file: PathLike,
+    file: PathLike | frames.LabelsLike,
     pool: str | PathLike,
     format: str = "csv",
     *,
@@ -665,12 +698,18 @@ def import_labels(
     wins) or ``replace`` (the file's / last answer wins; the old label is kept in the pool's
     labels.db: ``relabels`` and ``answers``). Importing the same file again changes no label.
     The file is read before the pool's write lock is taken; the merge is one transaction.
+    ``file`` may also be the answers themselves (a DataFrame with id and label columns, a dict, a
+    Series, (id, label) pairs: :mod:`fmal.frames`; ``format`` is then not used).
     """
     fmt = FORMATS.get(format)
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
-    path = Path(file)
-    got = fmt.read(path)
+    if frames.is_path(file):
+        path = Path(file)
+        got = fmt.read(path)
+    else:
+        path = Path(frames.describe(file, "file"))
+        got = Answers([Answer(i, lab, f"row {r}") for r, i, lab in frames.label_answers(file, "file")], [], len(file))
     in_pool = set(p.in_pool([a.id for a in got.answers]))
     unknown = tuple(a for a in got.answers if a.id not in in_pool)
     if got.answers and len(unknown) == len(got.answers):
@@ -678,7 +717,8 @@ def import_labels(
         raise LabelsError(f"{path}: none of the {len(unknown)} answered ids are in pool {p.name!r} ({shown}); check the file belongs to this pool")
     labels, dis = collapse([a for a in got.answers if a.id in in_pool], on_conflict, str(path))
     annotators = {a.id: str(a.annotator) for a in got.answers if getattr(a, "annotator", None)}  # when the tool says
-    merge = session.add_labels(labels, source=f"{fmt.name}:{path.name}", on_conflict=on_conflict, annotators=annotators)
+    src = f"{fmt.name}:{path.name}" if frames.is_path(file) else str(path)
+    merge = session.add_labels(labels, source=src, on_conflict=on_conflict, annotators=annotators)
     return ImportResult(path, fmt.name, on_conflict, got.n_records, len(got.answers), merge.added, merge.changed,
                         merge.unchanged, merge.kept, merge.conflicts, tuple(dis), unknown, tuple(got.skipped))
 
@@ -691,6 +731,10 @@ class AuditResult:
     output: Path | None
     format: str | None
     info: dict[str, Any]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Every audited label, most suspicious first (a copy of ``audit.table``)."""
+        return self.audit.table.copy()
 
 
 def _stored_labels(p: store.Pool, session: Session) -> tuple[list[str], np.ndarray, list[str]]:
@@ -787,6 +831,10 @@ class PoolInfo:
     problems: tuple[str, ...] = ()
     repair_hint: str = ""
     human_work: int = 0
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per file of the pool folder: name, bytes."""
+        return pd.DataFrame({"file": list(self.file_bytes), "bytes": list(self.file_bytes.values())})
 
 
 def info(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolInfo:

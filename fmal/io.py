@@ -359,24 +359,36 @@ def read_labels(
         frame, _, _ = read_table(path)
     except InvalidInputError as exc:
         raise LabelsError(str(exc)) from None
+    return labels_dict(label_rows(frame, path, id_col=id_col, label_col=label_col), path)
+
+
+def label_rows(frame: pd.DataFrame, where: object, *, id_col: str = "id", label_col: str = "label") -> list[tuple[int, str, str]]:
+    """(row number from 1, id, label) of each row of ``frame`` with a label (``where`` names it
+    in errors: a file, or a parameter); blank labels are skipped, a blank id is an error."""
     for col, opt in ((id_col, "an 'id' column"), (label_col, "a 'label' column")):
         if col not in frame.columns:
             cols = ", ".join(map(str, frame.columns)) or "(none)"
-            raise LabelsError(f"{path}: no column {col!r} (columns: {cols}); a labels file needs {opt}")
-    out: dict[str, str] = {}
-    where: dict[str, int] = {}
+            raise LabelsError(f"{where}: no column {col!r} (columns: {cols}); a labels file needs {opt}")
+    out = []
     for i, (rid, lab) in enumerate(zip(frame[id_col].tolist(), frame[label_col].tolist()), start=1):
         if _is_blank(rid):
-            raise LabelsError(f"{path}: row {i}: empty id; every labeled row needs the id of a pool row")
-        if _is_blank(lab):
-            continue
-        rid, lab = str(rid).strip(), str(lab).strip()
+            raise LabelsError(f"{where}: row {i}: empty id; every labeled row needs the id of a pool row")
+        if not _is_blank(lab):
+            out.append((i, str(rid).strip(), str(lab).strip()))
+    return out
+
+
+def labels_dict(rows: list[tuple[int, str, str]], where: object) -> dict[str, str]:
+    """{id: label} of :func:`label_rows`; an id given two different labels is an error."""
+    out: dict[str, str] = {}
+    first: dict[str, int] = {}
+    for i, rid, lab in rows:
         if rid in out and out[rid] != lab:
             raise LabelsError(
-                f"{path}: rows {where[rid]} and {i}: id {rid!r} has two labels ({out[rid]!r}, {lab!r}); keep one"
+                f"{where}: rows {first[rid]} and {i}: id {rid!r} has two labels ({out[rid]!r}, {lab!r}); keep one"
             )
         out[rid] = lab
-        where.setdefault(rid, i)
+        first.setdefault(rid, i)
     return out
 
 
