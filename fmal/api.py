@@ -21,7 +21,7 @@ from fmal.engines import ENGINES
 from fmal import frames, human_work, pool_check, store
 from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive
-from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, PoolExistsError
+from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError
 from fmal.io import ShardList, list_shards, load_texts, read_labels, write_table
 from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
@@ -65,6 +65,9 @@ class EmbedResult:
     labels_kept: int = 0  # --overwrite --keep-labels: labeled ids still in the new input
     labels_dropped: int = 0  # --overwrite --keep-labels --drop-labels: labeled ids gone from it (backed up)
     backup: Path | None = None  # where --overwrite put the session's files it did not keep
+    source: str | None = None  # --embeddings: where the vectors came from (model "external")
+    n_appended: int = 0  # --append: rows added to the pool
+    n_skipped: int = 0  # --append: input rows already in the pool (same id, or same text with generated ids)
 
     def to_frame(self) -> pd.DataFrame:
         """One row: this result's fields."""
@@ -97,6 +100,12 @@ def embed(
     workers: int | None = None,
     on_start: Callable[[int | None], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    embeddings: Any = None,
+    ids: Any = None,
+    texts: Any = None,
+    embedding_col: str | None = None,
+    normalize: bool = True,
+    append: bool = False,
 ) -> EmbedResult:
     """Read ``input``, embed its texts (each distinct text once) and write the pool folder.
 
@@ -119,8 +128,26 @@ def embed(
     if a labeled id is not in the new input, unless ``drop_labels`` too: those labels are removed
     after a backup) or ``drop_labels`` alone (labels, rounds and probes move to
     ``backup-<time>/`` in the pool folder). Nothing a person made is deleted.
+
+    ``embeddings``: vectors made elsewhere (an array, or an .npy / Parquet / Arrow file or folder:
+    :mod:`fmal.external`) instead of texts to embed; ``ids`` (a list or a file; ``input`` may be
+    that file) and ``texts`` (shown in exports) give one per row, ``embedding_col`` / ``id_col`` /
+    ``text_col`` name their columns in a table file. Normalised unless ``normalize=False``.
+
+    ``append``: add the rows of ``input`` (or ``embeddings``) that the pool lacks to the finished
+    pool ``pool``, keeping every label, round and probe (:mod:`fmal.append`).
     """
     t0 = time.perf_counter()
+    if embeddings is not None or append:
+        return _embed_more(input, pool, t0, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
+                           batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite, repair=repair,
+                           keep_labels=keep_labels, drop_labels=drop_labels, trust_remote_code=trust_remote_code,
+                           backend=backend, precision=precision, max_seq_length=max_seq_length, threads=threads,
+                           index=index, max_index_memory=max_index_memory, on_start=on_start, on_progress=on_progress,
+                           embeddings=embeddings, ids=ids, texts=texts, embedding_col=embedding_col, normalize=normalize,
+                           append=append)
+    if input is None:
+        raise InvalidInputError("input: give the texts to embed (a file, folder, DataFrame or list), or embeddings=")
     if repair and overwrite:
         raise InvalidInputError("--repair keeps the pool and rebuilds its damaged files, --overwrite rebuilds it all: pass one")
     if (keep_labels or drop_labels) and not overwrite:
@@ -136,6 +163,8 @@ def embed(
     if engine not in ENGINES:
         raise InvalidInputError(f"engine must be one of [{', '.join(ENGINES)}], got {engine!r}")
     path = store.pool_path(pool, index_dir)
+    if not overwrite:
+        _refuse_texts_into_external(path)
     if overwrite:
         human_work.refuse_overwrite(path, labels_policy)  # before any heavy work
     if repair and engine == "ray":
@@ -199,6 +228,77 @@ def embed(
         time.perf_counter() - t0, encoder.name, encoder.dim, backend, precision, encoder.max_seq_length, encoder.threads,
         engine, n_shards, res.repaired, kept, len(vanished), backup or res.backup,
     )
+
+
+def _refuse_texts_into_external(path: Path) -> None:
+    """A pool of embeddings made elsewhere has no encoder: texts cannot be embedded into it."""
+    from fmal import external
+
+    try:
+        m = store.read_manifest(path)
+    except CorruptPoolError:
+        return
+    if external.is_external(m):
+        src = (m.get("model") or {}).get("source")
+        raise ModelMismatchError(
+            f"{path}: pool holds embeddings made outside fmal ({src}); fmal has no encoder for it: add vectors with "
+            f"fmal embed --embeddings FILE --ids FILE --pool {path.name} --append, or rebuild it with --overwrite"
+        )
+
+
+def _embed_more(input: Any, pool: str, t0: float, *, index_dir: PathLike | None, text_col: str, id_col: str | None,
+                overwrite: bool, repair: bool, keep_labels: bool, drop_labels: bool, precision: str | None, index: str,
+                max_index_memory: str | int | None, on_start: Callable[[int | None], None] | None,
+                on_progress: Callable[[int], None] | None, embeddings: Any, ids: Any, texts: Any,
+                embedding_col: str | None, normalize: bool, append: bool, **encoder_kwargs: Any) -> EmbedResult:
+    """``embed`` with vectors made elsewhere (``embeddings``) and/or onto a finished pool (``append``)."""
+    from fmal import append as fmal_append
+    from fmal import external
+
+    if (keep_labels or drop_labels) and not overwrite:
+        raise InvalidInputError("--keep-labels and --drop-labels say what --overwrite does with the labels: pass --overwrite too")
+    if append and (overwrite or repair):
+        raise InvalidInputError("--append adds rows to the pool as it is: leave out --overwrite and --repair")
+    if precision is not None:
+        store.check_precision(precision)
+    fmal_index.choose_index(1, 1, index, fmal_index.parse_memory(max_index_memory))  # validate early
+    path = store.pool_path(pool, index_dir)
+    if overwrite:
+        human_work.refuse_overwrite(path, "keep" if keep_labels else "drop" if drop_labels else None)
+    if embeddings is not None and input is not None and ids is not None:
+        raise InvalidInputError("give the ids once: as --ids FILE (ids=) or as the INPUT file, not both")
+    if append:
+        return fmal_append.append(input, path, t0, text_col=text_col, id_col=id_col, embeddings=embeddings,
+                                  ids=ids if ids is not None else input if embeddings is not None else None, texts=texts,
+                                  embedding_col=embedding_col, normalize=normalize, on_start=on_start,
+                                  on_progress=on_progress, **encoder_kwargs)
+    src = external.open_source(embeddings, ids=ids if ids is not None else input, texts=texts, id_col=id_col,
+                               text_col=text_col, embedding_col=embedding_col)
+    if keep_labels and (gone := human_work.labeled_ids(path) - set(src.ids)) and not drop_labels:
+        raise PoolExistsError(
+            f"{path}: {len(gone)} labeled id(s) are not in {src.path} (e.g. {sorted(gone)[0]!r}) and --keep-labels "
+            "would lose them; fix the ids, or add --drop-labels to move those labels to a backup in the pool folder"
+        )
+    backup = human_work.drop_vanished(path, human_work.labeled_ids(path) - set(src.ids)) if keep_labels and drop_labels else None
+    started = False
+
+    def progress(done: int) -> None:  # the bar starts once the first block passed its checks
+        nonlocal started
+        if not started and on_start:
+            on_start(src.n)
+        started = True
+        if on_progress:
+            on_progress(done)
+
+    res = external.build(src, path, normalize=normalize, precision=precision or "float32", index_kind=index,
+                         max_index_memory=max_index_memory, overwrite=overwrite,
+                         labels="keep" if keep_labels else "drop" if drop_labels else None, repair=repair,
+                         on_progress=progress)
+    m = store.read_manifest(path) or {}
+    return EmbedResult(path, res.n_rows, int(m.get("n_unique_texts", res.n_rows)), res.n_written, int(res.resumed), res.skipped,
+                       time.perf_counter() - t0, external.MODEL_NAME, src.dim, external.MODEL_NAME,
+                       str(m.get("dtype", precision or "float32")), None, None, "local", 0, res.repaired,
+                       len(human_work.labeled_ids(path)) if keep_labels else 0, 0, backup or res.backup, str(src.path))
 
 
 def _labels_kept(path: Path, input: PathLike, source: Any, text_col: str, id_col: str | None) -> tuple[int, set[str]]:

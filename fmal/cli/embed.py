@@ -15,7 +15,7 @@ from fmal.encoders import BACKENDS, DEFAULT_BACKEND
 
 @command("embed", json_result="the EmbedResult: pool_path, n_rows, n_unique, n_embedded, n_chunks_reused, skipped, seconds, model, dim, backend, precision, engine, repaired, labels_kept, labels_dropped, backup (and source, n_appended, n_skipped for --embeddings / --append)")
 def embed_cmd(
-    input: Path = typer.Argument(..., help="Texts to embed: .csv, .tsv, .jsonl, .parquet, or .txt (one text a line), or a folder of such shards (read in name order)."),
+    input: Optional[Path] = typer.Argument(None, help="Texts to embed: .csv, .tsv, .jsonl, .json (an array of objects), .parquet, or .txt (one text a line), a folder of such shards (read in name order), or a Hugging Face datasets folder (save_to_disk). With --embeddings: the file of ids (and texts) of the vectors, like --ids."),
     pool: str = typer.Option(..., "--pool", "-p", help="Name of the pool to build (a folder under --index-dir)."),
     text_col: str = typer.Option("text", "--text-col", help="Column holding the texts."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Column holding unique ids (default: 'id' if present, else stable ids made from the text)."),
@@ -37,6 +37,11 @@ def embed_cmd(
     precision: Optional[str] = typer.Option(None, "--precision", help="Stored embedding dtype: float32 or float16 (half the disk; default float32, or the existing pool's)."),
     max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Truncate texts to this many tokens (default: the model's own limit)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the encoder (default: the cores available to this process)."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Use vectors made elsewhere instead of embedding texts: an .npy file (rows x dims, float16/32/64; read in blocks, never whole), a Parquet or Arrow file with a column of float lists (--embedding-col), or a folder of such shards. The pool records model 'external'; seed, query, audit, report and export work on it."),
+    ids: Optional[Path] = typer.Option(None, "--ids", help="With --embeddings: a file with one id per vector, in order (.csv/.tsv/.jsonl/.parquet: the --id-col column, default 'id', and --text-col for display texts if present; .txt: one id a line). Default: an 'id' column of the --embeddings table, else row numbers."),
+    embedding_col: Optional[str] = typer.Option(None, "--embedding-col", help="With --embeddings on a Parquet/Arrow file: the column of vectors (default 'embedding', or its only list column)."),
+    normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="With --embeddings: L2-normalise the vectors (default; rows already of unit length are stored as given)."),
+    append: bool = typer.Option(False, "--append", help="Add the rows of INPUT (or --embeddings) that the pool does not have yet: rows whose id (or, with ids made from texts, whose text) is in the pool are skipped, only new texts are embedded, the index is extended (an IVF index keeps its trained quantiser) and recall re-measured; labels, rounds and probes are kept. Resumable."),
 ) -> None:
     """Embed a file of texts into a pool: L2-normalised embeddings, ids, texts and a FAISS index.
 
@@ -60,10 +65,15 @@ def embed_cmd(
             trust_remote_code=trust_remote_code, backend=backend, precision=precision,
             index=index, max_index_memory=max_index_memory, engine=engine, ray_address=ray_address, workers=workers,
             max_seq_length=max_seq_length, threads=threads, on_start=on_start, on_progress=on_progress,
+            embeddings=embeddings, ids=ids, embedding_col=embedding_col, normalize=normalize, append=append,
         )
     finally:
         if "b" in bar:
             bar["b"].close()
+    if append:
+        typer.echo(f"pool {res.pool_path}: {res.n_appended:,} rows appended ({res.n_embedded:,} embedded now, "
+                   f"{res.n_skipped:,} already in the pool), {res.n_rows:,} rows in all; labels and rounds kept; {res.seconds:.1f} s")
+        return res
     if res.skipped:
         checked = "checked with checksums, nothing to repair" if repair else "nothing to do"
         typer.echo(f"pool {res.pool_path} is already built from this input and model ({res.backend}, "
@@ -72,6 +82,10 @@ def embed_cmd(
     if res.repaired:
         typer.echo(f"pool {res.pool_path} repaired: rebuilt {', '.join(res.repaired)} "
                    f"({res.n_embedded:,} texts embedded now); labels and rounds kept")
+        return res
+    if res.source is not None:
+        typer.echo(f"pool {res.pool_path}: {res.n_rows:,} rows of dim {res.dim} from {res.source} (model external, "
+                   f"{res.precision}), {res.seconds:.1f} s")
         return res
     unit = "shard" if res.engine == "ray" else "chunk"
     resumed = f", {res.n_chunks_reused} {unit}(s) reused from an interrupted run" if res.n_chunks_reused else ""

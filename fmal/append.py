@@ -1,0 +1,1 @@
+"""Pools that grow: add rows to a finished pool (placeholder, filled in below)."""
