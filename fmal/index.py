@@ -174,27 +174,26 @@ def build(
     info: dict[str, Any] = {"type": choice.kind, **{k: v for k, v in asdict(choice).items() if k != "kind"},
                             "metric": "inner_product", "ntotal": int(index.ntotal), "dim": int(d),
                             "max_memory": int(max_memory), "search_params": {}}
-    if choice.kind == "flat":
-        info["recall_at_10"] = 1.0
-    else:
-        recall = 0.0
-        truth = recall_truth(X, random_state=random_state)
-        if choice.kind == "hnsw":
-            for ef in (32, 64, 128, 256):
-                faiss.ParameterSpace().set_index_parameter(index, "efSearch", ef)
-                info["search_params"] = {"efSearch": ef}
-                recall = recall_at_k(index, X, truth=truth)
-                if recall >= RECALL_TARGET:
-                    break
-        else:
-            for nprobe in [p for p in _NPROBES if p <= choice.nlist] or [choice.nlist]:
-                faiss.ParameterSpace().set_index_parameter(index, "nprobe", nprobe)
-                info["search_params"] = {"nprobe": nprobe}
-                recall = recall_at_k(index, X, truth=truth)
-                if recall >= RECALL_TARGET:
-                    break
-        info["recall_at_10"] = round(float(recall), 4)
+    info.update(tune(index, X, choice.kind, choice.nlist, random_state=random_state))
     return index, info
+
+
+def tune(index: faiss.Index, X: np.ndarray, kind: str, nlist: int = 0, *, random_state: int = 0) -> dict[str, Any]:
+    """Measure recall@10 on pool rows and raise the search parameter (nprobe, efSearch) until it
+    reaches RECALL_TARGET: the manifest's ``search_params`` and ``recall_at_10``. Run after a
+    build, and after rows are appended to an index (its lists grew)."""
+    if kind == "flat":
+        return {"search_params": {}, "recall_at_10": 1.0}
+    recall, params = 0.0, {}
+    truth = recall_truth(X, random_state=random_state)
+    name, values = ("efSearch", (32, 64, 128, 256)) if kind == "hnsw" else ("nprobe", [p for p in _NPROBES if p <= nlist] or [nlist])
+    for v in values:
+        faiss.ParameterSpace().set_index_parameter(index, name, v)
+        params = {name: v}
+        recall = recall_at_k(index, X, truth=truth)
+        if recall >= RECALL_TARGET:
+            break
+    return {"search_params": params, "recall_at_10": round(float(recall), 4)}
 
 
 def save_index(index: faiss.Index, path: str | os.PathLike[str]) -> None:
