@@ -27,6 +27,7 @@ READ_FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
     ".txt": "txt",
+    ".arrow": "arrow",
 }
 WRITE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 
@@ -119,6 +120,35 @@ def parse_jsonl(
     return out
 
 
+def parse_json_array(path: Path, text: str) -> list[dict]:
+    """The objects of a JSON array (a ``.json`` file holding ``[{...}, {...}]``)."""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}); write an array of objects") from None
+    for i, rec in enumerate(items, start=1):
+        if not isinstance(rec, dict):
+            raise InvalidInputError(f"{path}: item {i}: expected a JSON object, got {type(rec).__name__}; write an array of objects")
+    return items
+
+
+def _read_arrow(path: Path) -> pd.DataFrame:
+    """The scalar columns of an Arrow IPC file or stream (a Hugging Face ``datasets`` shard),
+    memory-mapped: list, struct and binary columns (embeddings, images) are never converted."""
+    import pyarrow as pa
+
+    try:
+        try:
+            table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        except pa.ArrowInvalid:
+            table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InvalidInputError(f"{path}: not a readable Arrow file ({exc})") from None
+    scalar = [f.name for f in table.schema if not pa.types.is_nested(f.type) and not pa.types.is_binary(f.type)
+              and not pa.types.is_large_binary(f.type)]
+    return table.select(scalar).to_pandas()
+
+
 def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
     """Read a file into a DataFrame of strings (no NaN guessing: 'NA' stays a text).
 
@@ -127,6 +157,8 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
     """
     path = Path(path)
     fmt = detect_format(path)
+    if fmt == "arrow":  # memory-mapped, fingerprinted in blocks: never read whole
+        return _read_arrow(path), fmt, file_digest(path)
     data = _read_bytes(path)
     digest = _digest(data)
     if fmt == "parquet":
@@ -140,6 +172,8 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
         lines = text.splitlines()
         return pd.DataFrame({"text": lines}, dtype=object), fmt, digest
     if fmt == "jsonl":
+        if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+            return pd.DataFrame.from_records(parse_json_array(path, text)), fmt, digest
         records = [rec for _, rec in parse_jsonl(path, text)]
         return pd.DataFrame.from_records(records), fmt, digest
     sep = "," if fmt == "csv" else "\t"
@@ -285,7 +319,11 @@ class ShardJoiner:
 def input_files(path: str | os.PathLike[str]) -> list[Path]:
     """The files of an input: the file itself, or the shards of a folder (:func:`shard_files`)."""
     path = Path(path)
-    return shard_files(path) if path.is_dir() else [path]
+    if path.is_dir():
+        from fmal.external import hf_dataset_files  # a Hugging Face datasets folder (save_to_disk)
+
+        return hf_dataset_files(path) or shard_files(path)
+    return [path]
 
 
 def input_identity(files: list[Path], digests: list[str], text_col: str) -> tuple[str, str, str]:
