@@ -127,7 +127,8 @@ def append(
                 for start, b in src.raw_blocks():
                     sel = keep[start : start + len(b)]
                     if sel.any():
-                        yield external.check_block(b[sel], start, src.where_of(start), normalize=normalize)
+                        rows = start + np.nonzero(sel)[0]  # errors name the source row of each kept vector
+                        yield external.check_block(b[sel], 0, lambda r, rows=rows: src.row_name(int(rows[r])), normalize=normalize)
 
             new_vectors = new_blocks()
         else:

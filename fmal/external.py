@@ -111,18 +111,16 @@ class ExternalSource:
     def blocks(self, *, normalize: bool, rows: int | None = None) -> Iterator[np.ndarray]:
         """Checked float32 blocks in row order, L2-normalised when ``normalize``."""
         for start, b in self.raw_blocks(rows):
-            yield check_block(b, start, self.where_of(start), normalize=normalize)
+            yield check_block(b, start, self.row_name, normalize=normalize)
 
-    def where_of(self, row: int) -> Callable[[int], str]:
-        """A function naming the file and row (1-based, within its shard) of a global row."""
-        def name(r: int) -> str:
-            acc = 0
-            for p in self.parts:
-                if r < acc + p.n:
-                    return f"{p.where}: row {r - acc + 1}"
-                acc += p.n
-            return f"{self.path}: row {r + 1}"
-        return name
+    def row_name(self, r: int) -> str:
+        """The file and row (1-based, within its shard) of global row ``r``, for errors."""
+        acc = 0
+        for p in self.parts:
+            if r < acc + p.n:
+                return f"{p.where}: row {r - acc + 1}"
+            acc += p.n
+        return f"{self.path}: row {r + 1}"
 
 
 def _list_digest(values: list[str]) -> str:

@@ -48,6 +48,9 @@ def embed_cmd(
     Identical texts are embedded once. Work is saved chunk by chunk (shard by shard with --engine
     ray): rerun the same command after an interruption to resume; rerunning a finished embed checks
     the pool's files and does nothing, or says what is damaged: add --repair to rebuild it, keeping labels.
+
+    --embeddings FILE builds the pool from vectors made elsewhere (no encoder); --append adds the
+    rows a finished pool lacks, keeping its labels and rounds.
     """
     bar: dict[str, tqdm] = {}
 
