@@ -278,7 +278,9 @@ def _extend_index(path: Path, stage: Path, m: dict[str, Any], n_old: int, n_all:
         idx = faiss.read_index(str(path / store.INDEX))
     except Exception:
         raise CorruptPoolError(f"{path / store.INDEX}: unreadable index; {pool_check.repair_hint(path, m)}") from None
-    X = store.open_embeddings(stage / store.EMBEDDINGS, n_all, dim, dtype)
+    from fmal._matrix import BlockMatrix
+
+    X = BlockMatrix(stage / store.EMBEDDINGS)  # read with pread: the pages read do not stay resident
     for s in range(n_old, n_all, 65536):
         idx.add(np.ascontiguousarray(X[s : min(n_all, s + 65536)], dtype=np.float32))
     if idx.ntotal != n_all:

@@ -592,7 +592,7 @@ def build(
             path, ids=source.ids, texts=source.texts, n_unique=len(set(source.texts)), fill=None, encoder=model,  # type: ignore[arg-type]
             backend=MODEL_NAME, precision=precision, input_info=input_info(source), batch_size=block_rows(source.dim),
             chunk_size=block_rows(source.dim), index_kind=index_kind, max_index_memory=budget, normalized=normalize,
-            model_info=model_info(source, model),
+            model_info=model_info(source, model), read_in_blocks=True,
         )
         return ExternalBuild(path, source.n, written, skipped=False, resumed=resumed, repaired=repaired, backup=start.backup)
 

@@ -468,6 +468,7 @@ def _write_pool(
     blocks: Iterable[np.ndarray] | None = None,
     normalized: bool = True,
     model_info: dict[str, Any] | None = None,
+    read_in_blocks: bool = False,
 ) -> None:
     """Write a finished pool: embeddings (``fill`` writes them, in row order, into the
     [n_rows, dim] array it is given; or ``blocks`` of rows in order are streamed to the file;
@@ -479,7 +480,7 @@ def _write_pool(
     elif fill is not None:
         _write_embeddings(path, len(ids), encoder.dim, precision, fill)
     _write_rows(path, ids, texts)
-    index_info = _write_index(path, len(ids), encoder.dim, precision, index_kind, max_index_memory)
+    index_info = _write_index(path, len(ids), encoder.dim, precision, index_kind, max_index_memory, read_in_blocks)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -536,9 +537,12 @@ def _write_rows(path: Path, ids: list[str], texts: list[str]) -> None:
         pd.DataFrame({"id": ids, "text": texts}).to_parquet(tmp, index=False)
 
 
-def _write_index(path: Path, n: int, dim: int, precision: str, index_kind: str, max_index_memory: int) -> dict[str, Any]:
-    """Build the index over the pool's embeddings file and save it; return its manifest record."""
-    X = open_embeddings(path / EMBEDDINGS, n, dim, precision)
+def _write_index(path: Path, n: int, dim: int, precision: str, index_kind: str, max_index_memory: int,
+                 read_in_blocks: bool = False) -> dict[str, Any]:
+    """Build the index over the pool's embeddings file and save it; return its manifest record.
+    ``read_in_blocks``: read the file with ``pread`` (:class:`BlockMatrix`) even when it would fit
+    the RAM cap, so the pages read do not stay resident (ingesting a file made elsewhere)."""
+    X = BlockMatrix(path / EMBEDDINGS) if read_in_blocks else open_embeddings(path / EMBEDDINGS, n, dim, precision)
     idx, index_info = fmal_index.build(X, index_kind, max_memory=max_index_memory)
     del X
     fmal_index.save_index(idx, path / INDEX)
