@@ -22,7 +22,7 @@ from fmal import frames, human_work, pool_check, store
 from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError
-from fmal.io import ShardList, list_shards, load_texts, read_labels, write_table
+from fmal.io import ShardList, list_shards, load_texts, write_table
 from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
 from fmal.query.stopping import advice as stop_advice
