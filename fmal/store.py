@@ -233,7 +233,7 @@ _FIELDS: tuple[tuple[str | None, str, tuple[type, ...], bool], ...] = (
     ("model", "backend", (str,), False),
     ("input", "path", (str,), True),
     ("input", "format", (str,), True),
-    ("input", "text_col", (str,), True),
+    ("input", "text_col", (str,), False),  # None for a pool of external embeddings without texts
     ("index", "type", (str,), True),
     ("index", "metric", (str,), True),
     ("index", "ntotal", (int,), True),

@@ -26,7 +26,7 @@ def info_cmd(
     typer.echo(f"pool {res.path}")
     typer.echo(f"  rows: {m['n_rows']:,} ({m['n_unique_texts']:,} distinct texts), dim {m['dim']}, stored as {m.get('dtype', 'float32')}")
     typer.echo(f"  model: {model['name']} ({str(model.get('fingerprint'))[:19]}), backend {model.get('backend', 'torch')}")
-    typer.echo(f"  input: {m['input']['path']} ({m['input']['format']}, text column {m['input']['text_col']!r})")
+    typer.echo(f"  input: {m['input']['path']} ({m['input']['format']}, text column {m['input'].get('text_col')!r})")
     params = ", ".join(f"{k}={v}" for k, v in (ix.get("search_params") or {}).items()) or "none"
     typer.echo(f"  index: {ix.get('factory')} ({ix.get('type')}, {ix.get('metric')}), search params: {params}, "
                f"recall@10: {ix.get('recall_at_10', 1.0)}")
