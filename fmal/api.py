@@ -18,11 +18,11 @@ import pandas as pd
 from fmal import encoders as fmal_encoders
 from fmal import index as fmal_index
 from fmal.engines import ENGINES
-from fmal import human_work, pool_check, store
+from fmal import frames, human_work, pool_check, store
 from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive, check_seed
-from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, PoolExistsError
-from fmal.io import ShardList, list_shards, load_texts, read_labels, write_table
+from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError
+from fmal.io import ShardList, list_shards, load_texts, write_table
 from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
 from fmal.query.stopping import advice as stop_advice
 from fmal.seed import SEED_STRATEGIES
@@ -66,10 +66,17 @@ class EmbedResult:
     labels_kept: int = 0  # --overwrite --keep-labels: labeled ids still in the new input
     labels_dropped: int = 0  # --overwrite --keep-labels --drop-labels: labeled ids gone from it (backed up)
     backup: Path | None = None  # where --overwrite put the session's files it did not keep
+    source: str | None = None  # --embeddings: where the vectors came from (model "external")
+    n_appended: int = 0  # --append: rows added to the pool
+    n_skipped: int = 0  # --append: input rows already in the pool (same id, or same text with generated ids)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row: this result's fields."""
+        return frames.one_row(self)
 
 
 def embed(
-    input: PathLike,
+    input: PathLike | frames.TextsLike | None,
     pool: str,
     *,
     index_dir: PathLike | None = None,
@@ -94,6 +101,12 @@ def embed(
     workers: int | None = None,
     on_start: Callable[[int | None], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    embeddings: Any = None,
+    ids: Any = None,
+    texts: Any = None,
+    embedding_col: str | None = None,
+    normalize: bool = True,
+    append: bool = False,
 ) -> EmbedResult:
     """Read ``input``, embed its texts (each distinct text once) and write the pool folder.
 
@@ -116,8 +129,26 @@ def embed(
     if a labeled id is not in the new input, unless ``drop_labels`` too: those labels are removed
     after a backup) or ``drop_labels`` alone (labels, rounds and probes move to
     ``backup-<time>/`` in the pool folder). Nothing a person made is deleted.
+
+    ``embeddings``: vectors made elsewhere (an array, or an .npy / Parquet / Arrow file or folder:
+    :mod:`fmal.external`) instead of texts to embed; ``ids`` (a list or a file; ``input`` may be
+    that file) and ``texts`` (shown in exports) give one per row, ``embedding_col`` / ``id_col`` /
+    ``text_col`` name their columns in a table file. Normalised unless ``normalize=False``.
+
+    ``append``: add the rows of ``input`` (or ``embeddings``) that the pool lacks to the finished
+    pool ``pool``, keeping every label, round and probe (:mod:`fmal.append`).
     """
     t0 = time.perf_counter()
+    if embeddings is not None or append:
+        return _embed_more(input, pool, t0, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
+                           batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite, repair=repair,
+                           keep_labels=keep_labels, drop_labels=drop_labels, trust_remote_code=trust_remote_code,
+                           backend=backend, precision=precision, max_seq_length=max_seq_length, threads=threads,
+                           index=index, max_index_memory=max_index_memory, on_start=on_start, on_progress=on_progress,
+                           embeddings=embeddings, ids=ids, texts=texts, embedding_col=embedding_col, normalize=normalize,
+                           append=append)
+    if input is None:
+        raise InvalidInputError("input: give the texts to embed (a file, folder, DataFrame or list), or embeddings=")
     if repair and overwrite:
         raise InvalidInputError("--repair keeps the pool and rebuilds its damaged files, --overwrite rebuilds it all: pass one")
     if (keep_labels or drop_labels) and not overwrite:
@@ -133,20 +164,26 @@ def embed(
     if engine not in ENGINES:
         raise InvalidInputError(f"engine must be one of [{', '.join(ENGINES)}], got {engine!r}")
     path = store.pool_path(pool, index_dir)
+    if not overwrite:
+        _refuse_texts_into_external(path)
     if overwrite:
         human_work.refuse_overwrite(path, labels_policy)  # before any heavy work
     if repair and engine == "ray":
         log.info("--repair reads and embeds the input in this process (the local engine)")
         engine = "local"
+    if engine == "ray" and not frames.is_path(input):
+        log.info("data given in memory is embedded in this process (the local engine)")
+        engine = "local"
     # the Ray engine reads the input on its workers: here it is only listed and fingerprinted
-    source = list_shards(input, text_col=text_col, id_col=id_col) if engine == "ray" else load_texts(input, text_col=text_col, id_col=id_col)
+    source = (list_shards(input, text_col=text_col, id_col=id_col) if engine == "ray"
+              else frames.texts_table(input, "input", text_col=text_col, id_col=id_col))
     n_shards = len(source.files) if isinstance(source, ShardList) else 0
     if not isinstance(source, ShardList):
         fmal_index.check_trainable(len(source), index)  # before loading the model: an index that cannot be built
     kept, vanished = _labels_kept(path, input, source, text_col, id_col) if keep_labels else (0, set())
     if vanished and not drop_labels:
         raise PoolExistsError(
-            f"{path}: {len(vanished)} labeled id(s) are not in {input} (e.g. {sorted(vanished)[0]!r}) and --keep-labels "
+            f"{path}: {len(vanished)} labeled id(s) are not in {frames.describe(input, 'input')} (e.g. {sorted(vanished)[0]!r}) and --keep-labels "
             "would lose them; fix the input, or add --drop-labels to move those labels to a backup in the pool folder"
         )
     name, folder = fmal_encoders.resolve_model(model)
@@ -200,6 +237,77 @@ def embed(
     )
 
 
+def _refuse_texts_into_external(path: Path) -> None:
+    """A pool of embeddings made elsewhere has no encoder: texts cannot be embedded into it."""
+    from fmal import external
+
+    try:
+        m = store.read_manifest(path)
+    except CorruptPoolError:
+        return
+    if external.is_external(m):
+        src = (m.get("model") or {}).get("source")
+        raise ModelMismatchError(
+            f"{path}: pool holds embeddings made outside fmal ({src}); fmal has no encoder for it: add vectors with "
+            f"fmal embed --embeddings FILE --ids FILE --pool {path.name} --append, or rebuild it with --overwrite"
+        )
+
+
+def _embed_more(input: Any, pool: str, t0: float, *, index_dir: PathLike | None, text_col: str, id_col: str | None,
+                overwrite: bool, repair: bool, keep_labels: bool, drop_labels: bool, precision: str | None, index: str,
+                max_index_memory: str | int | None, on_start: Callable[[int | None], None] | None,
+                on_progress: Callable[[int], None] | None, embeddings: Any, ids: Any, texts: Any,
+                embedding_col: str | None, normalize: bool, append: bool, **encoder_kwargs: Any) -> EmbedResult:
+    """``embed`` with vectors made elsewhere (``embeddings``) and/or onto a finished pool (``append``)."""
+    from fmal import append as fmal_append
+    from fmal import external
+
+    if (keep_labels or drop_labels) and not overwrite:
+        raise InvalidInputError("--keep-labels and --drop-labels say what --overwrite does with the labels: pass --overwrite too")
+    if append and (overwrite or repair):
+        raise InvalidInputError("--append adds rows to the pool as it is: leave out --overwrite and --repair")
+    if precision is not None:
+        store.check_precision(precision)
+    fmal_index.choose_index(1, 1, index, fmal_index.parse_memory(max_index_memory))  # validate early
+    path = store.pool_path(pool, index_dir)
+    if overwrite:
+        human_work.refuse_overwrite(path, "keep" if keep_labels else "drop" if drop_labels else None)
+    if embeddings is not None and input is not None and ids is not None:
+        raise InvalidInputError("give the ids once: as --ids FILE (ids=) or as the INPUT file, not both")
+    if append:
+        return fmal_append.append(input, path, t0, text_col=text_col, id_col=id_col, embeddings=embeddings,
+                                  ids=ids if ids is not None else input if embeddings is not None else None, texts=texts,
+                                  embedding_col=embedding_col, normalize=normalize, on_start=on_start,
+                                  on_progress=on_progress, **encoder_kwargs)
+    src = external.open_source(embeddings, ids=ids if ids is not None else input, texts=texts, id_col=id_col,
+                               text_col=text_col, embedding_col=embedding_col)
+    if keep_labels and (gone := human_work.labeled_ids(path) - set(src.ids)) and not drop_labels:
+        raise PoolExistsError(
+            f"{path}: {len(gone)} labeled id(s) are not in {src.path} (e.g. {sorted(gone)[0]!r}) and --keep-labels "
+            "would lose them; fix the ids, or add --drop-labels to move those labels to a backup in the pool folder"
+        )
+    backup = human_work.drop_vanished(path, human_work.labeled_ids(path) - set(src.ids)) if keep_labels and drop_labels else None
+    started = False
+
+    def progress(done: int) -> None:  # the bar starts once the first block passed its checks
+        nonlocal started
+        if not started and on_start:
+            on_start(src.n)
+        started = True
+        if on_progress:
+            on_progress(done)
+
+    res = external.build(src, path, normalize=normalize, precision=precision or "float32", index_kind=index,
+                         max_index_memory=max_index_memory, overwrite=overwrite,
+                         labels="keep" if keep_labels else "drop" if drop_labels else None, repair=repair,
+                         on_progress=progress)
+    m = store.read_manifest(path) or {}
+    return EmbedResult(path, res.n_rows, int(m.get("n_unique_texts", res.n_rows)), res.n_written, int(res.resumed), res.skipped,
+                       time.perf_counter() - t0, external.MODEL_NAME, src.dim, external.MODEL_NAME,
+                       str(m.get("dtype", precision or "float32")), None, None, "local", 0, res.repaired,
+                       len(human_work.labeled_ids(path)) if keep_labels else 0, 0, backup or res.backup, str(src.path))
+
+
 def _labels_kept(path: Path, input: PathLike, source: Any, text_col: str, id_col: str | None) -> tuple[int, set[str]]:
     """For --overwrite --keep-labels: (labeled ids still in the new input, labeled ids gone from it).
     The Ray engine's input is read here for its ids."""
@@ -250,13 +358,29 @@ class Selection:
     def ids(self) -> list[str]:
         return self.picks["id"].tolist()
 
+    @property
+    def stop(self) -> dict[str, Any]:
+        """The stopping signal of a query round (advice, agreement, kappa, compared_with_round); {} for seeds."""
+        return {k[len("stop_"):]: v for k, v in self.info.items() if k.startswith("stop_")}
 
-def _read_labels_file(pool: store.Pool, labels: PathLike | None) -> dict[str, str] | None:
-    """Read a labels file (if any) and check its ids belong to the pool (before taking the lock)."""
+    def to_frame(self) -> pd.DataFrame:
+        """The picks, one row each, with every column (a copy)."""
+        return self.picks.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The round as plain values (``fmal seed/query --json``): its fields, the picks, ``stop``."""
+        return {"round": self.round, "kind": self.kind, "strategy": self.strategy, "reused": self.reused,
+                "output": str(self.output), "n_picks": len(self.picks), "ids": self.ids, "picks": self.picks,
+                "info": self.info, "stop": self.stop or None}
+
+
+def _read_labels_file(pool: store.Pool, labels: PathLike | frames.LabelsLike | None) -> dict[str, str] | None:
+    """Read labels (a file, a DataFrame, a dict, ...: :func:`fmal.frames.labels_mapping`), if any,
+    and check their ids belong to the pool (before taking the lock)."""
     if labels is None:
         return None
-    new = read_labels(labels)
-    pool.rows_of(list(new), source=str(labels))
+    new = frames.labels_mapping(labels, "labels")
+    pool.rows_of(list(new), source=frames.describe(labels, "labels"))
     return new
 
 
@@ -264,7 +388,7 @@ def _labels_into_session(session: Session, new: dict[str, str] | None, labels: P
     """Merge a labels file's labels into the session's open transaction (committed with the round)."""
     if new is None:
         return session.labels, {}
-    merge = session.add_labels(new, source=str(labels))
+    merge = session.add_labels(new, source=frames.describe(labels, "labels"))
     return session.labels, {"labels_added": merge.added, "labels_changed": merge.changed, "labels_in_file": len(new)}
 
 
@@ -327,7 +451,7 @@ def seed(
     strategy: str = DEFAULT_SEED_STRATEGY,
     *,
     index_dir: PathLike | None = None,
-    labels: PathLike | None = None,
+    labels: PathLike | frames.LabelsLike | None = None,
     output: PathLike | None = None,
     random_state: int = 0,
     classes: str | list[str] | None = None,
@@ -412,7 +536,7 @@ def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe, n_labels:
 
 def query(
     pool: str | PathLike,
-    labels: PathLike | None,
+    labels: PathLike | frames.LabelsLike | None,
     budget: int,
     strategy: str = DEFAULT_QUERY_STRATEGY,
     *,
@@ -511,6 +635,10 @@ class UndoResult:
     n_picks: int
     removed_files: list[Path]
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row: this result's fields."""
+        return frames.one_row(self)
+
 
 def undo(pool: str | PathLike, *, index_dir: PathLike | None = None) -> UndoResult:
     """Remove the last round from the session in one transaction: its picks are no longer queued,
@@ -538,15 +666,18 @@ class PoolStatus:
     rounds: pd.DataFrame
     advice: str | None = None  # the last query round's stopping recommendation
 
+    def to_frame(self) -> pd.DataFrame:
+        """The rounds, one row each (a copy)."""
+        return self.rounds.copy()
+
 
 def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolStatus:
     """Describe a pool and its session: rows, model, index, labels and rounds so far (each round's
     labels per class, probe C and cross-validated accuracy, and the stopping signal for query rounds)."""
-    from fmal.describe import last_advice, round_rows
+    from fmal.describe import status_rows
 
-    p = store.open_pool(pool, index_dir)
-    s = Session(p.path)
-    return PoolStatus(p.path, p.manifest, len(s.labels), pd.DataFrame(round_rows(s.rounds)), last_advice(s.rounds))
+    st = status_rows(pool, index_dir=index_dir)
+    return PoolStatus(st.path, st.manifest, st.n_labels, pd.DataFrame(st.rounds), st.advice)
 
 
 # ----------------------------------------------------------------------------- the annotation loop
@@ -556,6 +687,7 @@ from fmal.audit import DEFAULT_FOLDS, LabelAudit, audit_info, audit_labels  # no
 from fmal.report import DEFAULT_CLUSTERS, DEFAULT_RARE_RATIO, BiasReport, class_balance, rounds_balance, unlabeled_clusters  # noqa: E402
 from fmal.report import write as write_report  # noqa: E402
 from fmal.export import FORMATS, Answer, Disagreement  # noqa: E402
+from fmal.export.base import Answers  # noqa: E402
 from fmal.seed.clustering import kmeans as fmal_seed_kmeans  # noqa: E402
 from fmal.session import LabelConflict  # noqa: E402
 
@@ -626,6 +758,10 @@ class ExportResult:
     classes: list[str]
     declared: bool = False  # the classes are the pool's declared label set
     warning: str | None = None  # e.g. a seed round exported with no classes known
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row: this result's fields."""
+        return frames.one_row(self)
 
 
 def export(
@@ -705,6 +841,17 @@ class ImportResult:
     annotator_answers: dict[str, int] = field(default_factory=dict)  # annotator -> answers in the file
     detected: bool = False  # the format was read from the content (no --format)
 
+    def to_frame(self) -> pd.DataFrame:
+        """One row per answer that was not simply added: conflicts, disagreements in the file,
+        unknown ids and skipped records (columns kind, id, stored, incoming, resolution, where, why)."""
+        rows = [{"kind": "conflict", "id": c.id, "stored": c.stored, "incoming": c.incoming, "resolution": c.resolution}
+                for c in self.conflicts]
+        rows += [{"kind": "disagreement", "id": d.id, "incoming": ", ".join(a.label for a in d.answers), "resolution": d.chosen}
+                 for d in self.disagreements]
+        rows += [{"kind": "unknown", "id": a.id, "incoming": a.label, "where": a.where} for a in self.unknown]
+        rows += [{"kind": "skipped", "where": w, "why": why} for w, why in self.skipped]
+        return pd.DataFrame(rows, columns=["kind", "id", "stored", "incoming", "resolution", "where", "why"])
+
 
 def _no_usable_answer(path: Path, fmt: str, got: Any, detected: bool) -> LabelsError:
     """The one-line error for a file whose records hold no answer fmal can use."""
@@ -724,7 +871,7 @@ def _no_usable_answer(path: Path, fmt: str, got: Any, detected: bool) -> LabelsE
 
 
 def import_labels(
-    file: PathLike,
+    file: PathLike | frames.LabelsLike,
     pool: str | PathLike,
     format: str | None = None,
     *,
@@ -749,6 +896,8 @@ def import_labels(
     ``control``: the Label Studio choices control to read (default ``label``, else the only one).
     Importing the same file again changes no label. The file is read before the pool's write lock
     is taken; the merge is one transaction.
+    ``file`` may also be the answers themselves (a DataFrame with id and label columns, a dict, a
+    Series, (id, label) pairs: :mod:`fmal.frames`; ``format`` and ``control`` are then not used).
     """
     from fmal.export import consensus
     from fmal.export import labelstudio as ls_format
@@ -758,14 +907,19 @@ def import_labels(
         raise InvalidInputError(f"--on-conflict must be one of {', '.join(consensus.POLICIES)}, got {on_conflict!r}")
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
-    path = Path(file)
-    detected = format is None
-    fmt = FORMATS.get(detect(path) if format is None else format)
-    if control is not None and fmt.name != "label-studio":
-        raise InvalidInputError(f"--control names a Label Studio control; the file is read as {fmt.name}")
-    got = ls_format.read(path, control) if fmt.name == "label-studio" else fmt.read(path)
-    if got.n_records and not got.answers:
-        raise _no_usable_answer(path, fmt.name, got, detected)
+    if frames.is_path(file):
+        path = Path(file)
+        detected = format is None
+        fmt = FORMATS.get(detect(path) if format is None else format)
+        if control is not None and fmt.name != "label-studio":
+            raise InvalidInputError(f"--control names a Label Studio control; the file is read as {fmt.name}")
+        got = ls_format.read(path, control) if fmt.name == "label-studio" else fmt.read(path)
+        if got.n_records and not got.answers:
+            raise _no_usable_answer(path, fmt.name, got, detected)
+    else:  # the answers themselves: an id,label table in memory
+        path, detected = Path(frames.describe(file, "file")), False
+        fmt = FORMATS.get("csv")
+        got = Answers([Answer(i, lab, f"row {r}") for r, i, lab in frames.label_answers(file, "file")], [], len(file))
     in_pool = set(p.in_pool([a.id for a in got.answers]))
     unknown = tuple(a for a in got.answers if a.id not in in_pool)
     if got.answers and len(unknown) == len(got.answers):
@@ -773,7 +927,7 @@ def import_labels(
         raise LabelsError(f"{path}: none of the {len(unknown)} answered ids are in pool {p.name!r} ({shown}); check the file belongs to this pool")
     if classes is not None:
         _declare(session, classes)
-    source = f"{fmt.name}:{path.name}"
+    source = f"{fmt.name}:{path.name}" if frames.is_path(file) else str(path)
     res = _resolve_answers(p, session, [a for a in got.answers if a.id in in_pool], on_conflict, str(path))
     merge = session.add_labels(res.labels, source=source, on_conflict=consensus.merge_policy(on_conflict),
                                annotators=res.annotators, votes=res.votes)
@@ -802,6 +956,10 @@ class AuditResult:
     output: Path | None
     format: str | None
     info: dict[str, Any]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Every audited label, most suspicious first (a copy of ``audit.table``)."""
+        return self.audit.table.copy()
 
 
 def _stored_labels(p: store.Pool, session: Session) -> tuple[list[str], np.ndarray, list[str]]:

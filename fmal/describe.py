@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fmal import human_work, pool_check, store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PathLike = str | os.PathLike[str]
 
@@ -38,6 +41,27 @@ def last_advice(rounds: list[dict[str, Any]]) -> str | None:
 
 
 @dataclass(frozen=True)
+class StatusRows:
+    """``fmal status``'s result without pandas: fmal.api.PoolStatus field for field, the rounds as
+    :func:`round_rows` (so ``fmal status --json`` prints the same document)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    n_labels: int
+    rounds: list[dict[str, Any]]
+    advice: str | None = None
+
+
+def status_rows(pool: str | PathLike, *, index_dir: PathLike | None = None) -> StatusRows:
+    """A pool's manifest, label count and rounds: the manifest, the files' headers and the labels store."""
+    from fmal.session import Session
+
+    p = store.open_pool(pool, index_dir)  # no ids, texts or embeddings read
+    s = Session(p.path)
+    return StatusRows(p.path, p.manifest, len(s.labels), round_rows(s.rounds), last_advice(s.rounds))
+
+
+@dataclass(frozen=True)
 class PoolInfo:
     """What a pool is: its manifest, the size of each of its files on disk, what is wrong with
     them (empty when nothing) and how many labels and rounds it holds."""
@@ -48,6 +72,12 @@ class PoolInfo:
     problems: tuple[str, ...] = ()
     repair_hint: str = ""
     human_work: int = 0
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per file of the pool folder: name, bytes."""
+        import pandas as pd
+
+        return pd.DataFrame({"file": list(self.file_bytes), "bytes": list(self.file_bytes.values())})
 
 
 def info(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolInfo:

@@ -29,6 +29,7 @@ READ_FORMATS = {
     ".parquet": "parquet",
     ".pq": "parquet",
     ".txt": "txt",
+    ".arrow": "arrow",
 }
 WRITE_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 
@@ -136,6 +137,35 @@ def parse_jsonl(
     return out
 
 
+def parse_json_array(path: Path, text: str) -> list[dict]:
+    """The objects of a JSON array (a ``.json`` file holding ``[{...}, {...}]``)."""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg}); write an array of objects") from None
+    for i, rec in enumerate(items, start=1):
+        if not isinstance(rec, dict):
+            raise InvalidInputError(f"{path}: item {i}: expected a JSON object, got {type(rec).__name__}; write an array of objects")
+    return items
+
+
+def _read_arrow(path: Path) -> pd.DataFrame:
+    """The scalar columns of an Arrow IPC file or stream (a Hugging Face ``datasets`` shard),
+    memory-mapped: list, struct and binary columns (embeddings, images) are never converted."""
+    import pyarrow as pa
+
+    try:
+        try:
+            table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+        except pa.ArrowInvalid:
+            table = pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise InvalidInputError(f"{path}: not a readable Arrow file ({exc})") from None
+    scalar = [f.name for f in table.schema if not pa.types.is_nested(f.type) and not pa.types.is_binary(f.type)
+              and not pa.types.is_large_binary(f.type)]
+    return table.select(scalar).to_pandas()
+
+
 def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
     """Read a file into a DataFrame of strings (no NaN guessing: 'NA' stays a text).
 
@@ -145,6 +175,8 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
     path = Path(path)
     _check_file(path)  # a folder or a missing file says so, whatever its name
     fmt = detect_format(path)
+    if fmt == "arrow":  # memory-mapped, fingerprinted in blocks: never read whole
+        return _read_arrow(path), fmt, file_digest(path)
     data = _read_bytes(path)
     digest = _digest(data)
     if fmt == "parquet":
@@ -158,6 +190,8 @@ def read_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, str, str]:
         lines = text.splitlines()
         return pd.DataFrame({"text": lines}, dtype=object), fmt, digest
     if fmt == "jsonl":
+        if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+            return pd.DataFrame.from_records(parse_json_array(path, text)), fmt, digest
         records = [rec for _, rec in parse_jsonl(path, text)]
         return pd.DataFrame.from_records(records), fmt, digest
     sep = "," if fmt == "csv" else "\t"
@@ -296,7 +330,11 @@ class ShardJoiner:
 def input_files(path: str | os.PathLike[str]) -> list[Path]:
     """The files of an input: the file itself, or the shards of a folder (:func:`shard_files`)."""
     path = Path(path)
-    return shard_files(path) if path.is_dir() else [path]
+    if path.is_dir():
+        from fmal.external import hf_dataset_files  # a Hugging Face datasets folder (save_to_disk)
+
+        return hf_dataset_files(path) or shard_files(path)
+    return [path]
 
 
 def input_identity(files: list[Path], digests: list[str], text_col: str) -> tuple[str, str, str]:
@@ -370,24 +408,37 @@ def read_labels(
         frame, _, _ = read_table(path)
     except InvalidInputError as exc:
         raise LabelsError(str(exc)) from None
+    return labels_dict(label_rows(frame, path, id_col=id_col, label_col=label_col), path)
+
+
+def label_rows(frame: pd.DataFrame, where: object, *, id_col: str = "id", label_col: str = "label") -> list[tuple[int, str, str]]:
+    """(row number from 1, id, label) of each row of ``frame`` with a label (``where`` names it
+    in errors: a file, or a parameter); blank labels are skipped, a blank id is an error."""
     for col, opt in ((id_col, "an 'id' column"), (label_col, "a 'label' column")):
         if col not in frame.columns:
-            raise LabelsError(f"{path}: no column {col!r} (columns: {columns_of(frame)}); a labels file needs {opt}")
-    out: dict[str, str] = {}
-    where: dict[str, int] = {}
+            raise LabelsError(f"{where}: no column {col!r} (columns: {columns_of(frame)}); a labels file needs {opt}")
+    out = []
     for i, (raw_id, raw_lab) in enumerate(zip(frame[id_col].tolist(), frame[label_col].tolist()), start=1):
-        rid = check_id(raw_id, f"{path}: row {i}", id_col, error=LabelsError)
+        rid = check_id(raw_id, f"{where}: row {i}", id_col, error=LabelsError)
         if rid is None:
-            raise LabelsError(f"{path}: row {i}: empty id; every labeled row needs the id of a pool row")
-        lab = check_label(raw_lab, f"{path}: row {i}", label_col)
-        if lab is None:
-            continue
+            raise LabelsError(f"{where}: row {i}: empty id; every labeled row needs the id of a pool row")
+        lab = check_label(raw_lab, f"{where}: row {i}", label_col)
+        if lab is not None:
+            out.append((i, rid, lab))
+    return out
+
+
+def labels_dict(rows: list[tuple[int, str, str]], where: object) -> dict[str, str]:
+    """{id: label} of :func:`label_rows`; an id given two different labels is an error."""
+    out: dict[str, str] = {}
+    first: dict[str, int] = {}
+    for i, rid, lab in rows:
         if rid in out and out[rid] != lab:
             raise LabelsError(
-                f"{path}: rows {where[rid]} and {i}: id {show(rid)} has two labels ({show(out[rid])}, {show(lab)}); keep one"
+                f"{where}: rows {first[rid]} and {i}: id {show(rid)} has two labels ({show(out[rid])}, {show(lab)}); keep one"
             )
         out[rid] = lab
-        where.setdefault(rid, i)
+        first.setdefault(rid, i)
     return out
 
 

@@ -294,6 +294,10 @@ def repair_hint(path: Path, m: dict[str, Any] | None = None) -> str:
 
     inp = str((m or {}).get("input", {}).get("path") or "INPUT")
     model = (m or {}).get("model", {}).get("name")
+    if model == "external":  # embeddings made elsewhere: rebuilt from their source, no encoder
+        src = (m or {}).get("model", {})
+        ids = f" --ids {src['ids_source']}" if src.get("ids_source") else ""
+        return f"repair it with: fmal embed --embeddings {src.get('source') or 'FILE'}{ids} --pool {path} --repair (labels and rounds are kept)"
     flag = f" --model {model}" if model and model != DEFAULT_MODEL else ""
     return f"repair it with: fmal embed {inp} --pool {path}{flag} --repair (labels and rounds are kept)"
 

@@ -41,6 +41,10 @@ class BiasReport:
     markdown: str = ""
     paths: dict[str, Path] = field(default_factory=dict)
 
+    def to_frame(self) -> pd.DataFrame:
+        """The class balance, one row per class (a copy)."""
+        return self.balance.copy()
+
 
 def class_balance(labels: list[str], predicted: np.ndarray, rare_ratio: float = DEFAULT_RARE_RATIO) -> tuple[pd.DataFrame, list[str]]:
     """Labeled vs predicted counts and shares per class, and a warning per under-labeled class."""

@@ -32,7 +32,7 @@ from fmal import store
 from fmal._atomic import atomic_path, write_json, write_text
 from fmal._validation import SEED_MAX, check_label, check_positive, check_seed
 from fmal.exceptions import FmalError, InvalidInputError, LabelsError, PoolExhaustedError
-from fmal.io import load_texts, write_table
+from fmal.io import write_table
 from fmal._defaults import DEFAULT_C
 from fmal.query import QUERY_STRATEGIES, QueryContext
 from fmal.seed import SEED_STRATEGIES
@@ -622,7 +622,7 @@ def _split(
 
 
 def simulate(
-    data: PathLike,
+    data: Any,
     *,
     label_col: str = "label",
     text_col: str = "text",
@@ -657,8 +657,11 @@ def simulate(
     from fmal.api import embed  # late: fmal.api re-exports this module's simulate
 
     random_state = check_seed(random_state)
-    data = Path(data)
-    table = load_texts(data, text_col=text_col, id_col=id_col)
+    from fmal import frames
+
+    source = data  # a path, or the data itself (a DataFrame, a dict {id: text}, ...: fmal.frames)
+    table = frames.texts_table(source, "data", text_col=text_col, id_col=id_col)
+    data = table.path if frames.is_path(source) else Path(frames.describe(source, "data"))
     frame = table.frame
     if label_col not in frame.columns:
         cols = ", ".join(map(str, frame.columns))
@@ -681,8 +684,8 @@ def simulate(
         is_test_all = np.zeros(len(frame), dtype=bool)
         is_test_all[lab_idx[mask]] = True
 
-    pool_name = pool or default_pool_name(data)
-    emb = embed(data, pool_name, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
+    pool_name = pool or (default_pool_name(data) if frames.is_path(source) else f"data-{table.fingerprint.split(':')[-1][:12]}")
+    emb = embed(source, pool_name, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
                 on_start=on_embed_start, on_progress=on_embed_progress)
     p = store.open_pool(emb.pool_path)
     rows = p.rows_of(table.ids, source=str(data))

@@ -30,9 +30,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -475,7 +476,7 @@ def _start_build(
     for name in (EMBEDDINGS, ROWS, INDEX, MANIFEST):
         for stale in path.glob(f".{name}.*.tmp"):
             stale.unlink(missing_ok=True)
-    if not overwrite and isinstance(source, TextTable) and (gone := human_work.labeled_ids(path) - set(source.ids)):
+    if not overwrite and not isinstance(source, ShardList) and (gone := human_work.labeled_ids(path) - set(source.ids)):
         # no finished pool (an unreadable manifest, or one deleted) but labels: they must fit this input
         raise PoolExistsError(
             f"{path}: {len(gone)} labeled id(s) are not in {source.path} (e.g. {sorted(gone)[0]!r}); "
@@ -509,7 +510,7 @@ def _write_pool(
     ids: list[str],
     texts: list[str],
     n_unique: int,
-    fill: Callable[[np.ndarray], None],
+    fill: Callable[[np.ndarray], None] | None,
     encoder: Encoder,
     backend: str,
     precision: str,
@@ -518,13 +519,22 @@ def _write_pool(
     chunk_size: int,
     index_kind: str,
     max_index_memory: int,
+    blocks: Iterable[np.ndarray] | None = None,
+    normalized: bool = True,
+    model_info: dict[str, Any] | None = None,
+    read_in_blocks: bool = False,
 ) -> None:
     """Write a finished pool: embeddings (``fill`` writes them, in row order, into the
-    [n_rows, dim] array it is given), rows, index, then the manifest; drop ``.partial``.
-    Every engine ends here, so every pool has the same format."""
-    _write_embeddings(path, len(ids), encoder.dim, precision, fill)
+    [n_rows, dim] array it is given; or ``blocks`` of rows in order are streamed to the file;
+    neither: the embeddings file is already written), rows, index, then the manifest; drop
+    ``.partial``. Every engine, and embeddings made elsewhere (:mod:`fmal.external`), end here,
+    so every pool has the same format."""
+    if blocks is not None:
+        _write_embeddings_stream(path, len(ids), encoder.dim, precision, blocks)
+    elif fill is not None:
+        _write_embeddings(path, len(ids), encoder.dim, precision, fill)
     _write_rows(path, ids, texts)
-    index_info = _write_index(path, len(ids), encoder.dim, precision, index_kind, max_index_memory)
+    index_info = _write_index(path, len(ids), encoder.dim, precision, index_kind, max_index_memory, read_in_blocks)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -533,8 +543,8 @@ def _write_pool(
         "n_unique_texts": n_unique,
         "dim": encoder.dim,
         "dtype": precision,
-        "normalized": True,
-        "model": {
+        "normalized": normalized,
+        "model": model_info or {
             "name": encoder.name,
             "fingerprint": encoder.fingerprint,
             "max_seq_length": getattr(encoder, "max_seq_length", None),
@@ -558,14 +568,35 @@ def _write_embeddings(path: Path, n: int, dim: int, precision: str, fill: Callab
         del X
 
 
+def _write_embeddings_stream(path: Path, n: int, dim: int, precision: str, blocks: Iterable[np.ndarray]) -> None:
+    """Write the embeddings file from ``blocks`` of rows in order, with plain writes: only one
+    block is ever in memory (a memory map would keep every page written resident)."""
+    dtype = np.dtype(precision)
+    with atomic_path(path / EMBEDDINGS) as tmp:
+        with open(tmp, "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                                                      "shape": (n, dim)})
+            done = 0
+            for b in blocks:
+                fh.write(np.ascontiguousarray(b, dtype=dtype).tobytes())
+                done += len(b)
+            if done != n:
+                raise CorruptPoolError(f"{path / EMBEDDINGS}: {done} rows written, {n} expected")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
 def _write_rows(path: Path, ids: list[str], texts: list[str]) -> None:
     with atomic_path(path / ROWS) as tmp:
         pd.DataFrame({"id": ids, "text": texts}).to_parquet(tmp, index=False)
 
 
-def _write_index(path: Path, n: int, dim: int, precision: str, index_kind: str, max_index_memory: int) -> dict[str, Any]:
-    """Build the index over the pool's embeddings file and save it; return its manifest record."""
-    X = open_embeddings(path / EMBEDDINGS, n, dim, precision)
+def _write_index(path: Path, n: int, dim: int, precision: str, index_kind: str, max_index_memory: int,
+                 read_in_blocks: bool = False) -> dict[str, Any]:
+    """Build the index over the pool's embeddings file and save it; return its manifest record.
+    ``read_in_blocks``: read the file with ``pread`` (:class:`BlockMatrix`) even when it would fit
+    the RAM cap, so the pages read do not stay resident (ingesting a file made elsewhere)."""
+    X = BlockMatrix(path / EMBEDDINGS) if read_in_blocks else open_embeddings(path / EMBEDDINGS, n, dim, precision)
     idx, index_info = fmal_index.build(X, index_kind, max_memory=max_index_memory)
     del X
     fmal_index.save_index(idx, path / INDEX)

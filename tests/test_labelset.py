@@ -11,7 +11,6 @@ import json
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import clustered, vector_pool
 
@@ -310,7 +309,7 @@ def test_majority_vote_keeps_every_answer_and_reports_ties(pool, tmp_path):
     votes = ans[ans["outcome"] == "vote"]
     assert len(votes) == 36 and set(votes["annotator"]) == {"a", "b", "c"}
     tie = tmp_path / "tie.csv"
-    tie.write_text(f"id,label,annotator\nr20,ham,a\nr20,spam,b\nr21,ham,a\n")
+    tie.write_text("id,label,annotator\nr20,ham,a\nr20,spam,b\nr21,ham,a\n")
     t = api.import_labels(tie, "p", index_dir=index_dir, on_conflict="majority")
     assert [d.id for d in t.ties] == ["r20"] and "r20" not in Session(index_dir / "p").labels and t.added == 1
 

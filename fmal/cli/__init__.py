@@ -14,6 +14,7 @@ about the cost of importing typer; tests/test_cli.py checks that none of them is
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import sys
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import typer
 import typer.core
 
 from fmal._version import __version__
+from fmal.cli import _json
 from fmal.exceptions import FmalError
 
 # typer >= 0.22 carries its own copy of click; its commands raise that copy's exceptions
@@ -104,16 +106,48 @@ class _LazyHelpCommand(typer.core.TyperCommand):
 
 
 def command(
-    *args: Any, lazy_help: dict[str, Callable[[], str]] | None = None, **kwargs: Any
+    *args: Any,
+    lazy_help: dict[str, Callable[[], str]] | None = None,
+    json_result: str = "the command's result",
+    **kwargs: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``app.command`` that turns FmalError into a one-line message and a non-zero exit code.
-    ``lazy_help``: option name -> a function giving its help, called only for this command's --help
-    (so that building ``fmal --help`` imports no registry)."""
+    """``app.command`` that turns FmalError into a one-line message and a non-zero exit code
+    (:func:`guarded`), and adds ``--json``: the command's return value (its API result) printed as
+    one JSON document on stdout, everything else on stderr (:mod:`fmal.cli._json`; ``json_result``
+    says what it holds). ``lazy_help``: option name -> a function giving its help, called only for
+    this command's --help (so that building ``fmal --help`` imports no registry)."""
     if lazy_help:
         kwargs["cls"] = type("LazyHelpCommand", (_LazyHelpCommand,), {"lazy_help": dict(lazy_help)})
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return app.command(*args, **kwargs)(guarded(fn))
+        ctx_name = args[0] if args else fn.__name__
+
+        @functools.wraps(fn)
+        def run(*a: Any, **kw: Any) -> Any:
+            as_json = bool(kw.pop("json_output", False))
+            if not as_json:
+                try:
+                    return fn(*a, **kw)
+                except _json.ResultExit as done:
+                    raise typer.Exit(done.code) from None
+            with _json.json_mode() as (stdout, warns):
+                try:
+                    result, code = fn(*a, **kw), 0
+                except _json.ResultExit as done:
+                    result, code = done.result, done.code
+            stdout.write(_json.dumps(_json.document(ctx_name, result, warns, code)) + "\n")
+            stdout.flush()
+            if code:
+                raise typer.Exit(code)
+            return None
+
+        wrapper = guarded(run)
+        sig = inspect.signature(fn, eval_str=True)
+        extra = inspect.Parameter("json_output", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                                  default=typer.Option(False, "--json", help=_json.HELP.format(what=json_result)))
+        wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), extra])  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {**getattr(fn, "__annotations__", {}), "json_output": bool}
+        return app.command(*args, **kwargs)(wrapper)
 
     return deco
 

@@ -10,7 +10,7 @@ import typer
 from fmal.cli import POOL_HELP, _print, command, format_names
 
 
-@command("audit", lazy_help={"format": lambda: f"Format of --output: one of {format_names()} (default: from the extension)."})
+@command("audit", lazy_help={"format": lambda: f"Format of --output: one of {format_names()} (default: from the extension)."}, json_result="the AuditResult: audit {table: every audited label ranked (rank, id, given_label, predicted_label, predicted_proba, label_quality, is_issue), n_folds, C, classes, excluded}, output, format, info")
 def audit_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the flagged labels for re-review to this file."),
@@ -41,3 +41,4 @@ def audit_cmd(
     _print.info(res.info)
     if res.output:
         typer.echo(f"wrote {res.output} ({res.format})")
+    return res

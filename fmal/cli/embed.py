@@ -17,9 +17,9 @@ def _backend_help() -> str:
             "are made once and cached in $FMAL_CACHE (~/.cache/fmal).")
 
 
-@command("embed", lazy_help={"backend": _backend_help})
+@command("embed", lazy_help={"backend": _backend_help}, json_result="the EmbedResult: pool_path, n_rows, n_unique, n_embedded, n_chunks_reused, skipped, seconds, model, dim, backend, precision, engine, repaired, labels_kept, labels_dropped, backup (and source, n_appended, n_skipped for --embeddings / --append)")
 def embed_cmd(
-    input: Path = typer.Argument(..., help="Texts to embed: .csv, .tsv, .jsonl, .parquet, or .txt (one text a line), or a folder of such shards (read in name order)."),
+    input: Optional[Path] = typer.Argument(None, help="Texts to embed: .csv, .tsv, .jsonl, .json (an array of objects), .parquet, or .txt (one text a line), a folder of such shards (read in name order), or a Hugging Face datasets folder (save_to_disk). With --embeddings: the file of ids (and texts) of the vectors, like --ids."),
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     text_col: str = typer.Option("text", "--text-col", help="Column holding the texts."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Column holding unique ids (default: 'id' if present, else stable ids made from the text)."),
@@ -41,12 +41,20 @@ def embed_cmd(
     precision: Optional[str] = typer.Option(None, "--precision", help="Stored embedding dtype: float32 or float16 (half the disk; default float32, or the existing pool's)."),
     max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Truncate texts to this many tokens (default: the model's own limit)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the encoder (default: the cores available to this process)."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Use vectors made elsewhere instead of embedding texts: an .npy file (rows x dims, float16/32/64; read in blocks, never whole), a Parquet or Arrow file with a column of float lists (--embedding-col), or a folder of such shards. The pool records model 'external'; seed, query, audit, report and export work on it."),
+    ids: Optional[Path] = typer.Option(None, "--ids", help="With --embeddings: a file with one id per vector, in order (.csv/.tsv/.jsonl/.parquet: the --id-col column, default 'id', and --text-col for display texts if present; .txt: one id a line). Default: an 'id' column of the --embeddings table, else row numbers."),
+    embedding_col: Optional[str] = typer.Option(None, "--embedding-col", help="With --embeddings on a Parquet/Arrow file: the column of vectors (default 'embedding', or its only list column)."),
+    normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="With --embeddings: L2-normalise the vectors (default; rows already of unit length are stored as given)."),
+    append: bool = typer.Option(False, "--append", help="Add the rows of INPUT (or --embeddings) that the pool does not have yet: rows whose id (or, with ids made from texts, whose text) is in the pool are skipped, only new texts are embedded, the index is extended (an IVF index keeps its trained quantiser) and recall re-measured; labels, rounds and probes are kept. Resumable."),
 ) -> None:
     """Embed a file of texts into a pool: L2-normalised embeddings, ids, texts and a FAISS index.
 
     Identical texts are embedded once. Work is saved chunk by chunk (shard by shard with --engine
     ray): rerun the same command after an interruption to resume; rerunning a finished embed checks
     the pool's files and does nothing, or says what is damaged: add --repair to rebuild it, keeping labels.
+
+    --embeddings FILE builds the pool from vectors made elsewhere (no encoder); --append adds the
+    rows a finished pool lacks, keeping its labels and rounds.
     """
     from tqdm.auto import tqdm
 
@@ -68,19 +76,28 @@ def embed_cmd(
             trust_remote_code=trust_remote_code, backend=backend, precision=precision,
             index=index, max_index_memory=max_index_memory, engine=engine, ray_address=ray_address, workers=workers,
             max_seq_length=max_seq_length, threads=threads, on_start=on_start, on_progress=on_progress,
+            embeddings=embeddings, ids=ids, embedding_col=embedding_col, normalize=normalize, append=append,
         )
     finally:
         if "b" in bar:
             bar["b"].close()
+    if append:
+        typer.echo(f"pool {res.pool_path}: {res.n_appended:,} rows appended ({res.n_embedded:,} embedded now, "
+                   f"{res.n_skipped:,} already in the pool), {res.n_rows:,} rows in all; labels and rounds kept; {res.seconds:.1f} s")
+        return res
     if res.skipped:
         checked = "checked with checksums, nothing to repair" if repair else "nothing to do"
         typer.echo(f"pool {res.pool_path} is already built from this input and model ({res.backend}, "
                    f"{res.precision}): {checked}")
-        return
+        return res
     if res.repaired:
         typer.echo(f"pool {res.pool_path} repaired: rebuilt {', '.join(res.repaired)} "
                    f"({res.n_embedded:,} texts embedded now); labels and rounds kept")
-        return
+        return res
+    if res.source is not None:
+        typer.echo(f"pool {res.pool_path}: {res.n_rows:,} rows of dim {res.dim} from {res.source} (model external, "
+                   f"{res.precision}), {res.seconds:.1f} s")
+        return res
     unit = "shard" if res.engine == "ray" else "chunk"
     resumed = f", {res.n_chunks_reused} {unit}(s) reused from an interrupted run" if res.n_chunks_reused else ""
     if res.engine == "ray":
@@ -99,3 +116,4 @@ def embed_cmd(
         f"encoder: backend {res.backend}, {res.threads} thread(s), max_seq_length {res.max_seq_length} tokens, "
         f"stored as {res.precision}, {rate:,.0f} texts/s overall"
     )
+    return res

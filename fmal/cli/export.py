@@ -10,7 +10,7 @@ import typer
 from fmal.cli import POOL_HELP, command, format_names
 
 
-@command("export", lazy_help={"format": lambda: f"Format: one of {format_names()}."})
+@command("export", lazy_help={"format": lambda: f"Format: one of {format_names()}."}, json_result="the ExportResult: round, format, output, n_tasks, n_suggestions, classes")
 def export_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     round: Optional[int] = typer.Option(None, "--round", "-r", help="Round number (default: the last round)."),
@@ -35,3 +35,4 @@ def export_cmd(
     if res.warning:
         typer.echo(f"warning: {res.warning}", err=True)
     typer.echo(f"wrote {res.output}")
+    return res

@@ -12,7 +12,7 @@ from fmal.cli import POOL_HELP, command, format_names
 from fmal.cli._print import q
 
 
-@command("import-labels", lazy_help={"format": lambda: f"Format: one of {format_names()}."})
+@command("import-labels", lazy_help={"format": lambda: f"Format: one of {format_names()}."}, json_result="the ImportResult: path, format, on_conflict, n_records, n_answers, added, changed, unchanged, kept, conflicts [{id, stored, incoming, resolution}], disagreements [{id, answers, chosen}], unknown [{id, label, where}], skipped [[where, why]]")
 def import_labels_cmd(
     file: Path = typer.Argument(..., help="The tool's export (Label Studio JSON/JSON_MIN/CSV, Prodigy db-out JSONL, Argilla records, CSV, JSONL)."),
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
@@ -54,3 +54,4 @@ def import_labels_cmd(
     if r.skipped:
         why = Counter(w for _, w in r.skipped)
         typer.echo(f"  {len(r.skipped)} skipped: " + "; ".join(f"{n} x {w}" for w, n in why.most_common()))
+    return r

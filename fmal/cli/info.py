@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from fmal.cli import POOL_HELP, command
+from fmal.cli import POOL_HELP, _json, command
 
 
-@command("info")
+@command("info", json_result="the PoolInfo: path, manifest (model, input, index with recall_at_10, file_checks, additions), file_bytes, problems, repair_hint, human_work")
 def info_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
@@ -41,4 +41,5 @@ def info_cmd(
         for p in res.problems:
             typer.echo(f"  DAMAGED {p}")
         typer.echo(f"  {res.repair_hint}")
-        raise typer.Exit(1)
+        raise _json.ResultExit(res, 1)
+    return res

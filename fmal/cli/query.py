@@ -17,7 +17,7 @@ def _strategies_help() -> str:
     return f"Strategy: one of {', '.join(QUERY_STRATEGIES)}."
 
 
-@command("query", lazy_help={"strategy": _strategies_help})
+@command("query", lazy_help={"strategy": _strategies_help}, json_result="the Selection: round, kind, strategy, reused, output, n_picks, ids, picks (every column: id, text, strategy, score, predicted_label, predicted_proba, round), info (probe C, CV accuracy, class counts, ...) and stop (the stopping signal: advice, agreement, kappa, compared_with_round); with --undo the UndoResult: round, kind, strategy, n_picks, removed_files")
 def query_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     labels: Path | None = typer.Option(None, "--labels", "-l", help="id,label file (.csv, .jsonl, ...); merged into the pool's labels. Rows with an empty label are skipped."),
@@ -42,7 +42,7 @@ def query_cmd(
     if undo:
         u = api.undo(pool, index_dir=index_dir)
         typer.echo(f"undid round {u.round} ({u.kind}, {u.strategy}, {u.n_picks} picks); removed {len(u.removed_files)} file(s)")
-        return
+        return u
     if budget is None:
         raise InvalidInputError("--budget is required (a positive integer) unless --undo is given")
     sel = api.query(pool, labels, budget, strategy, index_dir=index_dir, output=output, random_state=seed,
@@ -59,3 +59,4 @@ def query_cmd(
     if advice:
         typer.echo(f"recommendation: {advice}")
     typer.echo(f"wrote {sel.output}")
+    return sel

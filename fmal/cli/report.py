@@ -10,7 +10,7 @@ import typer
 from fmal.cli import POOL_HELP, _print, command
 
 
-@command("report")
+@command("report", json_result="the BiasReport: balance (per class: labeled, labeled_share, predicted, predicted_share, ratio, warning), clusters (unlabeled, largest first), rounds, warnings, n_pool, n_labeled, n_clusters, n_outside_rounds, markdown, paths")
 def report_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Markdown file (default: the pool's reports/report.md); the PNG goes beside it."),
@@ -30,3 +30,4 @@ def report_cmd(
     for w in rep.warnings:
         typer.echo(f"WARNING: {w}", err=True)
     typer.echo(f"wrote {rep.paths['markdown']} and {rep.paths['png']}")
+    return rep

@@ -21,7 +21,7 @@ def _strategies_help() -> str:
     return "Strategy. " + " | ".join(lines)
 
 
-@command("seed", lazy_help={"strategy": _strategies_help})
+@command("seed", lazy_help={"strategy": _strategies_help}, json_result="the Selection: round, kind, strategy, reused, output, n_picks, ids, picks (one object per pick with every column: id, text, strategy, score, cluster, round), info (coverage, delta, ...)")
 def seed_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     budget: int = typer.Option(..., "--budget", "-b", help="How many rows to pick."),
@@ -59,3 +59,4 @@ def seed_cmd(
     typer.echo(f"wrote {sel.output}")
     typer.echo("next: label these rows (add a 'label' column), then: "
                f"fmal query --pool {pool} --labels {sel.output} --budget {budget}")
+    return sel

@@ -21,7 +21,7 @@ def _probe_c(value: str) -> float | str:
         raise typer.BadParameter(f"must be a number or 'auto', got {value!r}") from None
 
 
-@command("simulate")
+@command("simulate", json_result="the simulation report (as simulation.json): verdict, advice, baseline, seeds, budgets, classes, full_data, strategies (curves with intervals, AULC, labels to reach, vs baseline), info")
 def simulate_cmd(
     data: Path = typer.Argument(..., help="Labeled texts: any file fmal embed reads (.csv, .tsv, .jsonl, .parquet)."),
     label_col: str = typer.Option("label", "--label-col", help="Column with the gold labels (the simulated annotator's answers)."),
@@ -95,3 +95,4 @@ def simulate_cmd(
     typer.echo(f"advice: {res.advice}")
     for kind, path in res.files.items():
         typer.echo(f"wrote {path}  ({kind})")
+    return res
