@@ -674,21 +674,10 @@ class PoolStatus:
 def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolStatus:
     """Describe a pool and its session: rows, model, index, labels and rounds so far (each round's
     labels per class, probe C and cross-validated accuracy, and the stopping signal for query rounds)."""
-    p = store.open_pool(pool, index_dir)
-    s = Session(p.path)
-    rows = []
-    for r in s.rounds:
-        info = r.get("info", {}) or {}
-        counts = info.get("class_counts") or {}
-        rows.append({"round": r["round"], "kind": r["kind"], "strategy": r["strategy"], "picks": len(r["ids"]),
-                     "labels_then": r.get("n_labeled", 0),
-                     "per_class": " ".join(f"{k}:{v}" for k, v in counts.items()) or "-",
-                     "probe_C": info.get("probe_C", float("nan")),
-                     "cv_acc": float("nan") if info.get("probe_cv_accuracy") is None else info["probe_cv_accuracy"],
-                     "kappa_prev": float("nan") if info.get("stop_kappa") is None else info["stop_kappa"],
-                     "created": r["created"]})
-    advice = next((r["info"].get("stop_advice") for r in reversed(s.rounds) if r["kind"] == "query" and r.get("info")), None)
-    return PoolStatus(p.path, p.manifest, len(s.labels), pd.DataFrame(rows), advice)
+    from fmal.describe import status_rows
+
+    st = status_rows(pool, index_dir=index_dir)
+    return PoolStatus(st.path, st.manifest, st.n_labels, pd.DataFrame(st.rounds), st.advice)
 
 
 # ----------------------------------------------------------------------------- the annotation loop
@@ -1060,32 +1049,4 @@ def report(
 # ----------------------------------------------------------------------------- info
 
 
-@dataclass(frozen=True)
-class PoolInfo:
-    """What a pool is: its manifest, the size of each of its files on disk, what is wrong with
-    them (empty when nothing) and how many labels and rounds it holds."""
-
-    path: Path
-    manifest: dict[str, Any]
-    file_bytes: dict[str, int]
-    problems: tuple[str, ...] = ()
-    repair_hint: str = ""
-    human_work: int = 0
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per file of the pool folder: name, bytes."""
-        return pd.DataFrame({"file": list(self.file_bytes), "bytes": list(self.file_bytes.values())})
-
-
-def info(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolInfo:
-    """Describe a built pool: model, rows, dtype, the index chosen (with its parameters and
-    measured recall@10), the size of its files, and what is damaged (files missing, unreadable,
-    of the wrong size or shape; checksums are for ``fmal embed --repair``)."""
-    path = store.pool_path(pool, index_dir)
-    m = store.read_manifest(path)
-    if m is None:
-        store.open_pool(pool, index_dir)  # the usual "no pool there" error
-    problems = tuple(map(str, pool_check.check_pool(path, m, checksums=False)))
-    sizes = {f.name: f.stat().st_size for f in sorted(path.iterdir()) if f.is_file()}
-    return PoolInfo(path, m, sizes, problems, pool_check.repair_hint(path, m) if problems else "",
-                    human_work.has_human_work(path))
+from fmal.describe import PoolInfo, info  # noqa: E402,F401  (light: fmal info runs it without this module)

@@ -49,13 +49,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from fmal._atomic import write_bytes
 from fmal._faults import crash_point
 from fmal._lock import pool_lock
 from fmal._validation import check_id, check_label
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError
+from fmal._lazy import lazy_module
+
+pd = lazy_module("pandas")  # imported on first use: fmal status and info read no table (0.3 s)
 
 log = logging.getLogger(__name__)
 

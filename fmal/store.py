@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 
 from fmal import index as fmal_index
 from fmal import human_work, pool_check
@@ -53,6 +52,9 @@ from fmal.encoders import Encoder
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError, PoolNotFoundError
 from fmal.human_work import has_human_work  # noqa: F401  (fmal.store.has_human_work: what --overwrite must not lose)
 from fmal.io import ShardJoiner, ShardList, TextTable
+from fmal._lazy import lazy_module
+
+pd = lazy_module("pandas")  # imported on first use: fmal status and info read no table (0.3 s)
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,6 @@ class Pool:
 
     path: Path
     manifest: dict[str, Any]
-    ids: np.ndarray
     _row_of: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
@@ -105,6 +106,11 @@ class Pool:
     @property
     def dim(self) -> int:
         return int(self.manifest["dim"])
+
+    @cached_property
+    def ids(self) -> np.ndarray:
+        """Read on first use: ``fmal status`` and ``info`` need none (a 1M-row pool's ids take ~1 s)."""
+        return _read_rows(self.path, ["id"])["id"].to_numpy(dtype=object)
 
     @cached_property
     def texts(self) -> np.ndarray:
@@ -274,8 +280,7 @@ def open_pool(pool: str | Path, index_dir: str | Path | None = None) -> Pool:
         )
     if problems := pool_check.check_pool(path, m, checksums=False):  # presence, sizes, shapes: no file read whole
         raise CorruptPoolError(pool_check.describe(path, problems, m))
-    ids = _read_rows(path, ["id"])["id"].to_numpy(dtype=object)
-    return Pool(path=path, manifest=m, ids=ids)
+    return Pool(path=path, manifest=m)
 
 
 # ----------------------------------------------------------------------------- building

@@ -1,5 +1,5 @@
 """Start-up: ``import fmal``, ``import fmal.cli``, ``fmal --help``, ``--version``, ``status`` and
-``info`` import none of the heavy libraries (each in a fresh interpreter, as a user runs them);
+``info`` import none of the heavy libraries (status and info no pandas or pyarrow either) (each in a fresh interpreter, as a user runs them);
 the names that ``--help`` shows without importing their source still match it."""
 
 from __future__ import annotations
@@ -43,7 +43,25 @@ def test_status_and_info_import_nothing_heavy(tiny_pool):
     index_dir, name, _ = tiny_pool
     for cmd in ("status", "info"):
         got = _imported_after(_cli(cmd, "--pool", name, "--index-dir", str(index_dir)))
-        assert not got & set(HEAVY), (cmd, got & set(HEAVY))
+        assert not got & set(HEAVY + TABULAR), (cmd, got & set(HEAVY + TABULAR))
+
+
+def test_status_and_info_read_no_ids_and_print_the_same_as_the_api(tiny_pool, cli):
+    """The light path (fmal.describe, the Parquet footer read without pyarrow) says what the API says."""
+    import pyarrow.parquet as pq
+
+    from fmal import api, pool_check, store
+
+    index_dir, name, _ = tiny_pool
+    p = store.open_pool(name, index_dir)
+    assert "ids" not in p.__dict__ and len(p.ids) == p.n  # read on first use only
+    meta = pq.read_metadata(p.path / "rows.parquet")
+    assert pool_check._flat_footer(p.path / "rows.parquet") == (meta.schema.names, meta.num_rows)
+    st = api.status(name, index_dir=index_dir)
+    out = cli("status", "--pool", name, "--index-dir", index_dir)
+    assert out.exit_code == 0 and f"labels: {st.n_labels:,}" in out.stdout
+    assert cli("info", "--pool", name, "--index-dir", index_dir).exit_code == 0
+    assert api.info(name, index_dir=index_dir).problems == ()
 
 
 def test_public_names_resolve_lazily():

@@ -29,9 +29,10 @@ def fmt(v: Any) -> str:
     return text if len(text) <= CELL_WIDTH and "\n" not in text else short(text, CELL_WIDTH)
 
 
-def table(frame: pd.DataFrame, columns: list[str], limit: int = 10) -> None:
-    """Print the first ``limit`` rows of ``frame`` as an aligned text table."""
-    rows = [[fmt(r[c]) if c != "text" else short(r[c]) for c in columns] for _, r in frame.head(limit).iterrows()]
+def table(frame: pd.DataFrame | list[dict[str, Any]], columns: list[str], limit: int = 10) -> None:
+    """Print the first ``limit`` rows of ``frame`` (a DataFrame or a list of dicts) as an aligned text table."""
+    records = frame[:limit] if isinstance(frame, list) else [r for _, r in frame.head(limit).iterrows()]
+    rows = [[fmt(r[c]) if c != "text" else short(r[c]) for c in columns] for r in records]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
     typer.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for r in rows:

@@ -18,9 +18,9 @@ def info_cmd(
     """Show what a pool is made of: model, rows, storage, and the FAISS index chosen (factory,
     parameters, measured recall@10, why), and whether its files are sound: a missing, unreadable,
     cut or mismatched file is reported with the command that repairs it (exit code 1)."""
-    from fmal import api
+    from fmal.describe import info  # not fmal.api: fmal info imports no pandas
 
-    res = api.info(pool, index_dir=index_dir)
+    res = info(pool, index_dir=index_dir)
     m, ix = res.manifest, res.manifest["index"]
     model = m["model"]
     typer.echo(f"pool {res.path}")

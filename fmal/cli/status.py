@@ -16,15 +16,15 @@ def status_cmd(
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Show a pool: rows, model, index, labels, and the history of rounds."""
-    from fmal import api
+    from fmal.describe import status_rows  # not fmal.api: fmal status imports no pandas
 
-    st = api.status(pool, index_dir=index_dir)
+    st = status_rows(pool, index_dir=index_dir)
     m = st.manifest
     typer.echo(f"pool {st.path}: {m['n_rows']:,} rows, dim {m['dim']}, model {m['model']['name']}")
     typer.echo(f"  index: {m['index']['type']} ({m['index']['metric']}), {m['index']['ntotal']:,} vectors")
     typer.echo(f"  labels: {st.n_labels:,}")
-    if len(st.rounds):
-        _print.table(st.rounds, list(st.rounds.columns), limit=1000)
+    if st.rounds:
+        _print.table(st.rounds, list(st.rounds[0]), limit=1000)
         if st.advice:
             typer.echo(f"last query round: {st.advice}")
     else:
