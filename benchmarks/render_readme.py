@@ -1,0 +1,254 @@
+"""Render the README's result tables from ``benchmarks/results/*.json``.
+
+    python benchmarks/render_readme.py           # rewrite every block in README.md
+    python benchmarks/render_readme.py --check   # exit 1 when a block differs from its results file
+
+A block is the text between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``; NAME is the
+results file (``benchmarks/results/NAME.json``), or several joined by ``+`` (one table from several
+files). The renderer is chosen by NAME's prefix (``RENDERERS``). Each block ends with how its
+numbers were made (command, commit, backend, machine, date). ``tests/test_readme_results.py`` runs
+the check: a README number that no results file backs fails ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+RESULTS = REPO / "benchmarks" / "results"
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w+.-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)", re.S)
+
+
+def load(name: str) -> dict:
+    path = RESULTS / f"{name}.json"
+    if not path.is_file():
+        raise SystemExit(f"README block {name!r}: {path.relative_to(REPO)} is missing; run make bench-full")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def provenance(*docs: dict) -> str:
+    parts = []
+    for d in docs:
+        m = d.get("machine", {})
+        dirty = "+local changes" if d.get("git_dirty") else ""
+        parts.append(f"`{d['command']}`: fmal {d['fmal_version']}, commit {d['git_commit'][:10]}{dirty}, "
+                     f"backend {d['backend']}, {m.get('cores', '?')} cores at {m.get('fp32_peak_gflops', '?')} "
+                     f"GFLOP/s fp32 (measured), {d['date'][:10]}" + (f", {_dur(d['seconds'])}" if d.get("seconds") else ""))
+    return "<sub>" + "; ".join(parts) + "</sub>"
+
+
+def _dur(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def _pm(ci: dict, scale: float = 1.0, digits: int = 1) -> str:
+    return f"{scale * ci['mean']:.{digits}f} [{scale * ci['lo']:.{digits}f}, {scale * ci['hi']:.{digits}f}]"
+
+
+def _signed(ci: dict, digits: int = 1) -> str:
+    return f"{ci['mean']:+.{digits}f} [{ci['lo']:+.{digits}f}, {ci['hi']:+.{digits}f}]"
+
+
+def _labels(v: object, max_budget: int) -> str:
+    return f"> {max_budget}" if v is None else str(v)
+
+
+def render_simulate(name: str) -> str:
+    d = load(name)
+    n = d["numbers"]
+    mb = n["max_budget"]
+    out = ["| strategy | AULC accuracy | vs random (paired) | macro-F1 AULC | labels to 90% of full | labels to 95% of full |",
+           "|---|---|---|---:|---|---|"]
+    for s, r in n["strategies"].items():
+        vs = "-"
+        if r["vs_random"]:
+            vs = _signed(r["vs_random"])
+            if r["vs_random"]["lo"] > 0:
+                vs = f"**{vs}** above"
+            elif r["vs_random"]["hi"] < 0:
+                vs = f"**{vs}** below"
+        out.append(f"| {s} | {_pm(r['aulc_accuracy'])} | {vs} | {r['aulc_macro_f1']:.1f} | "
+                   f"{_labels(r['labels_to_90'], mb)} | {_labels(r['labels_to_95'], mb)} |")
+    at = []
+    for s, r in n["strategies"].items():
+        last = r["accuracy_per_step"][-1]
+        cell = f"{s} {100 * last['mean']:.1f}%"
+        if r["vs_random_per_step"]:
+            cell += f" ({_signed(r['vs_random_per_step'][-1])})"
+        at.append(cell)
+    fd = n["full_data"]
+    out += ["", f"All {n['n_train']:,} train labels: {100 * fd['accuracy']:.1f}% accuracy (macro-F1 {100 * fd['macro_f1']:.1f}); "
+                f"{n['n_test']:,} test rows; {n['seeds']} seeds; intervals: 95% t-intervals over seeds, in points. "
+                f"At {mb} labels: " + ", ".join(at) + f". Verdict: *{n['verdict']}*.", "", provenance(d)]
+    return "\n".join(out)
+
+
+def render_seed_quality(name: str) -> str:
+    d = load(name)
+    n = d["numbers"]
+    budgets = d["settings"]["budgets"]
+    order = {"fmal": 0, "peer": 1, "random": 2}
+    out = ["| dataset | method | " + " | ".join(map(str, budgets)) + " |", "|---|---|" + "---:|" * len(budgets)]
+    notes = []
+    for ds, dd in n.items():
+        methods = sorted(dd["methods"], key=lambda m: order["random" if m == "random" else ("peer" if "." in m else "fmal")])
+        for m in methods:
+            label = f"fmal {m}" if "." not in m and m != "random" else m
+            out.append(f"| {ds} | {label} | " + " | ".join(
+                f"{dd['methods'][m][str(b)]['mean']:.3f} ± {dd['methods'][m][str(b)]['std']:.3f}" for b in budgets) + " |")
+        rnd = dd["methods"].get("random")
+        if rnd:
+            for m in methods:
+                if m == "random" or "." in m:
+                    continue
+                below = [f"{b} ({dd['methods'][m][str(b)]['mean'] - rnd[str(b)]['mean']:+.3f})" for b in budgets
+                         if dd["methods"][m][str(b)]["mean"] < rnd[str(b)]["mean"]]
+                notes.append(f"{ds}: fmal {m} trails random at " + (", ".join(below) if below else "no budget"))
+        notes.append(f"{ds}: majority class {dd['majority_share_test']:.3f} of the test rows")
+    out += ["", "Mean ± standard deviation over seeds. " + "; ".join(notes) + ".", "", provenance(d)]
+    return "\n".join(out)
+
+
+def render_embed_backends(name: str) -> str:
+    docs = [load(n) for n in name.split("+")]
+    sizes = [(next(iter(d["numbers"])), d) for d in docs]
+    what = {"torch": "sentence-transformers as it is", "onnx": "the model exported to ONNX with fused layers, onnxruntime",
+            "onnx-int8": "the same with int8 weight matrices"}
+    default = docs[0]["settings"].get("default_backend")
+    head = " / ".join(f"{int(n):,}" for n, _ in sizes)
+    out = [f"| `--backend` | what runs | mean / min cosine to fp32 ({int(sizes[-1][0]):,} texts) | texts/s vs raw ({head} texts) |",
+           "|---|---|---|---|"]
+    for b in ("torch", "onnx", "onnx-int8"):
+        last = sizes[-1][1]["numbers"][sizes[-1][0]]["runtimes"][b]
+        ratios = " / ".join(f"{d['numbers'][n]['runtimes'][b]['ratio']:.2f}x" for n, d in sizes)
+        label = f"`{b}` (**default**)" if b == default else f"`{b}`"
+        out.append(f"| {label} | {what[b]} | {last['mean_cos']:.4f} / {last['min_cos']:.4f} | {ratios} |")
+    lines = []
+    for n, d in sizes:
+        r = d["numbers"][n]
+        rt = r["runtimes"]
+        lines.append(f"{int(n):,} texts ({r['tokens_per_text']} tokens each on average): raw {rt['raw']['texts_s']:.1f} texts/s, "
+                     f"`onnx-int8` {rt['onnx-int8']['texts_s']:.1f}; medians of the peaks measured between slices "
+                     f"{r['fp32_peak_gflops']} GFLOP/s fp32 and {r['int8_peak_gops']} Gop/s int8, a bound of "
+                     f"{r['bound_fp32_texts_s']:.0f} texts/s at the fp32 peak and {r['bound_int8_texts_s']:.0f} at the int8 one; "
+                     f"raw reached {100 * rt['raw']['of_bound']:.0f}% of the fp32 bound, `onnx` {100 * rt['onnx']['of_bound']:.0f}%, "
+                     f"`onnx-int8` {100 * rt['onnx-int8']['of_bound']:.0f}% of the int8 bound; tokenisation alone "
+                     f"{100 * r['tokenisation_share_of_int8']:.0f}% of the `onnx-int8` encode time")
+    out += ["", ". ".join(lines) + ".", "", provenance(*docs)]
+    return "\n".join(out)
+
+
+def render_embed_accuracy(name: str) -> str:
+    d = load(name)
+    n = d["numbers"]
+    out = ["| dataset | pools | backend | mean / min cosine to torch | LinearProbe (C by CV) | LinearProbe (C=10) | LogisticRegression (C=10) | bar |",
+           "|---|---|---|---|---|---|---|---|"]
+    for ds, layouts in n.items():
+        for layout, r in layouts.items():
+            ref = r["backends"]["torch"]
+            for b, x in r["backends"].items():
+                if b == "torch":
+                    cells = [f"{ref['linear_probe']:.4f}", f"{ref['linear_probe_c10']:.4f}", f"{ref['logreg_c10']:.4f}", "reference"]
+                else:
+                    cells = [f"{x['linear_probe']:.4f} ({x['delta_points_linear_probe']:+.2f})",
+                             f"{x['linear_probe_c10']:.4f} ({x['delta_points_linear_probe_c10']:+.2f})",
+                             f"{x['logreg_c10']:.4f} ({x['delta_points_logreg_c10']:+.2f})",
+                             "met" if x["meets_bar"] else "**missed**"]
+                where = "train, test apart" if layout == "splits" else "whole file"
+                out.append(f"| {ds} | {where} | `{b}` | {x['mean_cos']:.4f} / {x['min_cos']:.4f} | " + " | ".join(cells) + " |")
+    rows = ", ".join(f"{ds} {next(iter(v.values()))['one_test_row_points']:.3f}" for ds, v in n.items())
+    out += ["", f"Test accuracy with all train labels; in brackets, points against the torch pool of the same layout. "
+                f"One test row is worth {rows} points. The bar: mean cosine >= "
+                f"{d['settings']['bar']['mean_cos_min']} and the LinearProbe (C by CV) within "
+                f"{d['settings']['bar']['linear_probe_points_max']} points.", "", provenance(d)]
+    return "\n".join(out)
+
+
+def render_seed_two_level(name: str) -> str:
+    d = load(name)
+    n = d["numbers"]
+    s = d["settings"]
+    return "\n".join([f"Two-level minus exact probe accuracy: {n['gap_mean']:+.4f} on average over {n['n_cells']} cells "
+                      f"({len(s['datasets'])} datasets x {len(s['budgets'])} budgets x {'/'.join(s['strategies'])}, "
+                      f"{s['seeds']} seeds each), between {n['gap_min']:+.3f} and {n['gap_max']:+.3f}.", "", provenance(d)])
+
+
+def render_embed_throughput(name: str) -> str:
+    d = load(name)
+    runs = d["numbers"]["runs"]
+    cells = [f"{k}: {v['texts_s']:.0f} texts/s ({v['ratio']:.2f}x)" for k, v in runs.items()]
+    return "\n".join([f"{d['numbers']['n_texts']:,} texts, end to end, best of {d['settings']['repeats']} interleaved runs: "
+                      + "; ".join(cells) + ".", "", provenance(d)])
+
+
+def render_scale(name: str) -> str:
+    d = load(name)
+    out = ["| pool | step | seconds | peak RSS | notes |", "|---:|---|---:|---:|---|"]
+    for r in d["numbers"]["rows"]:
+        out.append(f"| {r['pool']} | {r['step']} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} GiB | {r.get('notes', '')} |")
+    return "\n".join(out + ["", provenance(d)])
+
+
+RENDERERS: dict[str, Callable[[str], str]] = {
+    "simulate_": render_simulate,
+    "seed_quality": render_seed_quality,
+    "embed_backends": render_embed_backends,
+    "embed_accuracy": render_embed_accuracy,
+    "seed_two_level": render_seed_two_level,
+    "embed_throughput": render_embed_throughput,
+    "scale": render_scale,
+}
+
+
+def render_block(name: str) -> str:
+    for prefix, fn in RENDERERS.items():
+        if name.startswith(prefix):
+            return fn(name).rstrip("\n") + "\n"
+    raise SystemExit(f"README block {name!r}: no renderer (prefixes: {', '.join(RENDERERS)})")
+
+
+def render(text: str) -> tuple[str, list[str]]:
+    """(README with every block re-rendered, names of the blocks that changed)."""
+    changed: list[str] = []
+
+    def sub(m: re.Match) -> str:
+        body = render_block(m.group("name"))
+        if body != m.group("body"):
+            changed.append(m.group("name"))
+        return m.group(1) + body + m.group(4)
+
+    return BLOCK.sub(sub, text), changed
+
+
+def blocks(text: str) -> list[str]:
+    return [m.group("name") for m in BLOCK.finditer(text)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
+    ap.add_argument("--readme", type=Path, default=README)
+    a = ap.parse_args(argv)
+    text = a.readme.read_text(encoding="utf-8")
+    new, changed = render(text)
+    if a.check:
+        if changed:
+            print(f"README blocks out of date with benchmarks/results/: {', '.join(changed)}; "
+                  "run python benchmarks/render_readme.py", file=sys.stderr)
+            return 1
+        print(f"{len(blocks(text))} README blocks match their results files")
+        return 0
+    if changed:
+        a.readme.write_text(new, encoding="utf-8")
+    print(f"rendered {len(blocks(text))} README blocks ({len(changed)} changed: {', '.join(changed) or 'none'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
