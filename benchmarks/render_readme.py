@@ -65,9 +65,12 @@ def render_simulate(name: str) -> str:
     mb = n["max_budget"]
     out = ["| strategy | AULC accuracy | vs random (paired) | macro-F1 AULC | labels to 90% of full | labels to 95% of full |",
            "|---|---|---|---:|---|---|"]
-    for s, r in n["strategies"].items():
+    given = d["settings"].get("strategies", [])
+    order = ["random"] + [s for s in given if s != "random"] + sorted(set(n["strategies"]) - set(given) - {"random"})
+    strategies = {s: n["strategies"][s] for s in order if s in n["strategies"]}
+    for s, r in strategies.items():
         vs = "-"
-        if r["vs_random"]:
+        if r["vs_random"] and s != "random":
             vs = _signed(r["vs_random"])
             if r["vs_random"]["lo"] > 0:
                 vs = f"**{vs}** above"
@@ -76,10 +79,10 @@ def render_simulate(name: str) -> str:
         out.append(f"| {s} | {_pm(r['aulc_accuracy'])} | {vs} | {r['aulc_macro_f1']:.1f} | "
                    f"{_labels(r['labels_to_90'], mb)} | {_labels(r['labels_to_95'], mb)} |")
     at = []
-    for s, r in n["strategies"].items():
+    for s, r in strategies.items():
         last = r["accuracy_per_step"][-1]
         cell = f"{s} {100 * last['mean']:.1f}%"
-        if r["vs_random_per_step"]:
+        if r["vs_random_per_step"] and s != "random":
             cell += f" ({_signed(r['vs_random_per_step'][-1])})"
         at.append(cell)
     fd = n["full_data"]
@@ -191,11 +194,37 @@ def render_scale(name: str) -> str:
     d = load(name)
     out = ["| pool | step | seconds | peak RSS | notes |", "|---:|---|---:|---:|---|"]
     for r in d["numbers"]["rows"]:
-        out.append(f"| {r['pool']} | {r['step']} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} GiB | {r.get('notes', '')} |")
+        if "seconds" not in r:
+            continue
+        notes = []
+        if "factory" in r:
+            params = ", ".join(f"{k} {v}" for k, v in (r.get("params") or {}).items())
+            notes.append(f"{r['factory']}, recall@10 {r['recall@10']}" + (f" at {params}" if params else "") + f", {r['disk_mib']:.0f} MiB on disk")
+        if "gold_clusters_hit" in r:
+            notes.append(f"{r['gold_clusters_hit']} of 1,000 gold clusters hit (100 uniform random picks: {r['gold_clusters_random']:.0f})")
+        n = r["n"]
+        size = f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
+        out.append(f"| {size} | {r['step']} | {r['seconds']:.1f} | {r['peak_rss_gib']:.2f} GiB | {'; '.join(notes)} |")
     return "\n".join(out + ["", provenance(d)])
 
 
+def render_run_all(name: str) -> str:
+    out = []
+    for n in name.split("+"):
+        if not (RESULTS / f"{n}.json").is_file():
+            out.append(f"`{'make bench' if n.endswith('quick') else 'make bench-full'}`: not run yet.")
+            continue
+        d = load(n)
+        steps = "; ".join(f"`{s['command']}` {_dur(s['seconds'])}" for s in d["numbers"]["steps"])
+        m = d.get("machine", {})
+        out.append(f"`{d['numbers']['make']}` took {_dur(d['seconds'])} on {m.get('cores', '?')} cores "
+                   f"({m.get('fp32_peak_gflops', '?')} GFLOP/s fp32 measured, {d['date'][:10]}; pools already embedded: "
+                   f"{'yes' if d['settings'].get('pools_cached') else 'no'}): {steps}.")
+    return "\n\n".join(out)
+
+
 RENDERERS: dict[str, Callable[[str], str]] = {
+    "run_all": render_run_all,
     "simulate_": render_simulate,
     "seed_quality": render_seed_quality,
     "embed_backends": render_embed_backends,
