@@ -99,22 +99,32 @@ def render_seed_quality(name: str) -> str:
     order = {"fmal": 0, "peer": 1, "random": 2}
     out = ["| dataset | method | " + " | ".join(map(str, budgets)) + " |", "|---|---|" + "---:|" * len(budgets)]
     notes = []
-    for ds, dd in n.items():
+    datasets = [ds for ds in d["settings"].get("datasets", []) if ds in n] + sorted(set(n) - set(d["settings"].get("datasets", [])))
+    for ds in datasets:
+        dd = n[ds]
         methods = sorted(dd["methods"], key=lambda m: order["random" if m == "random" else ("peer" if "." in m else "fmal")])
         for m in methods:
             label = f"fmal {m}" if "." not in m and m != "random" else m
             out.append(f"| {ds} | {label} | " + " | ".join(
                 f"{dd['methods'][m][str(b)]['mean']:.3f} ± {dd['methods'][m][str(b)]['std']:.3f}" for b in budgets) + " |")
         rnd = dd["methods"].get("random")
-        if rnd:
-            for m in methods:
-                if m == "random" or "." in m:
-                    continue
-                below = [f"{b} ({dd['methods'][m][str(b)]['mean'] - rnd[str(b)]['mean']:+.3f})" for b in budgets
-                         if dd["methods"][m][str(b)]["mean"] < rnd[str(b)]["mean"]]
-                notes.append(f"{ds}: fmal {m} trails random at " + (", ".join(below) if below else "no budget"))
-        notes.append(f"{ds}: majority class {dd['majority_share_test']:.3f} of the test rows")
-    out += ["", "Mean ± standard deviation over seeds. " + "; ".join(notes) + ".", "", provenance(d)]
+        parts = []
+        for m in methods:
+            if m == "random" or not rnd:
+                continue
+            label = f"fmal {m}" if "." not in m else m
+            above, below, below_noise = [], [], []
+            for b in budgets:
+                x, r = dd["methods"][m][str(b)], rnd[str(b)]
+                diff = x["mean"] - r["mean"]
+                se = (x["std"] ** 2 / x["n"] + r["std"] ** 2 / r["n"]) ** 0.5
+                cell = f"{b} ({diff:+.3f})"
+                (above if diff > 2 * se else below if diff < -2 * se else below_noise if diff < 0 else []).append(cell)
+            parts.append(f"{label} is above random at {', '.join(above) or 'no budget'}, below at {', '.join(below) or 'no budget'}"
+                         + (f", and below within the noise at {', '.join(below_noise)}" if below_noise else ""))
+        notes.append(f"**{ds}** (majority class: {dd['majority_share_test']:.3f} of the test rows): " + "; ".join(parts))
+    out += ["", f"Mean ± standard deviation over {d['settings']['seeds']} seeds. Against random, counting a gap beyond two "
+                "standard errors of the difference: " + ". ".join(notes) + ".", "", provenance(d)]
     return "\n".join(out)
 
 
@@ -212,7 +222,7 @@ def render_run_all(name: str) -> str:
     out = []
     for n in name.split("+"):
         if not (RESULTS / f"{n}.json").is_file():
-            out.append(f"`{'make bench' if n.endswith('quick') else 'make bench-full'}`: not run yet.")
+            out.append(_steps_summary(n))
             continue
         d = load(n)
         steps = "; ".join(f"`{s['command']}` {_dur(s['seconds'])}" for s in d["numbers"]["steps"])
@@ -221,6 +231,27 @@ def render_run_all(name: str) -> str:
                    f"({m.get('fp32_peak_gflops', '?')} GFLOP/s fp32 measured, {d['date'][:10]}; pools already embedded: "
                    f"{'yes' if d['settings'].get('pools_cached') else 'no'}): {steps}.")
     return "\n\n".join(out)
+
+
+#: the results files each make target writes (for when it has not been run as one command)
+TARGET_FILES = {
+    "run_all_quick": ["simulate_trec6", "simulate_sms_spam", "seed_quality_probcover", "embed_backends_2000"],
+    "run_all_full": ["simulate_trec6", "simulate_sms_spam", "simulate_rotten_tomatoes", "seed_quality_probcover",
+                     "embed_accuracy", "embed_backends_2000", "embed_backends_20000", "seed_two_level", "scale"],
+}
+
+
+def _steps_summary(name: str) -> str:
+    target = "make bench" if name.endswith("quick") else "make bench-full"
+    have = [(f, load(f)) for f in TARGET_FILES[name] if (RESULTS / f"{f}.json").is_file()]
+    timed = [(f, d["seconds"]) for f, d in have if d.get("seconds")]
+    if not timed:
+        return f"`{target}`: not run yet."
+    total = sum(t for _, t in timed)
+    return (f"`{target}` has not been run as one command yet; its steps, run separately, record "
+            + ", ".join(f"{f} {_dur(t)}" for f, t in timed) + f": {_dur(total)} in all"
+            + (f" (no record yet for {', '.join(sorted(set(TARGET_FILES[name]) - {f for f, _ in timed}))})"
+               if len(timed) < len(TARGET_FILES[name]) else "") + ".")
 
 
 RENDERERS: dict[str, Callable[[str], str]] = {
