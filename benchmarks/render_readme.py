@@ -129,7 +129,8 @@ def render_seed_quality(name: str) -> str:
 
 
 def render_embed_backends(name: str) -> str:
-    docs = [load(n) for n in name.split("+")]
+    # the sizes that have a results file (make bench writes the small one only; make bench-full both)
+    docs = [load(n) for n in name.split("+") if (RESULTS / f"{n}.json").is_file()] or [load(name.split("+")[0])]
     sizes = [(next(iter(d["numbers"])), d) for d in docs]
     what = {"torch": "sentence-transformers as it is", "onnx": "the model exported to ONNX with fused layers, onnxruntime",
             "onnx-int8": "the same with int8 weight matrices"}
@@ -153,6 +154,18 @@ def render_embed_backends(name: str) -> str:
                      f"raw reached {100 * rt['raw']['of_bound']:.0f}% of the fp32 bound, `onnx` {100 * rt['onnx']['of_bound']:.0f}%, "
                      f"`onnx-int8` {100 * rt['onnx-int8']['of_bound']:.0f}% of the int8 bound; tokenisation alone "
                      f"{100 * r['tokenisation_share_of_int8']:.0f}% of the `onnx-int8` encode time")
+    caveats = []
+    for n, d in sizes:
+        rt = d["numbers"][n]["runtimes"]
+        noise = abs(rt["torch"]["ratio"] - 1.0)
+        over = [k for k, v in rt.items() if v["of_bound"] > 1.0]
+        if noise > 0.05 or over:
+            caveats.append(f"at {int(n):,} texts `torch` and raw (the same runtime) differ by {100 * noise:.0f}%"
+                           + (f" and {', '.join(f'`{k}`' for k in over)} ran above 100% of a bound measured between slices"
+                              if over else ""))
+    if caveats:
+        lines.append("**This run is not a reliable speed measurement**: " + "; ".join(caveats)
+                     + ": other jobs were taking the cores (see the fp32 peak below); rerun on a quiet machine")
     out += ["", ". ".join(lines) + ".", "", provenance(*docs)]
     return "\n".join(out)
 
