@@ -1,5 +1,7 @@
 # make demo: set up .venv and run embed -> seed -> query on the bundled demo data with the bundled model
-# make test: set up .venv and run the test suite
+# make test: set up .venv and run the test suite (it includes the check that the README's tables match benchmarks/results/)
+# make bench: the quick subset of the benchmarks: writes benchmarks/results/*.json and re-renders the README's tables
+# make bench-full: every benchmark the README's numbers come from (same outputs)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,7 +9,7 @@ STAMP  := $(VENV)/.fmal-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-full clean
 
 setup: $(STAMP)
 
@@ -25,7 +27,12 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python benchmarks/embed_throughput.py
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/run_all.py --quick
+
+bench-full: setup
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) indexes/demo runs

@@ -12,7 +12,6 @@ import argparse
 import json
 import platform
 import time
-from pathlib import Path
 
 import numpy as np
 

@@ -1,29 +1,32 @@
-"""Speed and accuracy of fmal's encoder backends against raw sentence-transformers (torch fp32).
+"""Speed of fmal's encoder backends against raw sentence-transformers (torch fp32), and how close
+their vectors are to it.
 
     python benchmarks/embed_backends.py [--sizes 2000 20000] [--repeats N] [--batch-size 64] [--slice 2048]
 
-For each size (texts sampled from all of ../shared/data, seed 0) and each runtime, in one run:
-texts/s of the encode call (model already loaded, one warm-up batch), the ratio to raw
-``SentenceTransformer.encode``, and the mean and minimum cosine of its embeddings to raw fp32.
-Runtimes are interleaved slice by slice (each slice of ``--slice`` texts through every runtime, the
-order rotating) so that other load on the machine hits them alike. A slice is 2,048 texts by
-default, the chunk ``fmal embed`` hands to the encoder: every runtime sorts by length within the
-call it gets, so smaller slices would pad more than real use does. Without ``--repeats`` each size
-is timed over enough rounds to encode at least 4,000 texts per runtime (2 rounds at 2,000, 1 at
-20,000). Then a linear probe (logistic regression, all trec6 train labels) is fitted on each
-backend's embeddings and scored on trec6's test rows.
+For each size (texts sampled from the three shipped datasets in benchmarks/data/, seed 0) and each
+runtime, in one run: texts/s of the encode call (model already loaded, one warm-up batch), the
+ratio to raw ``SentenceTransformer.encode``, and the mean and minimum cosine of its embeddings to
+raw fp32. Runtimes are interleaved slice by slice (each slice of ``--slice`` texts through every
+runtime, the order rotating) so that other load on the machine hits them alike. A slice is 2,048
+texts by default, the chunk ``fmal embed`` hands to the encoder: every runtime sorts by length
+within the call it gets, so smaller slices would pad more than real use does. Without ``--repeats``
+each size is timed over enough rounds to encode at least 4,000 texts per runtime (2 rounds at
+2,000, 1 at 20,000).
 
 The physical bound: FLOPs per token of the model (matmuls of every layer, plus attention over the
 text's own length) times the tokens encoded, over the measured peak FLOP/s of a large fp32 matrix
 multiply (torch) and of an int8 one (onnxruntime MatMulInteger) on this machine.
-Targets (issue 7): the fastest backend >= 2x raw at >= 0.99 mean cosine and a probe accuracy within
-0.5 points of fp32; the default backend is the fastest that meets the accuracy bar.
+
+The accuracy cost of a backend as users run it (pools built by ``fmal embed``, a probe trained and
+scored on them) is measured by benchmarks/embed_accuracy.py. Writes
+benchmarks/results/embed_backends_SIZE.json for each size (``--name``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -33,13 +36,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _results  # noqa: E402  (puts the repo on sys.path)
+
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def sample_texts(n: int) -> list[str]:
-    texts = pd.concat([pd.read_csv(f, dtype=str)["text"] for f in sorted(DATA.glob("*.csv"))]).dropna().drop_duplicates()
+    files = [_results.DATA / f"{d}.csv.gz" for d in sorted(_results.DATASETS)]
+    texts = pd.concat([pd.read_csv(f, dtype=str)["text"] for f in files]).dropna().drop_duplicates()
     return texts.sample(n=min(n, len(texts)), random_state=0).tolist()
 
 
@@ -94,26 +100,13 @@ def model_flops(st_model, texts: list[str]) -> tuple[float, int]:
     return flops, int(lengths.sum())
 
 
-def probe_accuracy(encoders: dict, batch_size: int) -> dict[str, float]:
-    from sklearn.linear_model import LogisticRegression
-
-    df = pd.read_csv(DATA / "trec6.csv", dtype=str)
-    tr, te = df[df["split"] == "train"], df[df["split"] == "test"]
-    out = {}
-    for name, enc in encoders.items():
-        Xtr, Xte = enc(tr["text"].tolist(), batch_size), enc(te["text"].tolist(), batch_size)
-        clf = LogisticRegression(max_iter=3000, C=10.0).fit(Xtr, tr["label"])
-        out[name] = float((clf.predict(Xte) == te["label"].to_numpy()).mean())
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000])
     ap.add_argument("--repeats", type=int, default=None, help="rounds per size (default: >= 4,000 texts timed)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--slice", type=int, default=2048, help="texts per interleaving slice (fmal embed's chunk)")
-    ap.add_argument("--no-probe", action="store_true")
+    ap.add_argument("--name", default="embed_backends", help="results file: benchmarks/results/NAME.json")
     args = ap.parse_args()
 
     from sentence_transformers import SentenceTransformer
@@ -135,6 +128,7 @@ def main() -> None:
           "compare ratios within a size")
     results: dict[int, dict[str, dict[str, float]]] = {}
     for n in args.sizes:
+        t_size = time.perf_counter()
         texts = sample_texts(n)
         flops, tokens = model_flops(raw_model, texts)
         # fine-grained interleaving: every slice of texts is encoded by every runtime in turn (the
@@ -168,7 +162,7 @@ def main() -> None:
             peak = peak8 if k == "onnx-int8" else peak32
             rows[k] = {"texts_s": len(texts) / s, "ratio": raw_s / s, "mean_cos": float(cos.mean()), "min_cos": float(cos.min()),
                        "of_bound": (flops / s) / peak}
-        results[n] = rows
+        results[n] = {"runtimes": rows}
         bound32 = peak32 / flops * len(texts)
         print(f"\nmedian peaks measured between slices: fp32 {peak32 / 1e9:.1f} GFLOP/s, int8 {peak8 / 1e9:.1f} Gop/s")
         print(f"{len(texts):,} texts, {repeats} round(s) ({tokens:,} tokens, {tokens / len(texts):.1f}/text; "
@@ -183,17 +177,17 @@ def main() -> None:
         tok = time.perf_counter() - t0
         print(f"tokenisation alone: {tok:.2f} s = {100 * tok / (times['onnx-int8'] / repeats):.1f}% of the onnx-int8 encode time "
               "(done once per window, before the forward passes)")
+        results[n].update({"n_texts": len(texts), "repeats": repeats, "tokens_per_text": round(tokens / len(texts), 1),
+                           "fp32_peak_gflops": round(peak32 / 1e9, 1), "int8_peak_gops": round(peak8 / 1e9, 1),
+                           "bound_fp32_texts_s": round(bound32, 1), "bound_int8_texts_s": round(peak8 / flops * len(texts), 1),
+                           "tokenisation_share_of_int8": round(tok / (times["onnx-int8"] / repeats), 4),
+                           "seconds": time.perf_counter() - t_size})
 
-    if not args.no_probe:
-        acc = probe_accuracy(runners, args.batch_size)
-        print("\nlinear probe, trec6, all train labels -> test accuracy")
-        for k, a in acc.items():
-            print(f"{k:12s} {a:.4f}  ({100 * (a - acc['raw']):+.2f} points vs raw fp32)")
-        last = results[args.sizes[-1]]
-        ok = [b for b in BACKENDS if last[b]["mean_cos"] >= 0.99 and abs(acc[b] - acc["raw"]) <= 0.005]
-        fastest = max(ok, key=lambda b: last[b]["texts_s"]) if ok else "torch"
-        print(f"\nbackends meeting the accuracy bar: {ok}; fastest of them: {fastest} "
-              f"({last[fastest]['ratio']:.2f}x raw); fmal's default: {DEFAULT_BACKEND}")
+    prov = _results.provenance(",".join(BACKENDS))
+    for n, r in results.items():  # one file per size: a quick run can redo the small size alone
+        _results.write(f"{args.name}_{n}", {str(n): r}, provenance_=prov, seconds=r.pop("seconds"),
+                       settings={"sizes": args.sizes, "batch_size": args.batch_size, "slice": args.slice,
+                                 "repeats": args.repeats, "default_backend": DEFAULT_BACKEND})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Label efficiency of the query strategies on the shared labeled datasets.
+"""Label efficiency of the query strategies on the shipped labeled datasets (benchmarks/data/).
 
 For each dataset, strategy and seed: 20 seed labels (random, seeded), then rounds of 20 picks up to
 200 labels; at each step a LinearProbe is fitted on the labels so far and its accuracy measured on
@@ -10,9 +10,10 @@ markdown, plus the probe's expected calibration error (ECE) on the test rows.
     python benchmarks/query_quality.py --jobs 16 --seeds 5
 
 Pure functions only (LinearProbe + QUERY_STRATEGIES over the embeddings), no CLI. The first step
-(``prepare``) embeds each dataset with ``fmal embed`` into ``--index-dir`` unless a finished pool is
-already there, and caches embeddings + labels as .npz in ``--cache``; later runs (or another
-machine given the cache) need neither the model nor the pool.
+(``prepare``) embeds each dataset with ``fmal embed`` (default backend) into ``--index-dir``
+(default runs/bench/pools) unless a finished pool is already there, and writes embeddings + labels
+as .npz in ``--cache`` (default runs/bench/cache), which the worker processes read. Writes
+benchmarks/results/query_quality.json (``--name``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _results  # noqa: E402,I001  (puts the repo on sys.path)
 
 import numpy as np
 import pandas as pd
@@ -39,21 +42,17 @@ DEFAULT_STRATEGIES = (
     "auto:switch_per_class=0", "auto:switch_per_class=5", "auto:switch_per_class=20", "auto:random_share=0",
     "auto:then=margin",
 )
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def prepare(name: str, data_dir: Path, index_dir: Path, cache: Path) -> Path:
-    """Embed ``name`` (unless its pool exists) and cache X, labels and split as .npz."""
-    out = cache / f"{name}.npz"
-    if out.exists():
-        return out
+def prepare(name: str, data_dir: Path | None, index_dir: Path, cache: Path) -> Path:
+    """Embed ``name`` (unless its pool is up to date) and write X, labels and split as .npz."""
     from fmal import api, store
 
-    pool_dir = index_dir / name
-    if not (pool_dir / store.MANIFEST).exists():
-        api.embed(data_dir / f"{name}.csv", name, index_dir=index_dir)
+    out = cache / f"{name}.npz"
+    csv = data_dir / f"{name}.csv" if data_dir else _results.dataset_csv(name)
+    api.embed(csv, name, index_dir=index_dir)  # "nothing to do" when the pool is built from this file
     p = store.open_pool(name, index_dir)
-    df = pd.read_csv(data_dir / f"{name}.csv", dtype=str, keep_default_na=False)
+    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
     rows = p.rows_of(df["id"].tolist(), source=name)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(out, X=np.asarray(p.embeddings[rows], dtype=np.float32), y=df["label"].to_numpy(dtype=str),
@@ -173,12 +172,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-labels", type=int, default=200)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--probe-c", default="auto", help="the probe's C: 'auto' (cross-validated) or a number")
-    ap.add_argument("--data-dir", type=Path, default=SHARED)
-    ap.add_argument("--index-dir", type=Path, default=Path("/tmp/fmal-shared"))
-    ap.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / "results" / "cache")
+    ap.add_argument("--data-dir", type=Path, default=None, help="read NAME.csv here instead of the shipped datasets")
+    ap.add_argument("--index-dir", type=Path, default=None, help="where the pools are (default runs/bench/pools)")
+    ap.add_argument("--cache", type=Path, default=None, help="default runs/bench/cache")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw curves here")
+    ap.add_argument("--name", default="query_quality", help="results file: benchmarks/results/NAME.json")
     ap.add_argument("--prepare-only", action="store_true")
     a = ap.parse_args(argv)
+    os.chdir(_results.REPO)
+    a.index_dir = a.index_dir or _results.pools_dir()
+    a.cache = a.cache or _results.WORK / "cache"
     files = [prepare(ds, a.data_dir, a.index_dir, a.cache) for ds in a.datasets]
     if a.prepare_only:
         return
@@ -195,6 +198,29 @@ def main(argv: list[str] | None = None) -> None:
         a.json.write_text(json.dumps(results))
     print(report(results, a.n_seed, a.step))
     print(f"\n{len(tasks)} curves in {time.perf_counter() - t0:.0f} s with {a.jobs} jobs")
+    df = pd.DataFrame(results)
+    df["aulc"] = df["acc"].map(aulc)
+    numbers: dict = {}
+    for (ds, st), g in df.groupby(["dataset", "strategy"], sort=False):
+        rnd = df[(df["dataset"] == ds) & (df["strategy"] == "random")].set_index("seed")["aulc"]
+        diff = (g.set_index("seed")["aulc"] - rnd).dropna() * 100
+        numbers.setdefault(ds, {})[st] = {"aulc": round(float(g["aulc"].mean()), 4),
+                                          "vs_random_points": {"mean": round(float(diff.mean()), 3), **_t_interval(diff.to_numpy())},
+                                          "per_seed_aulc": [round(float(v), 4) for v in g.sort_values("seed")["aulc"]]}
+    _results.write(a.name, numbers, seconds=time.perf_counter() - t0,
+                   settings={"datasets": a.datasets, "strategies": a.strategies, "seeds": a.seeds, "n_seed": a.n_seed,
+                             "step": a.step, "max_labels": a.max_labels, "probe_c": a.probe_c,
+                             "data": "shipped" if a.data_dir is None else _results.rel(a.data_dir)})
+
+
+def _t_interval(d: np.ndarray) -> dict:
+    """95% two-sided t-interval of the mean of paired differences (points)."""
+    from scipy import stats
+
+    if d.size < 2:
+        return {"lo": None, "hi": None}
+    half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
+    return {"lo": round(float(d.mean()) - half, 3), "hi": round(float(d.mean()) + half, 3)}
 
 
 if __name__ == "__main__":

@@ -7,11 +7,14 @@ held in RAM whole); then, each in its own subprocess so that peak RSS is its own
     `--candidates knn:K`) on the auto index: seconds and peak RSS. When the pool is over the RAM cap
     (``--ram-cap``, else half the RAM), seed runs twice: the default (two-level k-means over the
     index's IVF lists, sampled coverage report) and ``--exact`` (every row streamed), with the
-    number of the 1,000 gold clusters their 100 picks hit.
+    number of the 1,000 gold clusters their 100 picks hit, next to what 100 uniform random picks
+    hit on average (about 95: 100 picks rarely share a cluster, so this count says little).
 The data is synthetic (isotropic Gaussian clusters), which makes ANN indexes look worse than on
-real embeddings (see /work/shared/docs/SCALE.md): recall here is a lower bound.
+real embeddings: recall here is a lower bound.
 
-    python benchmarks/scale.py --sizes 1000000 [10000000] [--kinds auto flat ivfflat ivfpq hnsw]
+    python benchmarks/scale.py --sizes 100000 [1000000 10000000] [--kinds auto flat ivfflat ivfpq hnsw]
+
+Pools go to runs/bench/scale/ (``--workdir``); writes benchmarks/results/scale.json (``--name``).
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _results  # noqa: E402  (puts the repo on sys.path)
+
+REPO = _results.REPO
 
 DIM = 384
 
@@ -98,7 +103,7 @@ print("RESULT " + json.dumps(info))
 
 def ray_vs_local(work: Path, n_texts: int) -> list[dict]:
     """Embedding throughput of the Ray engine (local Ray, 2 workers) vs the local engine, on the same
-    ``n_texts`` distinct texts sampled from all of ../shared/data (as embed_backends.py samples)."""
+    ``n_texts`` distinct texts sampled from the shipped datasets (as embed_backends.py samples)."""
     from embed_backends import sample_texts
 
     texts = sample_texts(n_texts)
@@ -121,18 +126,20 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[1_000_000])
     ap.add_argument("--kinds", nargs="+", default=["flat", "ivfflat", "ivfpq", "auto"])
     ap.add_argument("--max-index-memory", default="4G")
-    ap.add_argument("--workdir", default=None, help="where the synthetic pools go (default: a temp folder)")
+    ap.add_argument("--workdir", default=None, help="where the synthetic pools go (default: runs/bench/scale)")
+    ap.add_argument("--name", default="scale", help="results file: benchmarks/results/NAME.json")
     ap.add_argument("--knn", type=int, default=50, help="K of --candidates knn:K for the query round")
     ap.add_argument("--ram-cap", default=None,
                     help="FMAL_MAX_RAM for seed and query (e.g. 512M to read a 1M pool block by block as a 10M one "
                          "is on this machine); default: fmal's (half the RAM)")
     ap.add_argument("--ray-texts", type=int, default=0,
-                    help="also embed this many shared-data texts with the local engine and with Ray (2 workers)")
+                    help="also embed this many texts of the shipped datasets with the local engine and with Ray (2 workers)")
     args = ap.parse_args()
+    t_start = time.perf_counter()
     from fmal.index import parse_memory
 
     mem = parse_memory(args.max_index_memory)
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="fmal-scale-"))
+    work = Path(args.workdir) if args.workdir else _results.WORK / "scale"
     work.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     fmal_cli = [py, "-m", "fmal"]
@@ -173,14 +180,16 @@ def main() -> None:
         mode = "two-level over the IVF lists" if "two level:" in out else ("exact, in blocks" if blocks else "exact")
         picks = pd.read_csv(work / "seed.csv", dtype=str)
         hit = len({int(y[int(i[1:])]) for i in picks["id"]})
+        share = np.bincount(y) / len(y)
+        expected = float((1 - (1 - share) ** len(picks)).sum())  # distinct clusters hit by as many uniform picks
         rows.append({"n": n, "step": f"fmal seed (default strategy, budget 100; {mode})", "seconds": round(secs, 1),
-                     "peak_rss_gib": round(rss, 2), "gold_clusters_hit": hit})
+                     "peak_rss_gib": round(rss, 2), "gold_clusters_hit": hit, "gold_clusters_random": round(expected, 1)})
         print("  ", rows[-1], flush=True)
         if blocks:  # the baseline in the same run: every row streamed from disk
             secs_x, rss_x, _ = run_measured(seed_cmd + ["--exact", "--output", str(work / "seed-exact.csv")], env=env)
             hit_x = len({int(y[int(i[1:])]) for i in pd.read_csv(work / "seed-exact.csv", dtype=str)["id"]})
             rows.append({"n": n, "step": "fmal seed --exact (every row streamed in blocks)", "seconds": round(secs_x, 1),
-                         "peak_rss_gib": round(rss_x, 2), "gold_clusters_hit": hit_x})
+                         "peak_rss_gib": round(rss_x, 2), "gold_clusters_hit": hit_x, "gold_clusters_random": round(expected, 1)})
             print("  ", rows[-1], f"-> default is {secs_x / secs:.1f}x faster than --exact", flush=True)
         lab = [f"c{y[int(i[1:])] % 10}" for i in picks["id"]]
         pd.DataFrame({"id": picks["id"], "label": lab}).to_csv(work / "labels.csv", index=False)
@@ -190,8 +199,10 @@ def main() -> None:
         rows.append({"n": n, "step": f"fmal query (knn:{args.knn}, budget 100)", "seconds": round(secs, 1), "peak_rss_gib": round(rss, 2)})
         print("  ", rows[-1], flush=True)
         rows.append({"n": n, "step": "embedding matrix (reference)", "peak_rss_gib": round(matrix_gib, 2)})
-    frame = pd.DataFrame(rows)
-    print("\n" + frame.to_markdown(index=False))
+    print("\n" + pd.DataFrame(rows).to_string(index=False))
+    _results.write(args.name, {"rows": rows}, backend="none (synthetic vectors, no encoder)", seconds=time.perf_counter() - t_start,
+                   settings={"sizes": args.sizes, "kinds": args.kinds, "max_index_memory": args.max_index_memory,
+                             "knn": args.knn, "ram_cap": args.ram_cap, "ray_texts": args.ray_texts})
 
 
 if __name__ == "__main__":

@@ -3,12 +3,15 @@ probe (fmal.LinearProbe) trained on each strategy's picks from the ``train`` row
 picks and against the peer implementation of the same strategy (scikit-activeml TypiClust,
 ProbCover, CoreSet; small-text greedy_coreset), on the shared labeled datasets.
 
-Pools are embedded with the bundled model (fmal embed) into ``--index-dir`` (printed; an existing
-pool built from the same file is reused). Mean and spread (standard deviation) over seeds.
+The datasets ship in benchmarks/data/. Pools are embedded with the bundled model and fmal's
+default backend (fmal embed) into ``runs/bench/pools/`` (an existing pool built from the same file
+is reused). Mean and spread (standard deviation) over seeds. Writes
+``benchmarks/results/NAME.json`` (``--name``, default ``seed_quality``).
 
     python benchmarks/seed_quality.py                                  # 3 datasets, 10..160, 5 seeds
     python benchmarks/seed_quality.py --datasets trec6 --budgets 10 40 --seeds 2 --no-peers
-    python benchmarks/seed_quality.py --index-dir /tmp/fmal-shared --output seed_quality.md
+    python benchmarks/seed_quality.py --strategies random probcover --peers skactiveml.ProbCover \
+        --name seed_quality_probcover                                  # the README's ProbCover table
 """
 
 from __future__ import annotations
@@ -18,21 +21,22 @@ import os
 import sys
 import time
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+import _results  # noqa: E402  (also puts the repo on sys.path)
 import fmal  # noqa: E402
 from fmal.exceptions import LabelsError  # noqa: E402
 from fmal.seed import SEED_STRATEGIES  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-DATASETS = ("trec6", "sms_spam", "rotten_tomatoes")
+DATASETS = _results.DATASETS
 BUDGETS = (10, 20, 40, 80, 160)
 STRATEGIES = ("random", "auto", "typiclust", "kmeans", "kcenter", "probcover")
 #: peer -> the fmal strategy it implements
@@ -47,13 +51,12 @@ PEERS = {
 PREFIX_PEERS = {"skactiveml.ProbCover", "skactiveml.CoreSet", "small_text.greedy_coreset"}
 
 
-def default_index_dir() -> Path:
-    return Path(os.environ.get("FMAL_BENCH_POOLS", Path.home() / ".cache" / "fmal" / "bench" / "pools"))
-
-
-def load_dataset(name: str, index_dir: Path, data_dir: Path = DATA) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(X_train, y_train, X_test, y_test) from the pool of ``data_dir/name.csv`` (built if missing)."""
-    csv = data_dir / f"{name}.csv"
+def load_dataset(name: str, index_dir: Path | None = None, data_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X_train, y_train, X_test, y_test) from the pool of the dataset (built if missing): the
+    shipped one, or ``data_dir/name.csv``."""
+    os.chdir(_results.REPO)
+    index_dir = index_dir or _results.pools_dir()
+    csv = data_dir / f"{name}.csv" if data_dir else _results.dataset_csv(name)
     if not (index_dir / name / "manifest.json").exists():
         print(f"embedding {csv} into {index_dir / name} (once)", file=sys.stderr, flush=True)
         fmal.embed(csv, name, index_dir=index_dir)
@@ -110,7 +113,7 @@ def parse_method(spec: str) -> tuple[str, dict]:
     return name, kw
 
 
-def run(datasets, budgets, seeds, strategies, peers, index_dir: Path, data_dir: Path = DATA) -> pd.DataFrame:
+def run(datasets, budgets, seeds, strategies, peers, index_dir: Path | None = None, data_dir: Path | None = None) -> pd.DataFrame:
     """One row per (dataset, method, budget, seed) with the probe's test accuracy."""
     recs = []
     for ds in datasets:
@@ -162,6 +165,21 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
+def summarise(df: pd.DataFrame) -> dict:
+    """{dataset: {method: {budget: {mean, std, n, per_seed}}}} plus each dataset's majority-class
+    share of the test rows (what a probe that predicts one class scores)."""
+    out: dict = {}
+    for (ds, m, b), g in df.groupby(["dataset", "method", "budget"], sort=False):
+        acc = g.sort_values("seed")["accuracy"].to_numpy()
+        out.setdefault(ds, {}).setdefault("methods", {}).setdefault(m, {})[str(int(b))] = {
+            "mean": round(float(acc.mean()), 4), "std": round(float(acc.std(ddof=1)) if acc.size > 1 else 0.0, 4),
+            "n": int(acc.size), "per_seed": [round(float(v), 4) for v in acc]}
+    for ds in out:
+        _, _, _, yte = load_dataset(ds)
+        out[ds]["majority_share_test"] = round(float(pd.Series(yte).value_counts(normalize=True).iloc[0]), 4)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS))
@@ -170,17 +188,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES), help="names, or name:key=value,... for parameters")
     ap.add_argument("--peers", nargs="*", default=list(PEERS))
     ap.add_argument("--no-peers", action="store_true")
-    ap.add_argument("--index-dir", type=Path, default=default_index_dir(), help="where the pools are (built if missing)")
-    ap.add_argument("--data-dir", type=Path, default=DATA)
+    ap.add_argument("--index-dir", type=Path, default=None, help="where the pools are (default runs/bench/pools; built if missing)")
+    ap.add_argument("--data-dir", type=Path, default=None, help="read NAME.csv here instead of the shipped datasets")
     ap.add_argument("--output", type=Path, help="also write the markdown table here")
     ap.add_argument("--csv", type=Path, help="also write every run (one row per seed) here")
+    ap.add_argument("--name", default="seed_quality", help="results file: benchmarks/results/NAME.json")
     a = ap.parse_args(argv)
-    print(f"pools under {a.index_dir}", flush=True)
     t0 = time.perf_counter()
-    df = run(a.datasets, a.budgets, a.seeds, a.strategies, [] if a.no_peers else a.peers, a.index_dir, a.data_dir)
+    peers = [] if a.no_peers else a.peers
+    df = run(a.datasets, a.budgets, a.seeds, a.strategies, peers, a.index_dir, a.data_dir)
     table = markdown(df)
     print(table)
     print(f"\n({time.perf_counter() - t0:.0f} s)")
+    _results.write(a.name, summarise(df), seconds=time.perf_counter() - t0,
+                   settings={"datasets": a.datasets, "budgets": a.budgets, "seeds": a.seeds, "strategies": a.strategies,
+                             "peers": peers, "data": "shipped" if a.data_dir is None else _results.rel(a.data_dir)})
     if a.output:
         a.output.write_text(table + "\n", encoding="utf-8")
         print(f"wrote {a.output}")

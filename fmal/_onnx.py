@@ -346,6 +346,15 @@ def ensure_export(st_model: Any, fingerprint: str, name: str, backend: str, *, f
     return OnnxExport(f, backend, digest, names, True)
 
 
+def is_fused(path: Path) -> bool | None:
+    """Whether the cached export at ``path`` (either backend) runs the fused graph: the fp32 export's
+    recorded operator counts (``{}`` when it fell back to the unfused graph). None when unrecorded."""
+    entry = _read_meta(path.parent, any_recipe=True).get("files", {}).get("onnx")
+    if not isinstance(entry, dict) or "fused" not in entry:
+        return None
+    return bool(entry["fused"])
+
+
 def make_session(path: Path) -> Any:
     """An onnxruntime CPU session with one intra-op thread that blocks rather than spins, sequential
     execution, full graph optimisation. Parallelism comes from running batches concurrently on it

@@ -285,7 +285,10 @@ def _extend_index(path: Path, stage: Path, m: dict[str, Any], n_old: int, n_all:
         idx.add(np.ascontiguousarray(X[s : min(n_all, s + 65536)], dtype=np.float32))
     if idx.ntotal != n_all:
         raise CorruptPoolError(f"{path / store.INDEX}: holds {idx.ntotal} vectors after the append, expected {n_all}")
-    info.update(fmal_index.tune(idx, X, str(info.get("type", "flat")), int(info.get("nlist") or 0)))
+    tuned = fmal_index.tune(idx, X, str(info.get("type", "flat")), int(info.get("nlist") or 0), factory=str(info.get("factory", "")))
+    if warning := tuned.pop("recall_warning"):
+        info["warnings"] = [*info.get("warnings", []), warning]
+    info.update(tuned)
     info["ntotal"] = int(idx.ntotal)
     del X
     fmal_index.save_index(idx, stage / store.INDEX)

@@ -168,6 +168,8 @@ class SentenceTransformerEncoder:
         dim = get_dim()
         self.dim = int(dim) if dim else int(self.model.encode(["x"]).shape[1])
         self.onnx_file: str | None = None
+        #: False when the ONNX export runs unfused (slower): recorded in the pool manifest
+        self.onnx_fused: bool | None = None
         self._session = None
         if self.backend != "torch":
             if device not in (None, "cpu"):
@@ -177,6 +179,9 @@ class SentenceTransformerEncoder:
             self._session, exp = _onnx.load_session(self.model, self.fingerprint, self.name, self.backend)
             self._input_names = exp.input_names
             self.onnx_file = str(exp.path)
+            self.onnx_fused = _onnx.is_fused(exp.path)
+            if self.onnx_fused is False:
+                log.warning("the ONNX export of %s runs unfused (slower): onnxruntime's optimizer could not fuse it", self.name)
         log.info("encoder %s: backend %s, %d thread(s), max_seq_length %s, dim %d",
                  self.name, self.backend, self.threads, self.max_seq_length, self.dim)
 
@@ -196,7 +201,8 @@ class SentenceTransformerEncoder:
     def describe(self) -> dict[str, object]:
         """What a pool manifest records about the encoder (backend is part of its identity)."""
         return {"name": self.name, "fingerprint": self.fingerprint, "backend": self.backend,
-                "max_seq_length": self.max_seq_length, "threads": self.threads, "onnx_file": self.onnx_file}
+                "max_seq_length": self.max_seq_length, "threads": self.threads, "onnx_file": self.onnx_file,
+                "onnx_fused": self.onnx_fused}
 
     def encode(self, texts: list[str], *, batch_size: int = 64, normalize: bool = True) -> np.ndarray:
         """Embed ``texts``, sorted by length to cut padding (by characters in sentence-transformers,

@@ -19,6 +19,7 @@ same for the same input.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -36,6 +37,7 @@ from fmal._parallel import n_workers, parallel_map, single_blas
 from fmal.exceptions import CorruptPoolError, InvalidInputError
 
 faiss = lazy_module("faiss")  # imported on first use: fmal --help must not pay for it
+log = logging.getLogger(__name__)
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivfflat", "ivfsq", "ivfpq")
 #: exact search up to this many vectors when it fits the budget (a flat scan of 200k x 384 is ~10 ms a query)
@@ -85,6 +87,8 @@ class IndexChoice:
     nlist: int = 0
     pq_m: int = 0
     note: str = ""  # set when the choice departs from the budget: say so before embedding
+    #: set when the choice does not keep the promise of the budget (the smallest PQ code exceeds it)
+    warning: str | None = None
 
 
 def check_trainable(n: int, kind: str) -> None:
@@ -111,7 +115,9 @@ def _nlist(n: int) -> int:
 
 
 def _pq_m(d: int, budget_per_vector: float) -> int:
-    """Largest PQ code size (bytes) that divides d and fits the per-vector budget (8-byte id included)."""
+    """Largest PQ code size (bytes) that divides d and fits the per-vector budget (8-byte id included).
+    When none fits, the smallest code (4 bytes, or 1 when 4 does not divide d): the index then
+    exceeds the budget, which :func:`choose_index` says in its ``warning``."""
     ms = [m for m in (96, 64, 48, 32, 24, 16, 12, 8, 4) if d % m == 0 and m + 8 <= budget_per_vector]
     return ms[0] if ms else (4 if d % 4 == 0 else 1)
 
@@ -139,7 +145,12 @@ def choose_index(n: int, d: int, kind: str = "auto", max_memory: int = DEFAULT_M
         return IndexChoice("flat", "Flat", flat_b, note, note=note)
     m = _pq_m(d, per)
     why = "requested" if kind == "ivfpq" else f"{n:,} full vectors ({n * flat_b / 2**30:.1f} GiB) exceed the budget"
-    return IndexChoice("ivfpq", f"IVF{nlist},PQ{m}", m + 8, why, nlist=nlist, pq_m=m)
+    warning = None
+    if m + 8 > per:
+        warning = (f"index over budget: the smallest PQ code (PQ{m}, {m + 8} B a vector with its id) needs "
+                   f"{n * (m + 8) / 2**30:.2f} GiB for {n:,} vectors, over --max-index-memory "
+                   f"{max_memory / 2**30:.2f} GiB; raise the budget or expect that much memory")
+    return IndexChoice("ivfpq", f"IVF{nlist},PQ{m}", m + 8, why, nlist=nlist, pq_m=m, warning=warning)
 
 
 def _sample(X: np.ndarray, size: int, random_state: int) -> np.ndarray:
@@ -176,21 +187,37 @@ def recall_at_k(
     k: int = 10,
     n_queries: int = 200,
     random_state: int = 0,
-    truth: tuple[np.ndarray, np.ndarray] | None = None,
+    truth: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> float:
-    """Share of the exact top-``k`` neighbours that ``index`` returns, on pool rows as queries.
-    ``truth``: (queries, exact neighbours) from :func:`recall_truth`, to measure several settings
-    with one exact pass over the pool."""
-    q, exact = truth if truth is not None else recall_truth(X, k=k, n_queries=n_queries, random_state=random_state)
-    _, got = index.search(q, min(exact.shape[1], index.ntotal))
-    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(exact, got))
+    """Share of the exact top-``k`` neighbours that ``index`` returns for held-out queries.
+
+    The queries are pool rows, but each is held out of its own answer: its neighbours are the
+    ``k`` nearest *other* rows, exactly and from the index alike (the index is asked for ``k + 1``
+    and the query's own row is dropped). A row finding itself is free for any index and would
+    inflate recall by up to 1/k. ``truth``: (queries, exact neighbours, query rows) from
+    :func:`recall_truth`, to measure several settings with one exact pass over the pool."""
+    q, exact, rows = truth if truth is not None else recall_truth(X, k=k, n_queries=n_queries, random_state=random_state)
+    kk = exact.shape[1]
+    _, got = index.search(q, min(kk + 1, index.ntotal))
+    hits = 0
+    for row, want, found in zip(rows.tolist(), exact, got):
+        others = [i for i in found.tolist() if i != row and i >= 0][:kk]
+        hits += len(set(want.tolist()) & set(others))
     return hits / float(exact.size)
 
 
-def recall_truth(X: np.ndarray, *, k: int = 10, n_queries: int = 200, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded sample of pool rows as queries and their exact top-``k`` neighbours (one streamed pass)."""
-    q = _sample(X, n_queries, random_state + 1)
-    return q, exact_knn(X, q, k)
+def recall_truth(X: np.ndarray, *, k: int = 10, n_queries: int = 200,
+                 random_state: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded sample of pool rows as queries, their exact top-``k`` neighbours among the *other*
+    rows (one streamed pass), and the query rows themselves: (queries, neighbours, rows)."""
+    n = X.shape[0]
+    rows = np.arange(n) if n <= n_queries else np.sort(
+        np.random.default_rng(random_state + 1).choice(n, size=n_queries, replace=False))
+    q = np.ascontiguousarray(X[rows], dtype=np.float32)
+    near = exact_knn(X, q, min(k + 1, n))
+    # drop the query's own row (normally its first neighbour; with duplicates, wherever it is)
+    keep = [[i for i in r if i != row][: min(k, n - 1)] for r, row in zip(near.tolist(), rows.tolist())]
+    return q, np.asarray(keep, dtype=np.int64).reshape(len(rows), -1), rows
 
 
 def build_index(X: np.ndarray, kind: str = "flat", **kwargs: Any) -> faiss.Index:
@@ -234,12 +261,18 @@ def build(
         for s in range(0, n, batch):
             index.add(np.ascontiguousarray(X[s : s + batch], dtype=np.float32))
     t2 = time.perf_counter()
-    info: dict[str, Any] = {"type": choice.kind, **{k: v for k, v in asdict(choice).items() if k != "kind"},
+    info: dict[str, Any] = {"type": choice.kind, **{k: v for k, v in asdict(choice).items() if k not in ("kind", "warning")},
                             "metric": "inner_product", "ntotal": int(index.ntotal), "dim": int(d),
-                            "max_memory": int(max_memory), "search_params": {}}
+                            "max_memory": int(max_memory), "search_params": {}, "warnings": []}
+    if choice.warning:
+        log.warning(choice.warning)
+        info["warnings"].append(choice.warning)
     if choice.kind != "flat":
         flops["recall"] = 2.0 * 200 * n * d  # the exact pass of recall_truth
-    info.update(tune(index, X, choice.kind, choice.nlist, random_state=random_state))
+    tuned = tune(index, X, choice.kind, choice.nlist, random_state=random_state, factory=choice.factory)
+    if warning := tuned.pop("recall_warning"):
+        info["warnings"].append(warning)
+    info.update(tuned)
     if timings is not None:
         timings.update(seconds={"train": t1 - t0, "add": t2 - t1, "recall": time.perf_counter() - t2},
                        gflop={k: v / 1e9 for k, v in flops.items()})
@@ -271,12 +304,15 @@ def _add_ivf(index: Any, X: np.ndarray, block: int) -> None:
                 index.add_core(xb.shape[0], faiss.swig_ptr(xb), None, faiss.swig_ptr(a))
 
 
-def tune(index: faiss.Index, X: np.ndarray, kind: str, nlist: int = 0, *, random_state: int = 0) -> dict[str, Any]:
-    """Measure recall@10 on pool rows and raise the search parameter (nprobe, efSearch) until it
-    reaches RECALL_TARGET: the manifest's ``search_params`` and ``recall_at_10``. Run after a
-    build, and after rows are appended to an index (its lists grew)."""
+def tune(index: faiss.Index, X: np.ndarray, kind: str, nlist: int = 0, *, random_state: int = 0,
+         factory: str = "") -> dict[str, Any]:
+    """Measure recall@10 on held-out pool rows and raise the search parameter (nprobe, efSearch)
+    until it reaches RECALL_TARGET: the manifest's ``search_params``, ``recall_at_10``,
+    ``recall_target`` and ``recall_queries``; ``recall_warning`` (logged too) when the target is
+    never reached. Run after a build, and after rows are appended to an index (its lists grew)."""
     if kind == "flat":
-        return {"search_params": {}, "recall_at_10": 1.0}
+        return {"search_params": {}, "recall_at_10": 1.0, "recall_target": RECALL_TARGET, "recall_queries": "exact",
+                "recall_warning": None}
     recall, params = 0.0, {}
     truth = recall_truth(X, random_state=random_state)
     name, values = ("efSearch", (32, 64, 128, 256)) if kind == "hnsw" else ("nprobe", [p for p in _NPROBES if p <= nlist] or [nlist])
@@ -286,7 +322,15 @@ def tune(index: faiss.Index, X: np.ndarray, kind: str, nlist: int = 0, *, random
         recall = recall_at_k(index, X, truth=truth)
         if recall >= RECALL_TARGET:
             break
-    return {"search_params": params, "recall_at_10": round(float(recall), 4)}
+    warning = None
+    if recall < RECALL_TARGET:
+        knob = ", ".join(f"{k}={v}" for k, v in params.items())
+        warning = (f"index {factory or kind}: recall@10 {recall:.3f} at the largest setting tried ({knob}) is under "
+                   f"the {RECALL_TARGET} target; neighbour searches (--candidates knn:K, seeding) may miss rows. "
+                   "Use --index flat (exact) or a larger --max-index-memory")
+        log.warning(warning)
+    return {"search_params": params, "recall_at_10": round(float(recall), 4), "recall_target": RECALL_TARGET,
+            "recall_queries": "held-out pool rows (each query's own row excluded)", "recall_warning": warning}
 
 
 def save_index(index: faiss.Index, path: str | os.PathLike[str]) -> None:

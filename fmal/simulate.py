@@ -694,7 +694,9 @@ def simulate(
     Xall = p.embeddings
     X = np.asarray(Xall[rows[train]], dtype=np.float32)
     X_test = np.asarray(Xall[rows[test]], dtype=np.float32)
-    info = {"data": str(data), "pool": str(p.path), "model": p.manifest.get("model", {}).get("name"),
+    model_info = p.manifest.get("model") or {}
+    info = {"data": str(data), "pool": str(p.path), "model": model_info.get("name"),
+            "backend": model_info.get("backend"), "model_fingerprint": model_info.get("fingerprint"),
             "label_col": label_col, "split": split_info, "n_rows": len(frame),
             "n_unlabeled_left_out": int((~has_label).sum()), "embedded_now": int(emb.n_embedded),
             "seconds_embed": round(emb.seconds, 3)}

@@ -551,6 +551,7 @@ def _write_pool(
             "backend": backend,
             "threads": getattr(encoder, "threads", None),
             "onnx_file": getattr(encoder, "onnx_file", None),
+            "onnx_fused": getattr(encoder, "onnx_fused", None),  # False: the export fell back to the unfused graph
         },
         "input": input_info,
         "embedding": {"batch_size": batch_size, "chunk_size": chunk_size},

@@ -22,7 +22,7 @@ import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CSV = REPO / "examples" / "data" / "trec6_demo.csv"
-SHARED_DATA = REPO.parent / "shared" / "data"
+BENCH_DATA = REPO / "benchmarks" / "data"  # the three labeled datasets (gzipped) the benchmarks use
 
 
 @pytest.fixture(scope="session")

@@ -84,6 +84,7 @@ def test_export_is_fused_and_int8_keeps_the_first_ffn_fp32(tiny_model_dir: Path)
     fp32 = [n for n, op in ops.items() if op == "MatMul"]
     assert len(fp32) == 2 and all("layer.0/intermediate/dense" in n or "layer.0/output/dense" in n for n in fp32), fp32
     assert not list(folder.glob("*unfused*")), "the intermediate unfused export was left behind"
+    assert enc.onnx_fused is True and enc.describe()["onnx_fused"] is True
 
 
 def test_unfusable_model_runs_unfused(tiny_model_dir: Path, tiny_torch: np.ndarray, tmp_path: Path,
@@ -101,6 +102,16 @@ def test_unfusable_model_runs_unfused(tiny_model_dir: Path, tiny_torch: np.ndarr
     assert json.loads((folder / _onnx.META).read_text())["files"]["onnx"]["fused"] == {}
     assert not list(folder.glob("*unfused*"))
     assert _cosines(enc.encode(SENTENCES), tiny_torch).mean() >= 0.99
+    assert enc.onnx_fused is False
+    # a later load from the cache says so again, and a pool built with it records it
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="fmal.encoders"):
+        again = load_encoder(tiny_model_dir, backend="onnx-int8")
+    assert again.onnx_fused is False and "runs unfused" in caplog.text
+    src = tmp_path / "t.csv"
+    pd.DataFrame({"id": ["a", "b", "c"], "text": SENTENCES[:3]}).to_csv(src, index=False)
+    fmal.embed(src, "u", index_dir=tmp_path / "ix", model=tiny_model_dir, backend="onnx-int8")
+    assert json.loads((tmp_path / "ix" / "u" / "manifest.json").read_text())["model"]["onnx_fused"] is False
 
 
 def test_cache_of_another_recipe_is_rebuilt(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

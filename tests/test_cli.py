@@ -1,4 +1,4 @@
-"""The CLI through Typer's CliRunner: every bad input of issue 2 gives one 'error:' line, a non-zero
+"""The CLI through Typer's CliRunner: every bad input gives one 'error:' line, a non-zero
 exit and no half-written file; every input format; seed/query outputs; and a real SIGKILL of
 ``python -m fmal embed`` that resumes byte-identical."""
 

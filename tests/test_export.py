@@ -2,8 +2,9 @@
 
 The tool-side files are written from each tool's documented formats: Label Studio's task format
 (import with ``predictions``; JSON and JSON_MIN exports), Prodigy's ``db-out`` JSONL (``answer``
-accept/reject/ignore, ``_input_hash``/``_task_hash``, choice ``options``/``accept``), Argilla 2.x
-``Record.to_dict()`` / ``to_list(flatten=True)`` and Argilla 1.x text-classification records.
+accept/reject/ignore, ``_input_hash``/``_task_hash``, choice ``options``/``accept``) and Argilla 1.x
+text-classification records; Argilla 2.x records are made by the real ``argilla`` client
+(``Record.from_dict``, ``Response``, the ``to_json`` / ``to_list(flatten=True)`` writers; no server).
 """
 
 from __future__ import annotations
@@ -208,19 +209,72 @@ def test_import_prodigy_db_out(loop, tmp_path):
     assert s2.ids[3] not in labels and s2.ids[4] not in labels
 
 
-def test_import_argilla_v2_records(loop, tmp_path):
+def _argilla_records(recs: list[dict], answers: dict[str, tuple[str, str | None]]):
+    """fmal's exported dicts rebuilt by the real Argilla client (``rg.Record.from_dict``), with
+    ``answers`` {id: (value, status)} added as ``rg.Response`` objects, as an annotator's would be."""
+    import uuid
+
+    rg = pytest.importorskip("argilla")
+    out = []
+    for d in recs:
+        rec = rg.Record.from_dict(d)
+        if d["id"] in answers:
+            value, status = answers[d["id"]]
+            kw = {"status": status} if status else {}
+            rec.responses.add(rg.Response("label", value, user_id=uuid.UUID(int=7), **kw))
+        out.append(rec)
+    return out
+
+
+def test_export_argilla_records_load_in_the_argilla_client(loop):
+    """Conformance with the real client (no server): every exported dict is a valid 2.x record."""
+    rg = pytest.importorskip("argilla")
+    index_dir, _, _, s2 = loop
+    recs = json.loads(api.export("p", 2, "argilla", index_dir=index_dir).output.read_text())
+    picks = s2.picks.set_index("id")
+    for d in recs:
+        rec = rg.Record.from_dict(d)
+        assert rec.id == d["id"] and rec.fields["text"] == picks.loc[d["id"], "text"]
+        assert rec.metadata["fmal_id"] == d["id"]
+        sug = rec.suggestions["label"]
+        assert sug.value == picks.loc[d["id"], "predicted_label"] and sug.agent == "fmal-probe"
+        assert sug.score == pytest.approx(picks.loc[d["id"], "predicted_proba"], abs=1e-4)
+        back = rec.to_dict()  # what records.to_json writes: fmal's dict comes back unchanged
+        assert {k: back[k] for k in ("id", "fields", "metadata", "suggestions")} == {k: d[k] for k in ("id", "fields", "metadata", "suggestions")}
+
+
+def test_import_argilla_records_written_by_the_client(loop, tmp_path):
+    """records.to_json (nested ``Record.to_dict()``) as the real client writes it."""
+    from argilla.records._io import JsonIO  # what Dataset.records.to_json calls
+
     index_dir, gold, _, s2 = loop
     recs = json.loads(api.export("p", 2, "argilla", index_dir=index_dir).output.read_text())
-    for n, r in enumerate(recs):
-        r["_server_id"] = f"00000000-0000-0000-0000-00000000000{n}"
-        if n < 4:
-            r["responses"] = {"label": [{"value": gold[r["id"]], "user_id": "a1b2c3d4-0000-0000-0000-000000000001"}]}
-    recs[3]["responses"]["label"][0]["status"] = "draft"
-    f = tmp_path / "records.json"
-    f.write_text(json.dumps(recs))
+    answered = {d["id"]: (gold[d["id"]], None) for d in recs[:3]}
+    f = JsonIO.to_json(_argilla_records(recs, answered), tmp_path / "records.json")
     r = _import(f, "argilla", index_dir)
-    assert r.added == 3
-    assert sorted(w for _, w in r.skipped) == ["no response yet", "no response yet", "response status 'draft'"]
+    assert r.n_records == len(recs) and r.added == 3
+    assert [w for _, w in r.skipped] == ["no response yet"] * (len(recs) - 3)
+    labels = Session(index_dir / "p").labels
+    assert {i: labels[i] for i in answered} == {i: gold[i] for i in answered}
+
+
+def test_import_argilla_flattened_records_from_the_client(loop, tmp_path):
+    """records.to_list(flatten=True) as the real client makes it: ``label.responses`` columns, the
+    metadata spread into top-level keys; a draft response is skipped."""
+    from argilla.records._io import GenericIO  # what Dataset.records.to_list calls
+
+    index_dir, gold, _, s2 = loop
+    recs = json.loads(api.export("p", 2, "argilla", index_dir=index_dir).output.read_text())
+    answers = {recs[0]["id"]: (gold[recs[0]["id"]], "submitted"), recs[1]["id"]: (gold[recs[1]["id"]], None),
+               recs[2]["id"]: (gold[recs[2]["id"]], "draft")}
+    flat = GenericIO.to_list(_argilla_records(recs, answers), flatten=True)
+    assert "label.responses" in flat[0] and "fields" not in flat[0]  # really the flat layout
+    f = tmp_path / "records.json"
+    f.write_text(json.dumps(flat, default=str))
+    r = _import(f, "argilla", index_dir)
+    assert r.added == 2 and "response status 'draft'" in [w for _, w in r.skipped]
+    labels = Session(index_dir / "p").labels
+    assert recs[2]["id"] not in labels and labels[recs[0]["id"]] == gold[recs[0]["id"]]
 
 
 def test_import_argilla_flat_and_v1_records(loop, tmp_path):
@@ -228,6 +282,7 @@ def test_import_argilla_flat_and_v1_records(loop, tmp_path):
     a, b, c = s2.ids[:3]
     flat = [{"id": a, "_server_id": "x", "text": "t", "label.responses": [gold[a]], "label.responses.users": ["u1"],
              "label.responses.status": ["submitted"], "label.suggestion": "ham", "label.suggestion.score": 0.5}]
+    # Argilla 1.x text-classification records (no 1.x client here: the documented record shape)
     v1 = [{"text": "t", "inputs": {"text": "t"}, "id": b, "annotation": gold[b], "annotation_agent": "argilla", "status": "Validated",
            "prediction": [["ham", 0.6], ["spam", 0.4]], "metadata": {}},
           {"text": "t", "inputs": {"text": "t"}, "id": c, "annotation": gold[c], "status": "Discarded", "metadata": {}}]

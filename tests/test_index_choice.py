@@ -37,9 +37,56 @@ def test_recall_truth_is_computed_once_for_several_settings():
     X = rng.normal(size=(3000, 16)).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     index, info = fi.build(X, "ivfsq", max_memory=fi.parse_memory("1G"))
-    assert info["type"] == "ivfsq" and info["factory"].endswith(",SQ8") and 0.0 <= info["recall_at_10"] <= 1.0
+    assert info["type"] == "ivfsq" and info["factory"].endswith(",SQ8")
+    # 8-bit codes of 16-d vectors: the target is reached (nprobe raised as needed), with no warning
+    assert fi.RECALL_TARGET <= info["recall_at_10"] <= 1.0 and info["warnings"] == []
     truth = fi.recall_truth(X, random_state=3)
     assert fi.recall_at_k(index, X, truth=truth) == fi.recall_at_k(index, X, random_state=3)
+
+
+def test_recall_is_measured_on_queries_held_out_of_their_own_answer():
+    X, _ = clustered(n=2000, d=16, k=10, spread=0.3)
+    q, near, rows = fi.recall_truth(X, k=10, n_queries=50, random_state=0)
+    assert near.shape == (50, 10) and not (near == rows[:, None]).any()  # a query is never its own neighbour
+    assert np.array_equal(q, X[rows])
+    sims = X[rows] @ X.T
+    sims[np.arange(50), rows] = -np.inf
+    assert np.array_equal(np.sort(near, axis=1), np.sort(np.argsort(-sims, axis=1)[:, :10], axis=1))
+    # an exact index scores 1.0 without the free self-match (with it, a broken index would get 0.1)
+    flat = fi.build_index(X, "flat")
+    assert fi.recall_at_k(flat, X, truth=(q, near, rows)) == 1.0
+
+    class SelfOnly:  # returns the query's own row and then nothing useful
+        ntotal = X.shape[0]
+
+        def search(self, queries, k):
+            ids = np.tile(np.arange(k), (len(queries), 1))
+            ids[:, 0] = rows
+            return np.zeros_like(ids, dtype=np.float32), ids
+
+    got = fi.recall_at_k(SelfOnly(), X, truth=(q, near, rows))
+    assert got < 0.1  # the self hit earns nothing
+
+
+def test_recall_below_target_warns_and_is_recorded(monkeypatch, caplog):
+    X, _ = clustered(n=3000, d=16, k=10, spread=0.3)
+    monkeypatch.setattr(fi, "RECALL_TARGET", 1.01)  # unreachable: every nprobe is tried
+    with caplog.at_level("WARNING", logger="fmal.index"):
+        _, info = fi.build(X, "ivfflat")
+    assert info["search_params"] == {"nprobe": min(max(fi._NPROBES), info["nlist"])}  # the last one tried
+    assert len(info["warnings"]) == 1 and "under the 1.01 target" in info["warnings"][0]
+    assert any("under the 1.01 target" in r.getMessage() for r in caplog.records)
+
+
+def test_pq_over_the_budget_warns_and_is_recorded(caplog):
+    c = fi.choose_index(100_000_000, 384, "auto", fi.parse_memory("1G"))  # 10.7 B a vector: under PQ4's 12
+    assert c.factory.endswith(",PQ4") and c.warning and "over --max-index-memory" in c.warning
+    assert fi.choose_index(50_000_000, 384, "auto", fi.parse_memory("4G")).warning is None
+    X, _ = clustered(n=3000, d=16, k=10, spread=0.3)
+    with caplog.at_level("WARNING", logger="fmal.index"):
+        _, info = fi.build(X, "ivfpq", max_memory=3000 * 10)  # 10 B a vector: even PQ4 does not fit
+    assert info["pq_m"] == 4 and any("over --max-index-memory" in w for w in info["warnings"])
+    assert any("over --max-index-memory" in r.getMessage() for r in caplog.records)
 
 
 def test_auto_picks_ivfflat_when_full_vectors_fit_but_pool_is_large():

@@ -1,8 +1,9 @@
 """A real round trip with Label Studio: fmal export -> Label Studio (HTTP API) -> fmal import-labels.
 
-Label Studio (the ``label-studio`` package from PyPI) lives in its own virtual environment, never in
-fmal's: ``$FMAL_LS_VENV`` (default ``~/.cache/fmal/labelstudio-venv``), created and installed on the
-first run and reused afterwards. Its database is migrated once into a template data folder beside
+Label Studio (the ``label-studio`` package from PyPI, pinned to ``LABEL_STUDIO_VERSION``) lives in
+its own virtual environment, never in fmal's: ``$FMAL_LS_VENV`` (default
+``~/.cache/fmal/labelstudio-venv``), created and installed on the first run and reused afterwards
+while it holds that version (another version is replaced, with its template data). Its database is migrated once into a template data folder beside
 the venv; each run copies the template, so a run costs a server start, not a migration.
 
 The server listens on 127.0.0.1 only, its outbound calls are switched off (version check,
@@ -42,6 +43,8 @@ VENV = Path(os.environ.get("FMAL_LS_VENV", Path.home() / ".cache" / "fmal" / "la
 TEMPLATE = VENV.parent / (VENV.name + "-template-data")
 USER, PASSWORD = "fmal@example.com", "fmal-roundtrip-pw"
 TOKEN = "f0e1d2c3b4a5968778695a4b3c2d1e0f12345678"
+#: the Label Studio release this round trip is checked against; raise it deliberately
+LABEL_STUDIO_VERSION = "1.23.2"
 INSTALL_TIMEOUT = 1200  # s: pip install label-studio
 START_TIMEOUT = 600  # s: first start migrates the database (minutes on a busy 2-core machine)
 HTTP_TIMEOUT = 60  # s: one API call
@@ -59,16 +62,23 @@ def _ls_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
+def _installed_version() -> str | None:
+    found = sorted(VENV.glob("lib/python*/site-packages/label_studio-*.dist-info"))
+    return found[0].name[len("label_studio-"):-len(".dist-info")] if found else None
+
+
 def _ensure_venv() -> Path:
     exe = VENV / "bin" / "label-studio"
-    if exe.exists():
+    if exe.exists() and _installed_version() == LABEL_STUDIO_VERSION:
         return exe
+    shutil.rmtree(TEMPLATE, ignore_errors=True)  # a database migrated by another version
     VENV.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, timeout=300)
     # sys.executable may itself be a venv: the new one still gets its own site-packages
-    r = subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", "label-studio"], capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
+    spec = f"label-studio=={LABEL_STUDIO_VERSION}"
+    r = subprocess.run([str(VENV / "bin" / "pip"), "install", "-q", spec], capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
     if r.returncode != 0 or not exe.exists():
-        pytest.fail(f"pip install label-studio into {VENV} failed (exit {r.returncode}): {r.stderr[-2000:]}")
+        pytest.fail(f"pip install {spec} into {VENV} failed (exit {r.returncode}): {r.stderr[-2000:]}")
     return exe
 
 

@@ -73,7 +73,9 @@ def test_class_weight_balanced_raises_recall_of_rare_class():
     plain = LinearProbe(C=1.0).fit(X[keep], y[keep])
     balanced = LinearProbe(C=1.0, class_weight="balanced").fit(X[keep], y[keep])
     test = np.setdiff1d(np.nonzero(y == "c1")[0], rare)
-    assert (balanced.predict(X[test]) == "c1").mean() >= (plain.predict(X[test]) == "c1").mean()
+    recall_balanced, recall_plain = ((m.predict(X[test]) == "c1").mean() for m in (balanced, plain))
+    # 15 rare rows against ~190: plain C=1 never predicts the rare class here; balancing must change that
+    assert recall_balanced > recall_plain + 0.2, (recall_balanced, recall_plain)
 
 
 def test_calibration_on_held_out_rows():

@@ -148,6 +148,9 @@ def test_cli_end_to_end_reuses_pool(tiny_pool, tiny_model_dir, tmp_path):
     assert "verdict:" in res.output and str(out / "simulation.json") in res.output
     d = json.loads((out / "simulation.json").read_text())
     assert d["info"]["embedded_now"] == 0  # the pool was reused, not re-embedded
+    manifest = json.loads((index_dir / name / "manifest.json").read_text())
+    assert d["info"]["backend"] == manifest["model"]["backend"] and d["info"]["backend"]  # which encoder made the numbers
+    assert d["info"]["model_fingerprint"] == manifest["model"]["fingerprint"]
     assert d["info"]["n_test"] == int((pd.read_csv(src).split == "test").sum())
     assert (out / "learning_curves.png").exists()
 
