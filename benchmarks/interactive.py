@@ -31,7 +31,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -43,7 +42,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-from _meta import run_metadata  # noqa: E402
+import _results  # noqa: E402
 
 PY = sys.executable
 DIM = 384
@@ -193,12 +192,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--strategies", nargs="+", default=list(SEED_STRATEGIES))
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--peer-timeout", type=float, default=900)
-    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "fmal-interactive")
-    ap.add_argument("--output", type=Path, default=HERE / "results" / "interactive.json")
+    ap.add_argument("--workdir", type=Path, default=_results.WORK / "interactive")
+    ap.add_argument("--name", default="interactive", help="results file: benchmarks/results/NAME.json")
     a = ap.parse_args(argv)
-    meta = run_metadata(argv if argv is not None else sys.argv)
+    load = [round(x, 2) for x in os.getloadavg()]
     peak = fp32_peak()
-    print(f"fp32 peak (4096 x 384 x 4096 product, all cores): {peak:.0f} GFLOP/s; load {meta['load_average_at_start']}", flush=True)
+    print(f"fp32 peak (4096 x 384 x 4096 product, all cores): {peak:.0f} GFLOP/s; load {load}", flush=True)
     fmal = [PY, "-m", "fmal"]
     rows: list[dict] = []
 
@@ -274,11 +273,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"      knn:{a.knn} is {ratio:.2f}x the speed of all", flush=True)
                 q[f"knn:{a.knn}"]["speed_vs_all"] = round(ratio, 2)
         reset(pool)
-    out = {"meta": {**meta, "fp32_peak_gflops": round(peak, 1), "budget": a.budget, "labels": a.labels},
-           "rows": rows}
-    a.output.parent.mkdir(parents=True, exist_ok=True)
-    a.output.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {a.output}")
+    prov = _results.provenance()  # synthetic vectors: no encoder runs here; backend and model are fmal's defaults
+    prov["machine"].update(fp32_peak_gflops=round(peak, 1), load_average_at_start=load)  # this script's own peak
+    _results.write(a.name, {"rows": rows}, settings={"budget": a.budget, "labels": a.labels, "sizes": a.sizes}, provenance_=prov)
 
 
 if __name__ == "__main__":

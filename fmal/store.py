@@ -241,7 +241,7 @@ _FIELDS: tuple[tuple[str | None, str, tuple[type, ...], bool], ...] = (
     ("input", "format", (str,), True),
     ("input", "text_col", (str,), False),  # None for a pool of external embeddings without texts
     ("index", "type", (str,), True),
-    ("index", "metric", (str,), True),
+    ("index", "metric", (str,), False),  # always inner product; info prints unknown when missing
     ("index", "ntotal", (int,), True),
     ("index", "factory", (str,), False),
     ("index", "reason", (str,), False),
