@@ -163,34 +163,33 @@ def check_text(value: object, where: str, field: str = "text") -> str | None:
     return value
 
 
-def check_id(value: object, where: str, field: str = "id", *, error: type[InvalidInputError] = InvalidInputError) -> str | None:
-    """A row id read from a file: a string or an integer (written as its digits), stripped; None
-    when blank. A fraction, object, list or true/false is ``error`` naming ``where`` and ``field``."""
+def _str_or_int(value: object, where: str, field: str, error: type[InvalidInputError], rule: str, gaps_hint: str) -> str | None:
+    """A string (stripped) or an integer (its digits); None when blank; anything else is ``error``."""
     value = _scalar(value)
     if _blank(value):
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str):
-        hint = "; an integer id column with gaps reads as fractions: fill the gaps or store ids as strings" if isinstance(value, float) else ""
-        raise error(f"{where}: {field!r} is {_what(value)}; ids must be strings or integers{hint}")
+        hint = f"; {gaps_hint}" if isinstance(value, float) else ""
+        raise error(f"{where}: {field!r} is {_what(value)}; {rule}{hint}")
     return value.strip()
+
+
+def check_id(value: object, where: str, field: str = "id", *, error: type[InvalidInputError] = InvalidInputError) -> str | None:
+    """A row id read from a file: a string or an integer (written as its digits), stripped; None
+    when blank. A fraction, object, list or true/false is ``error`` naming ``where`` and ``field``."""
+    return _str_or_int(value, where, field, error, "ids must be strings or integers",
+                       "an integer id column with gaps reads as fractions: fill the gaps or store ids as strings")
 
 
 def check_label(value: object, where: str, field: str = "label", *, error: type[InvalidInputError] = LabelsError) -> str | None:
     """A label read from a file: a string (or an integer class, written as its digits) of at most
     MAX_LABEL_CHARS characters, stripped; None when blank. A fraction, object, list or true/false,
     or a longer string, is ``error`` naming ``where`` and ``field``."""
-    value = _scalar(value)
-    if _blank(value):
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str):
-        hint = "; an integer column with gaps reads as fractions: fill the gaps or store labels as strings" if isinstance(value, float) else ""
-        raise error(f"{where}: {field!r} is {_what(value)}; a label must be a string (a class name){hint}")
-    value = value.strip()
-    if len(value) > MAX_LABEL_CHARS:
+    value = _str_or_int(value, where, field, error, "a label must be a string (a class name)",
+                        "an integer column with gaps reads as fractions: fill the gaps or store labels as strings")
+    if value is not None and len(value) > MAX_LABEL_CHARS:
         raise error(
             f"{where}: {field!r} is {len(value):,} characters ({show(value)}); a label is a class name of at most "
             f"{MAX_LABEL_CHARS:,} characters: is the label column the right one?"
