@@ -11,7 +11,6 @@ mtime to now (:func:`mark_verified`), so the next run does not hash it again. Ma
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import struct
@@ -53,17 +52,17 @@ def file_record(f: Path, shape: tuple[int, ...]) -> dict[str, Any]:
     return {"size": f.stat().st_size, "sha256": sha256_file(f), "shape": list(shape)}
 
 
-def rows_shape(f: Path) -> tuple[int, int]:
-    """(rows, columns) of a Parquet file from its footer; raises OSError/ValueError when unreadable.
+def rows_shape(f: Path, rec: Any = None, since: int = 0) -> tuple[int, int]:
+    """(rows, columns) of a Parquet file; raises OSError/ValueError when unreadable.
 
-    The footer of a flat file (what fmal writes) is decoded here (:func:`_flat_footer`): importing
-    pyarrow.parquet costs ~0.3 s, most of ``fmal status``. Anything else (a nested schema, a footer
-    this reader does not follow) is read by pyarrow, whose answer, or error, stands."""
-    with contextlib.suppress(ValueError, IndexError, UnicodeDecodeError, RecursionError):
-        names, rows = _flat_footer(f)
-        if not {"id", "text"} <= set(names):
-            raise ValueError("no id and text columns")
-        return rows, len(names)
+    When the manifest recorded the file (``rec``: its size and shape) and the file has that size
+    and is not newer than the manifest (``since``), the recorded shape stands: importing
+    pyarrow.parquet to read the footer costs ~0.3 s, most of ``fmal status``. Otherwise pyarrow
+    reads the footer."""
+    if isinstance(rec, dict) and isinstance(rec.get("shape"), list) and len(rec["shape"]) == 2:
+        st = f.stat()
+        if rec.get("size") == st.st_size and st.st_mtime_ns <= since:
+            return int(rec["shape"][0]), int(rec["shape"][1])
     import pyarrow.parquet as pq
 
     meta = pq.read_metadata(f)
@@ -71,115 +70,6 @@ def rows_shape(f: Path) -> tuple[int, int]:
     if not {"id", "text"} <= names:
         raise ValueError("no id and text columns")
     return meta.num_rows, meta.num_columns
-
-
-def _flat_footer(f: Path) -> tuple[list[str], int]:
-    """(column names, rows) from a Parquet footer (Thrift compact protocol), for a flat schema only:
-    ValueError/IndexError for anything else, so the caller asks pyarrow instead."""
-    with open(f, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        if size < 12:
-            raise ValueError("too short")
-        fh.seek(size - 8)
-        tail = fh.read(8)
-        n = struct.unpack("<i", tail[:4])[0]
-        if tail[4:] != b"PAR1" or not 0 < n <= size - 12:
-            raise ValueError("no plain Parquet footer")
-        fh.seek(0)
-        if fh.read(4) != b"PAR1":
-            raise ValueError("no Parquet header")
-        fh.seek(size - 8 - n)
-        buf = fh.read(n)
-    pos = 0
-
-    def varint() -> int:
-        nonlocal pos
-        shift = out = 0
-        while True:
-            b = buf[pos]
-            pos += 1
-            out |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return out
-            shift += 7
-            if shift > 70:
-                raise ValueError("bad varint")
-
-    def zigzag() -> int:
-        v = varint()
-        return (v >> 1) ^ -(v & 1)
-
-    def value(t: int, want: bool = False):  # noqa: ANN202  (returns what was asked for, else None)
-        nonlocal pos
-        if t in (1, 2):
-            return t == 1
-        if t == 3:
-            pos += 1
-            return None
-        if t in (4, 5, 6):
-            return zigzag()
-        if t == 7:
-            pos += 8
-            return None
-        if t == 8:
-            k = varint()
-            pos += k
-            if pos > len(buf):
-                raise ValueError("cut")
-            return bytes(buf[pos - k:pos]) if want else None
-        if t in (9, 10):
-            head = buf[pos]
-            pos += 1
-            k, et = head >> 4, head & 0x0F
-            if k == 15:
-                k = varint()
-            items = []
-            for _ in range(k):
-                if et in (1, 2):  # booleans in a list are one byte each
-                    pos += 1
-                    items.append(None)
-                else:
-                    items.append(value(et, want))
-            return items if want else None
-        if t == 11:
-            k = varint()
-            if k:
-                kv = buf[pos]
-                pos += 1
-                for _ in range(k):
-                    value(kv >> 4)
-                    value(kv & 0x0F)
-            return None
-        if t == 12:
-            return struct_(want)
-        raise ValueError(f"thrift type {t}")
-
-    def struct_(want: bool) -> dict[int, Any] | None:
-        nonlocal pos
-        fields: dict[int, Any] = {}
-        fid = 0
-        while True:
-            head = buf[pos]
-            pos += 1
-            if head == 0:
-                return fields if want else None
-            delta, t = head >> 4, head & 0x0F
-            fid = fid + delta if delta else zigzag()
-            fields[fid] = value(t, want)
-
-    # FileMetaData: 2 schema (list<SchemaElement>: 4 name, 5 num_children), 3 num_rows; the rest skipped
-    meta = struct_(True)
-    assert meta is not None
-    schema, rows = meta.get(2), meta.get(3)
-    if not isinstance(schema, list) or not schema or not isinstance(rows, int) or rows < 0:
-        raise ValueError("no schema or row count")
-    if not all(isinstance(c, dict) for c in schema):
-        raise ValueError("no schema")
-    root, cols = schema[0], schema[1:]
-    if root.get(5) != len(cols) or any(c.get(5) for c in cols) or not all(isinstance(c.get(4), bytes) for c in cols):
-        raise ValueError("not a flat schema")
-    return [c[4].decode("utf-8") for c in cols], rows
 
 
 def npy_header(f: Path) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -231,7 +121,7 @@ def check_pool(path: Path, m: dict[str, Any], *, n: int | None = None, dim: int 
             continue
         try:
             if name == ROWS:
-                rows, _ = rows_shape(f)
+                rows, _ = rows_shape(f, records.get(name), since)
                 bad = None if rows == n else f"{rows} rows, expected {n}"
             elif name == EMBEDDINGS:
                 shape, dt, expected = npy_header(f)

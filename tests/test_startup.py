@@ -47,7 +47,7 @@ def test_status_and_info_import_nothing_heavy(tiny_pool):
 
 
 def test_status_and_info_read_no_ids_and_print_the_same_as_the_api(tiny_pool, cli):
-    """The light path (fmal.describe, the Parquet footer read without pyarrow) says what the API says."""
+    """The light path (fmal.describe, the rows' shape from the manifest's record) says what the API says."""
     import pyarrow.parquet as pq
 
     from fmal import api, pool_check, store
@@ -56,7 +56,10 @@ def test_status_and_info_read_no_ids_and_print_the_same_as_the_api(tiny_pool, cl
     p = store.open_pool(name, index_dir)
     assert "ids" not in p.__dict__ and len(p.ids) == p.n  # read on first use only
     meta = pq.read_metadata(p.path / "rows.parquet")
-    assert pool_check._flat_footer(p.path / "rows.parquet") == (meta.schema.names, meta.num_rows)
+    since = (p.path / "manifest.json").stat().st_mtime_ns
+    rec = p.manifest["file_checks"]["rows.parquet"]
+    assert pool_check.rows_shape(p.path / "rows.parquet", rec, since) == (meta.num_rows, meta.num_columns)
+    assert pool_check.rows_shape(p.path / "rows.parquet") == (meta.num_rows, meta.num_columns)  # no record: pyarrow
     st = api.status(name, index_dir=index_dir)
     out = cli("status", "--pool", name, "--index-dir", index_dir)
     assert out.exit_code == 0 and f"labels: {st.n_labels:,}" in out.stdout
