@@ -86,7 +86,7 @@ def check_on_bad(on_bad: object) -> str:
     return str(on_bad)
 
 
-def read_image_bytes(path: Path, shown: str) -> tuple[bytes | None, str | None]:
+def read_image_bytes(path: Path) -> tuple[bytes | None, str | None]:
     """(bytes, None) of a readable, non-empty image file, else (None, why not)."""
     try:
         data = path.read_bytes()
@@ -103,9 +103,10 @@ def read_image_bytes(path: Path, shown: str) -> tuple[bytes | None, str | None]:
     return data, None
 
 
-def decode(data: bytes, mode: str = "RGB") -> tuple[Any, str | None]:
-    """(PIL image in ``mode``, None) of image file bytes, fully decoded, else (None, why not)."""
-    from PIL import Image, UnidentifiedImageError
+def decode(data: bytes, mode: str = "RGB", *, upright: bool = False) -> tuple[Any, str | None]:
+    """(PIL image in ``mode``, None) of image file bytes, fully decoded, else (None, why not).
+    ``upright``: turned as its EXIF orientation says (as browsers, hence annotators, see it)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         img = Image.open(io.BytesIO(data))
@@ -116,17 +117,19 @@ def decode(data: bytes, mode: str = "RGB") -> tuple[Any, str | None]:
         return None, f"is too large to decode safely ({cut(str(exc), 80)})"
     except (OSError, SyntaxError, ValueError) as exc:
         return None, f"is truncated or damaged ({cut(str(exc), 80)})"
+    if upright:
+        img = ImageOps.exif_transpose(img) or img
     return img.convert(mode) if img.mode != mode else img, None
 
 
 def load_image(root: Path, rel: str) -> Any:
-    """The RGB image at ``root/rel``, or an InvalidInputError naming the file (one that changed
-    or vanished since the pool's input was checked)."""
+    """The RGB image at ``root/rel``, upright (:func:`decode`), or an InvalidInputError naming the
+    file (one that changed or vanished since the pool's input was checked)."""
     path = root / rel
-    data, why = read_image_bytes(path, rel)
+    data, why = read_image_bytes(path)
     img = None
     if data is not None:
-        img, why = decode(data)
+        img, why = decode(data, upright=True)
     if why is not None:
         raise InvalidInputError(f"{path}: {why}; fix or remove it and run the same command again")
     return img
@@ -136,7 +139,7 @@ def _check_all(root: Path, rels: list[str]) -> tuple[list[str], list[BadImage]]:
     """Read and decode every image: (sha256 digests, bad images); a bad one's digest is ""."""
     digests, bad = [], []
     for rel in rels:
-        data, why = read_image_bytes(root / rel, rel)
+        data, why = read_image_bytes(root / rel)
         if data is not None:
             img, why = decode(data)
             if img is not None:
@@ -168,6 +171,9 @@ def load_images(
     every image's bytes (and the table's), so changing one image rebuilds the pool.
     """
     on_bad = check_on_bad(on_bad)
+    if not isinstance(input, (str, os.PathLike)):
+        raise InvalidInputError(f"input: images are read from files: give a folder of images or the path of a table with "
+                                f"image_col, not a {type(input).__name__}")
     path = Path(input)
     if not path.exists():
         raise InvalidInputError(f"{path}: not found; give a folder of images or a table with --image-col")
