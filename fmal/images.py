@@ -75,7 +75,9 @@ def is_image_input(input: object, image_col: str | None) -> bool:
 
 
 def _list_folder(folder: Path) -> list[Path]:
-    files = [f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()
+    """The image files under ``folder`` in relative-path order; a broken link is listed (and
+    reported as not found), never silently dropped."""
+    files = [f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and (f.is_file() or f.is_symlink())
              and not any(part.startswith(".") for part in f.relative_to(folder).parts)]
     return sorted(files, key=lambda f: f.relative_to(folder).as_posix())
 

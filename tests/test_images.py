@@ -137,6 +137,9 @@ def _break(folder: Path, kind: str) -> Path:
     elif kind == "not-an-image":
         f = folder / "7" / "notes.png"
         f.write_text("a text file renamed .png\n")
+    elif kind == "broken-link":
+        f = folder / "8" / "link.png"
+        f.symlink_to(folder / "8" / "gone.png")
     else:
         f = folder / "2" / "00.png"
         f.chmod(0)
@@ -144,23 +147,31 @@ def _break(folder: Path, kind: str) -> Path:
 
 
 @pytest.mark.parametrize("kind, why", [("zero-size", "is empty (0 bytes)"), ("truncated", "is truncated or damaged"),
-                                        ("not-an-image", "is not an image"), ("unreadable", "permission denied")])
-def test_a_bad_image_stops_the_run_or_is_skipped(cli, cli_error, clip_dir, digits, index_dir, kind, why):
+                                        ("not-an-image", "is not an image"), ("unreadable", "permission denied"),
+                                        ("broken-link", "file not found")])
+def test_a_bad_image_stops_the_run_or_is_skipped(cli, cli_error, clip_dir, digits, index_dir, kind, why, monkeypatch):
     folder, _ = digits
-    if kind == "unreadable" and os.geteuid() == 0:
-        pytest.skip("root reads a file without permissions")
     bad = _break(folder, kind)
+    if kind == "unreadable" and os.geteuid() == 0:  # root reads a file without permissions: the OS's answer to others
+        real = Path.read_bytes
+
+        def read_bytes(self: Path) -> bytes:
+            if self == bad:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real(self)
+        monkeypatch.setattr(Path, "read_bytes", read_bytes)
     rel = bad.relative_to(folder).as_posix()
     line = cli_error(_embed(cli, folder, clip_dir, index_dir), rel, why, "--bad-images skip")
     assert "more of the" not in line
     assert not (index_dir / "im").exists() or not (index_dir / "im" / "manifest.json").exists()
     r = _embed(cli, folder, clip_dir, index_dir, "--bad-images", "skip")
     assert r.exit_code == 0, r.output
-    assert f"skipped image {rel}: {why}" in r.stderr
+    assert f"skipped image {rel}: " in r.stderr and why in r.stderr.split(f"skipped image {rel}: ")[1]
     p = store.open_pool("im", index_dir)
-    assert rel not in p.ids.tolist() and p.n == len(list(folder.rglob("*.png"))) - 1
+    assert rel not in p.ids.tolist() and p.n == len([f for f in folder.rglob("*.png") if f.exists()]) - (kind != "broken-link")
     assert p.manifest["input"]["n_bad_skipped"] == 1
-    bad.chmod(0o644)
+    if not bad.is_symlink():
+        bad.chmod(0o644)
 
 
 def test_several_bad_images_are_counted(cli, cli_error, clip_dir, digits, index_dir):
