@@ -231,3 +231,14 @@ def test_jpeg_webp_and_exif_orientation(clip_dir, index_dir, tmp_path):
     assert p.ids.tolist() == ["a-tagged.png", "b-upright.png", "c.jpg", "d.webp"]
     np.testing.assert_allclose(p.embeddings[0], p.embeddings[1], atol=1e-6)
     assert float(p.embeddings[0] @ p.embeddings[3]) < 0.9999  # the untagged copy is not turned
+
+
+def test_repair_rebuilds_damaged_embeddings_of_an_image_pool(cli, cli_error, clip_dir, digits, index_dir):
+    folder, _ = digits
+    assert _embed(cli, folder, clip_dir, index_dir).exit_code == 0
+    good = np.array(store.open_pool("im", index_dir).embeddings)
+    (index_dir / "im" / "embeddings.npy").write_bytes(b"damaged")
+    cli_error(_embed(cli, folder, clip_dir, index_dir), "--repair")
+    r = _embed(cli, folder, clip_dir, index_dir, "--repair")
+    assert r.exit_code == 0 and "repaired" in r.stdout, r.output
+    np.testing.assert_allclose(store.open_pool("im", index_dir).embeddings, good, atol=1e-6)
