@@ -18,7 +18,7 @@ import pandas as pd
 from fmal import encoders as fmal_encoders
 from fmal import index as fmal_index
 from fmal.engines import ENGINES
-from fmal import frames, human_work, pool_check, store
+from fmal import frames, human_work, images, pool_check, store
 from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive, check_seed
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError
@@ -69,6 +69,7 @@ class EmbedResult:
     source: str | None = None  # --embeddings: where the vectors came from (model "external")
     n_appended: int = 0  # --append: rows added to the pool
     n_skipped: int = 0  # --append: input rows already in the pool (same id, or same text with generated ids)
+    bad_images: tuple[str, ...] = ()  # image input, bad_images="skip": "path: why" of each image left out
 
     def to_frame(self) -> pd.DataFrame:
         """One row: this result's fields."""
@@ -107,6 +108,8 @@ def embed(
     embedding_col: str | None = None,
     normalize: bool = True,
     append: bool = False,
+    image_col: str | None = None,
+    bad_images: str = "stop",
 ) -> EmbedResult:
     """Read ``input``, embed its texts (each distinct text once) and write the pool folder.
 
@@ -137,8 +140,25 @@ def embed(
 
     ``append``: add the rows of ``input`` (or ``embeddings``) that the pool lacks to the finished
     pool ``pool``, keeping every label, round and probe (:mod:`fmal.append`).
+
+    Images (:mod:`fmal.images`): ``input`` a folder of images, one image, or a table whose
+    ``image_col`` holds image paths; ``model`` a CLIP-style sentence-transformers model, run on
+    torch. A bad image file stops the run unless ``bad_images="skip"`` (left out, listed in
+    ``EmbedResult.bad_images``).
     """
     t0 = time.perf_counter()
+    # --- images (fmal.images): the checks an image input adds
+    is_images = not append and embeddings is None and images.is_image_input(input, image_col)
+    if is_images:
+        images.check_on_bad(bad_images)
+        backend = images.check_backend(backend)
+        if engine != "local":
+            raise InvalidInputError("--engine ray reads text shards; embed images with --engine local")
+        if max_seq_length is not None:
+            raise InvalidInputError("--max-seq-length truncates texts; an image pool has none to truncate: leave it out")
+    elif append and images.is_image_input(input, image_col):
+        raise InvalidInputError("--append adds texts; growing an image pool is not supported yet: rebuild it with --overwrite --keep-labels")
+    # ---
     if embeddings is not None or append:
         return _embed_more(input, pool, t0, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
                            batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite, repair=repair,
@@ -175,8 +195,10 @@ def embed(
         log.info("data given in memory is embedded in this process (the local engine)")
         engine = "local"
     # the Ray engine reads the input on its workers: here it is only listed and fingerprinted
-    source = (list_shards(input, text_col=text_col, id_col=id_col) if engine == "ray"
+    source = (images.load_images(input, image_col=image_col, id_col=id_col, on_bad=bad_images) if is_images
+              else list_shards(input, text_col=text_col, id_col=id_col) if engine == "ray"
               else frames.texts_table(input, "input", text_col=text_col, id_col=id_col))
+    bad = tuple(f"{b.path}: {b.reason}" for b in getattr(source, "bad", ()))  # images skipped (bad_images="skip")
     n_shards = len(source.files) if isinstance(source, ShardList) else 0
     if not isinstance(source, ShardList):
         fmal_index.check_trainable(len(source), index)  # before loading the model: an index that cannot be built
@@ -206,10 +228,15 @@ def embed(
                 pool_check.mark_verified(path)
             mm = m.get("model", {})
             return EmbedResult(path, m["n_rows"], m["n_unique_texts"], 0, 0, True, time.perf_counter() - t0, name,
-                               m["dim"], backend, precision, mm.get("max_seq_length"), mm.get("threads"), engine, n_shards)
+                               m["dim"], backend, precision, mm.get("max_seq_length"), mm.get("threads"), engine, n_shards,
+                               bad_images=bad)
     encoder_kwargs = {"model": None if model is None else str(model), "trust_remote_code": trust_remote_code,
                       "backend": backend, "max_seq_length": max_seq_length, "threads": threads}
-    encoder = fmal_encoders.load_encoder(**encoder_kwargs)
+    if is_images:  # a CLIP model embeds the images under the input's root
+        encoder = fmal_encoders.load_image_encoder(encoder_kwargs["model"], root=source.root,
+                                                   trust_remote_code=trust_remote_code, threads=threads)
+    else:
+        encoder = fmal_encoders.load_encoder(**encoder_kwargs)
     if not isinstance(source, ShardList):  # say now, not after embedding, when the index departs from the budget
         note = fmal_index.choose_index(len(source), encoder.dim, index, fmal_index.parse_memory(max_index_memory)).note
         if note:
@@ -233,7 +260,7 @@ def embed(
     return EmbedResult(
         path, res.n_rows, res.n_unique, res.n_embedded, res.n_chunks_reused, res.skipped,
         time.perf_counter() - t0, encoder.name, encoder.dim, backend, precision, encoder.max_seq_length, encoder.threads,
-        engine, n_shards, res.repaired, kept, len(vanished), backup or res.backup,
+        engine, n_shards, res.repaired, kept, len(vanished), backup or res.backup, bad_images=bad,
     )
 
 
@@ -773,6 +800,8 @@ def export(
     output: PathLike | None = None,
     classes: str | list[str] | None = None,
     with_vectors: bool = False,
+    image_root: PathLike | None = None,
+    image_url_prefix: str | None = None,
 ) -> ExportResult:
     """Write the picks of round ``round`` (default: the last) for an annotation tool.
 
@@ -785,6 +814,9 @@ def export(
     suggestions, ``predicted_label``/``predicted_proba`` columns in CSV/JSONL). ``with_vectors``:
     Argilla records carry the pool's embedding of each text (vector ``embedding``).
     Default output: the pool's ``exports/round-NNN-FORMAT.EXT``.
+
+    An image pool's tasks show the image (:func:`fmal.images.image_sources`): its file path under
+    the pool's image folder, or under ``image_root``, or ``image_url_prefix`` + its relative path.
     """
     fmt = FORMATS.get(format)
     if with_vectors and fmt.name != "argilla":
@@ -804,6 +836,14 @@ def export(
     if rec is None:
         raise InvalidInputError(f"--round must be one of the pool's rounds ({', '.join(map(str, numbers))}), got {round}")
     frame = _frame_of_round(p, rec)
+    # --- images (fmal.images): where the tool loads each pick's image from
+    if (root := images.pool_image_root(p.manifest)) is not None:
+        frame["image"] = images.image_sources(frame["text"].astype(str).tolist(), root, image_root=image_root,
+                                              url_prefix=image_url_prefix)
+        frame.attrs["modality"] = "image"
+    elif image_root is not None or image_url_prefix is not None:
+        raise InvalidInputError(f"--image-root and --image-url-prefix say where an image pool's images are; pool {p.name!r} holds texts")
+    # ---
     if with_vectors:
         frame.attrs["vectors"] = np.asarray(p.embeddings[p.rows_of(rec["ids"], source="session")], dtype=np.float32)
     out = _check_output(fmt.name, output, p.path / "exports" / f"round-{round:03d}-{fmt.name}")

@@ -230,3 +230,54 @@ def load_encoder(model: str | os.PathLike[str] | None = None, **kwargs: object) 
     """Load the encoder named by ``model`` (None: the bundled all-MiniLM-L6-v2); ``backend`` and the
     other keywords go to SentenceTransformerEncoder (torch unless given)."""
     return SentenceTransformerEncoder(model, **kwargs)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- images (fmal.images)
+
+
+class ImageEncoder:
+    """A CLIP-style sentence-transformers model embedding images: ``encode`` takes image paths
+    relative to ``root`` (what an image pool stores as its rows' texts), loads ``batch_size`` of
+    them at a time (a chunk of decoded images would not fit in memory) and returns L2-normalised
+    float32 rows. Runs on torch: the ONNX backends export text models only."""
+
+    def __init__(self, model: str | os.PathLike[str] | None, *, root: Path, backend: str | None = None,
+                 **kwargs: object) -> None:
+        from fmal import images
+
+        images.check_backend(backend)
+        self._st = SentenceTransformerEncoder(model, backend="torch", **kwargs)  # type: ignore[arg-type]
+        supports = getattr(self._st.model, "supports", None)
+        can = supports("image") if supports else type(self._st.model[0]).__name__ == "CLIPModel"
+        if not can:
+            raise InvalidInputError(
+                f"--model {self._st.name}: encodes text only, and the input is images; give a CLIP model folder "
+                "(e.g. sentence-transformers clip-ViT-B-32, downloaded) with --model"
+            )
+        self.root = Path(root)
+        self.name, self.fingerprint, self.dim = self._st.name, self._st.fingerprint, self._st.dim
+        self.backend, self.threads, self.max_seq_length = "torch", self._st.threads, None
+        self.onnx_file, self.onnx_fused = None, None
+
+    def describe(self) -> dict[str, object]:
+        return {**self._st.describe(), "max_seq_length": None, "modality": "image"}
+
+    def encode(self, texts: list[str], *, batch_size: int = 64, normalize: bool = True) -> np.ndarray:
+        """Embed the images at ``root / path`` for each path in ``texts``, in order."""
+        from fmal.images import load_image
+
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for lo in range(0, len(texts), batch_size):
+            batch = [load_image(self.root, p) for p in texts[lo : lo + batch_size]]
+            out[lo : lo + len(batch)] = self._st.model.encode(
+                batch, batch_size=batch_size, normalize_embeddings=normalize, convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            for img in batch:
+                img.close()
+        return out
+
+
+def load_image_encoder(model: str | os.PathLike[str] | None, *, root: Path, **kwargs: object) -> ImageEncoder:
+    """Load the CLIP-style model ``model`` to embed the images under ``root`` (fmal.images)."""
+    return ImageEncoder(model, root=root, **kwargs)

@@ -661,6 +661,7 @@ def _input_info(source: TextTable | ShardList, id_col: str | None) -> dict[str, 
         "text_col": source.text_col,
         "id_col": id_col,
         "ids_generated": id_col is None,
+        **(source.input_info() if hasattr(source, "input_info") else {}),  # images (fmal.images.ImageTable): modality, root
     }
 
 

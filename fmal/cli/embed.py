@@ -17,9 +17,9 @@ def _backend_help() -> str:
             "are made once and cached in $FMAL_CACHE (~/.cache/fmal).")
 
 
-@command("embed", lazy_help={"backend": _backend_help}, json_result="the EmbedResult: pool_path, n_rows, n_unique, n_embedded, n_chunks_reused, skipped, seconds, model, dim, backend, precision, engine, repaired, labels_kept, labels_dropped, backup (and source, n_appended, n_skipped for --embeddings / --append)")
+@command("embed", lazy_help={"backend": _backend_help}, json_result="the EmbedResult: pool_path, n_rows, n_unique, n_embedded, n_chunks_reused, skipped, seconds, model, dim, backend, precision, engine, repaired, labels_kept, labels_dropped, backup (and source, n_appended, n_skipped for --embeddings / --append; bad_images for images skipped)")
 def embed_cmd(
-    input: Optional[Path] = typer.Argument(None, help="Texts to embed: .csv, .tsv, .jsonl, .json (an array of objects), .parquet, or .txt (one text a line), a folder of such shards (read in name order), or a Hugging Face datasets folder (save_to_disk). With --embeddings: the file of ids (and texts) of the vectors, like --ids."),
+    input: Optional[Path] = typer.Argument(None, help="Texts to embed: .csv, .tsv, .jsonl, .json (an array of objects), .parquet, or .txt (one text a line), a folder of such shards (read in name order), or a Hugging Face datasets folder (save_to_disk). Images: a folder of .jpg/.png/.webp (recursive; id = relative path) or a table with --image-col, and a CLIP --model. With --embeddings: the file of ids (and texts) of the vectors, like --ids."),
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     text_col: str = typer.Option("text", "--text-col", help="Column holding the texts."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Column holding unique ids (default: 'id' if present, else stable ids made from the text)."),
@@ -45,6 +45,8 @@ def embed_cmd(
     ids: Optional[Path] = typer.Option(None, "--ids", help="With --embeddings: a file with one id per vector, in order (.csv/.tsv/.jsonl/.parquet: the --id-col column, default 'id', and --text-col for display texts if present; .txt: one id a line). Default: an 'id' column of the --embeddings table, else row numbers."),
     embedding_col: Optional[str] = typer.Option(None, "--embedding-col", help="With --embeddings on a Parquet/Arrow file: the column of vectors (default 'embedding', or its only list column)."),
     normalize: bool = typer.Option(True, "--normalize/--no-normalize", help="With --embeddings: L2-normalise the vectors (default; rows already of unit length are stored as given)."),
+    image_col: Optional[str] = typer.Option(None, "--image-col", help="Images: the column of INPUT (a table) holding image paths, relative to the table's folder; --model must be a CLIP model (a folder of images needs no option)."),
+    bad_images: str = typer.Option("stop", "--bad-images", help="Images: what an empty, unreadable, truncated or non-image file does: stop (default: the error names it) or skip (left out of the pool and listed)."),
     append: bool = typer.Option(False, "--append", help="Add the rows of INPUT (or --embeddings) that the pool does not have yet: rows whose id (or, with ids made from texts, whose text) is in the pool are skipped, only new texts are embedded, the index is extended (an IVF index keeps its trained quantiser) and recall re-measured; labels, rounds and probes are kept. Resumable."),
 ) -> None:
     """Embed a file of texts into a pool: L2-normalised embeddings, ids, texts and a FAISS index.
@@ -77,10 +79,13 @@ def embed_cmd(
             index=index, max_index_memory=max_index_memory, engine=engine, ray_address=ray_address, workers=workers,
             max_seq_length=max_seq_length, threads=threads, on_start=on_start, on_progress=on_progress,
             embeddings=embeddings, ids=ids, embedding_col=embedding_col, normalize=normalize, append=append,
+            image_col=image_col, bad_images=bad_images,
         )
     finally:
         if "b" in bar:
             bar["b"].close()
+    for line in res.bad_images:  # images: files left out by --bad-images skip
+        typer.echo(f"skipped image {line}", err=True)
     if append:
         typer.echo(f"pool {res.pool_path}: {res.n_appended:,} rows appended ({res.n_embedded:,} embedded now, "
                    f"{res.n_skipped:,} already in the pool), {res.n_rows:,} rows in all; labels and rounds kept; {res.seconds:.1f} s")
@@ -102,8 +107,9 @@ def embed_cmd(
     resumed = f", {res.n_chunks_reused} {unit}(s) reused from an interrupted run" if res.n_chunks_reused else ""
     if res.engine == "ray":
         typer.echo(f"read by Ray: {res.n_shards:,} shard(s) of {res.n_rows:,} rows")
+    kind = "texts" if res.max_seq_length is not None else "images"  # an image encoder has no max_seq_length
     typer.echo(
-        f"pool {res.pool_path}: {res.n_rows:,} rows ({res.n_unique:,} distinct texts, {res.n_embedded:,} embedded now{resumed}), "
+        f"pool {res.pool_path}: {res.n_rows:,} rows ({res.n_unique:,} distinct {kind}, {res.n_embedded:,} embedded now{resumed}), "
         f"dim {res.dim}, model {res.model}, {res.seconds:.1f} s"
     )
     if keep_labels:
@@ -112,8 +118,9 @@ def embed_cmd(
     elif res.backup is not None:
         typer.echo(f"the previous labels, rounds and probes were moved to {res.backup}")
     rate = res.n_embedded / res.seconds if res.seconds > 0 else 0.0
+    seq = f", max_seq_length {res.max_seq_length} tokens" if res.max_seq_length is not None else ""  # images: none
     typer.echo(
-        f"encoder: backend {res.backend}, {res.threads} thread(s), max_seq_length {res.max_seq_length} tokens, "
-        f"stored as {res.precision}, {rate:,.0f} texts/s overall"
+        f"encoder: backend {res.backend}, {res.threads} thread(s){seq}, "
+        f"stored as {res.precision}, {rate:,.0f} {kind}/s overall"
     )
     return res

@@ -30,7 +30,8 @@ import pandas as pd
 
 from fmal.export import register
 from fmal._validation import show
-from fmal.export.base import AGENT, ID_KEY, LABEL_KEY, Answers, Format, expect, id_at, meta_of, read_records, rows, suggestion, write_json, write_jsonl
+from fmal.export.base import (AGENT, ID_KEY, IMAGE_KEY, LABEL_KEY, Answers, Format, expect, id_at, is_image, meta_of, read_records,
+                              rows, suggestion, write_json, write_jsonl)
 
 
 #: the vector field that carries the pool's embeddings
@@ -49,11 +50,13 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     embeddings as the vector ``embedding`` when the frame carries them in ``attrs["vectors"]``)."""
     out = []
     vectors = _vectors(frame)
+    image = is_image(frame)
     for n, rec in enumerate(rows(frame)):
         lab, p = suggestion(rec)
         sugg = {LABEL_KEY: {"value": lab, "score": p, "agent": AGENT}} if lab is not None else {}
-        out.append({"id": str(rec["id"]), "fields": {"text": rec["text"]},
-                    "metadata": {ID_KEY: str(rec["id"]), **meta_of(rec)},
+        fields, meta = _fields(rec, image)
+        out.append({"id": str(rec["id"]), "fields": fields,
+                    "metadata": {ID_KEY: str(rec["id"]), **meta, **meta_of(rec)},
                     "suggestions": sugg, "responses": {}, "vectors": {VECTOR_KEY: vectors[n]} if vectors else {}})
     return out
 
@@ -62,9 +65,11 @@ def flat_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """The tasks frame as flat dicts for ``Dataset.records.log(records, mapping=LOG_MAPPING)``."""
     out = []
     vectors = _vectors(frame)
+    image = is_image(frame)
     for n, rec in enumerate(rows(frame)):
         lab, p = suggestion(rec)
-        flat: dict[str, Any] = {"id": str(rec["id"]), "text": rec["text"]}
+        fields, meta = _fields(rec, image)
+        flat: dict[str, Any] = {"id": str(rec["id"]), **fields, **meta}
         if lab is not None:
             flat.update({LABEL_KEY: lab, "suggestion_score": p, "suggestion_agent": AGENT})
         flat.update({ID_KEY: str(rec["id"]), **{k: v for k, v in meta_of(rec).items() if k not in flat}})
@@ -74,8 +79,17 @@ def flat_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def settings(classes: list[str], dim: int | None = None) -> dict[str, Any]:
-    """The dataset settings fmal's records need, as ``rg.Settings.to_json`` writes them."""
+def _fields(rec: dict[str, Any], image: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(fields, extra metadata) of a record: the text, or an image pool's image (a URL, or a file
+    path the client reads into a data URI when logging) with its path as metadata ``path``."""
+    if image:
+        return {IMAGE_KEY: rec[IMAGE_KEY]}, {"path": rec["text"]}
+    return {"text": rec["text"]}, {}
+
+
+def settings(classes: list[str], dim: int | None = None, image: bool = False) -> dict[str, Any]:
+    """The dataset settings fmal's records need, as ``rg.Settings.to_json`` writes them (``image``:
+    an image field ``image`` instead of the text field)."""
     def base(name: str) -> dict[str, Any]:
         return {"id": None, "inserted_at": None, "updated_at": None, "name": name, "title": name, "dataset_id": None}
 
@@ -84,7 +98,9 @@ def settings(classes: list[str], dim: int | None = None) -> dict[str, Any]:
         "questions": [{**base(LABEL_KEY), "settings": {"type": "label_selection", "options": [{"text": c, "value": c} for c in classes],
                                                         "visible_options": None},
                        "description": None, "required": True, "type": "label_selection"}],
-        "fields": [{**base("text"), "settings": {"type": "text", "use_markdown": False}, "required": True, "description": None,
+        "fields": [{**base(IMAGE_KEY), "settings": {"type": "image"}, "required": True, "description": None, "type": "image"}
+                   if image else
+                   {**base("text"), "settings": {"type": "text", "use_markdown": False}, "required": True, "description": None,
                     "type": "text"}],
         "vectors": [{**base(VECTOR_KEY), "dimensions": int(dim)}] if dim else [],
         "metadata": [{**base(ID_KEY), "settings": {"visible_for_annotators": True, "type": "terms", "values": None},
@@ -106,7 +122,7 @@ def _write(frame: pd.DataFrame, path: Path, classes: list[str]) -> None:
     else:
         write_json(path, records(frame))
     v = frame.attrs.get("vectors")
-    write_json(settings_path(path), settings(classes, None if v is None else int(v.shape[1])))
+    write_json(settings_path(path), settings(classes, None if v is None else int(v.shape[1]), is_image(frame)))
 
 
 def _id_of(rec: dict[str, Any], path: Path, where: str) -> str | None:

@@ -31,6 +31,8 @@ ID_KEY = "fmal_id"
 LABEL_KEY = "label"
 #: who made the pre-annotations
 AGENT = "fmal-probe"
+#: the task field of an image pool's image (a file path or URL: fmal.images.image_sources)
+IMAGE_KEY = "image"
 
 PathLike = str | os.PathLike[str]
 
@@ -99,7 +101,12 @@ def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def meta_of(rec: dict[str, Any]) -> dict[str, Any]:
     """The columns of a task that are neither id, text nor the suggestion."""
-    return {k: v for k, v in rec.items() if k not in {"id", "text", "predicted_label", "predicted_proba"}}
+    return {k: v for k, v in rec.items() if k not in {"id", "text", IMAGE_KEY, "predicted_label", "predicted_proba"}}
+
+
+def is_image(frame: pd.DataFrame) -> bool:
+    """Whether the tasks frame holds an image pool's picks (column ``image``: what the tool loads)."""
+    return frame.attrs.get("modality") == "image" and IMAGE_KEY in frame.columns
 
 
 def suggestion(rec: dict[str, Any]) -> tuple[str | None, float | None]:

@@ -26,18 +26,23 @@ from fmal._validation import show
 from fmal.exceptions import InvalidInputError, LabelsError
 from fmal.io import read_table
 from fmal.export import register
-from fmal.export.base import AGENT, ID_KEY, LABEL_KEY, Answer, Answers, Format, expect, id_at, label_at, meta_of, read_records, rows, suggestion, write_json
+from fmal._atomic import write_text
+from fmal.export.base import (AGENT, ID_KEY, IMAGE_KEY, LABEL_KEY, Answer, Answers, Format, expect, id_at, is_image, label_at,
+                              meta_of, read_records, rows, suggestion, write_json)
 
 TEXT_KEY = "text"
 
 
-def label_config(classes: list[str]) -> str:
-    """A Label Studio labeling config for single-choice text classification over ``classes``."""
+def label_config(classes: list[str], image: bool = False) -> str:
+    """A Label Studio labeling config for single-choice text classification over ``classes``
+    (``image``: of the image ``$image``, its path shown above it)."""
     choices = "\n".join(f'    <Choice value="{escape(c, quote=True)}"/>' for c in classes)
+    obj = (f'  <Header value="${TEXT_KEY}"/>\n  <Image name="{IMAGE_KEY}" value="${IMAGE_KEY}"/>\n' if image
+           else f'  <Text name="{TEXT_KEY}" value="${TEXT_KEY}"/>\n')
     return (
         "<View>\n"
-        f'  <Text name="{TEXT_KEY}" value="${TEXT_KEY}"/>\n'
-        f'  <Choices name="{LABEL_KEY}" toName="{TEXT_KEY}" choice="single" showInLine="true">\n'
+        f"{obj}"
+        f'  <Choices name="{LABEL_KEY}" toName="{IMAGE_KEY if image else TEXT_KEY}" choice="single" showInLine="true">\n'
         f"{choices}\n"
         "  </Choices>\n"
         "</View>\n"
@@ -48,13 +53,18 @@ def choice_result(label: str, control: str = LABEL_KEY, to_name: str = TEXT_KEY)
     return {"from_name": control, "to_name": to_name, "type": "choices", "value": {"choices": [label]}}
 
 
-def tasks(frame: pd.DataFrame, control: str = LABEL_KEY, to_name: str = TEXT_KEY,
+def tasks(frame: pd.DataFrame, control: str = LABEL_KEY, to_name: str | None = None,
           choices: list[str] | None = None) -> list[dict[str, Any]]:
     """The tasks frame as Label Studio tasks (with predictions where there is a suggestion, as a
-    result of ``control`` on ``to_name``; with ``choices``, only suggestions among them)."""
+    result of ``control`` on ``to_name``, default ``text``, or ``image`` for an image pool; with
+    ``choices``, only suggestions among them)."""
     out = []
+    image = is_image(frame)
+    to_name = to_name or (IMAGE_KEY if image else TEXT_KEY)
     for rec in rows(frame):
         task: dict[str, Any] = {"data": {TEXT_KEY: rec["text"], ID_KEY: str(rec["id"]), **meta_of(rec)}}
+        if image:
+            task["data"][IMAGE_KEY] = rec[IMAGE_KEY]
         lab, p = suggestion(rec)
         if lab is not None and (choices is None or lab in choices):
             pred: dict[str, Any] = {"model_version": AGENT, "result": [choice_result(lab, control, to_name)]}
@@ -65,8 +75,15 @@ def tasks(frame: pd.DataFrame, control: str = LABEL_KEY, to_name: str = TEXT_KEY
     return out
 
 
+def config_path(path: Path) -> Path:
+    """Where an image pool's labeling config goes: ``NAME.config.xml`` beside the tasks."""
+    return path.with_name(path.name.rsplit(".", 1)[0] + ".config.xml")
+
+
 def _write(frame: pd.DataFrame, path: Path, classes: list[str]) -> None:
     write_json(path, tasks(frame))
+    if is_image(frame):  # the config must show the image: written beside the tasks
+        write_text(config_path(path), label_config(classes, image=True))
 
 
 _LS = "as Label Studio exports it"
@@ -101,7 +118,7 @@ def _choice_of(results: Any, path: Path, where: str, field: str, control: str | 
 #: fields fmal writes (``data``: text, fmal_id and the round's per-pick columns)
 _FLAT_NOT_ANSWER = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "drafts",
                     "predictions", "annotations", "meta", "total_annotations", "cancelled_annotations", "total_predictions",
-                    "completed_by", "inner_id", "project", "file_upload", TEXT_KEY, ID_KEY, "round", "strategy",
+                    "completed_by", "inner_id", "project", "file_upload", TEXT_KEY, IMAGE_KEY, ID_KEY, "round", "strategy",
                     "score", "cluster", "predicted_label", "predicted_proba", "given_label", "label_quality", "audit_rank",
                     "suggested"}
 

@@ -20,17 +20,22 @@ import pandas as pd
 from fmal._validation import show
 from fmal.export import register
 from fmal.exceptions import LabelsError
-from fmal.export.base import ID_KEY, Answer, Answers, Format, expect, id_at, label_at, meta_of, read_records, rows, suggestion, write_jsonl
+from fmal.export.base import (ID_KEY, IMAGE_KEY, Answer, Answers, Format, expect, id_at, is_image, label_at, meta_of, read_records,
+                              rows, suggestion, write_jsonl)
 
 
 def tasks(frame: pd.DataFrame, classes: list[str]) -> list[dict[str, Any]]:
-    """The tasks frame as Prodigy choice tasks."""
+    """The tasks frame as Prodigy choice tasks (an image pool's with ``image``: Prodigy shows it
+    above the options; it must be a URL or data URI the browser can load)."""
     out = []
+    image = is_image(frame)
     for rec in rows(frame):
         lab, p = suggestion(rec)
         options = list(classes) + ([lab] if lab is not None and lab not in classes else [])
         meta: dict[str, Any] = {ID_KEY: str(rec["id"]), **meta_of(rec)}
         task: dict[str, Any] = {"text": rec["text"], "options": [{"id": c, "text": c} for c in options]}
+        if image:
+            task[IMAGE_KEY] = rec[IMAGE_KEY]
         if lab is not None:
             task["accept"] = [lab]
             meta["suggested"] = lab
