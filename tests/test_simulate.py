@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 import fmal
 from fmal.cli import app
 from fmal.exceptions import InvalidInputError, LabelsError, PoolExhaustedError
-from fmal.simulate import FILES, aulc, labels_to_reach, mean_ci, parse_strategies, simulate_embeddings, write_outputs
+from fmal.simulate import FILES, aulc, labels_to_reach, mean_ci, parse_strategies, plot_curves, simulate_embeddings, write_outputs
 
 try:
     from conftest import clustered
@@ -197,3 +198,14 @@ def test_api_stratified_test_size_split(tiny_pool, tiny_model_dir, tmp_path):
     assert r.info["n_test"] == 60 and r.info["n_train"] == 140 and r.info["split"]["stratified"]
     assert r.info["class_counts_test"]["HUM"] == pytest.approx(0.3 * 46, abs=1)
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(FILES.values())
+
+
+def test_outputs_without_matplotlib(clusters_result, tmp_path, monkeypatch, caplog):
+    """The PNG is the only file that needs matplotlib (the plots extra): the rest is written, and the
+    warning and plot_curves' error say what to install."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    files = write_outputs(clusters_result, tmp_path)
+    assert sorted(files) == ["curves", "json", "markdown"] and not (tmp_path / FILES["png"]).exists()
+    assert "pip install 'fmal[plots]'" in caplog.text
+    with pytest.raises(InvalidInputError, match=r"PNG plots need matplotlib: pip install 'fmal\[plots\]'"):
+        plot_curves(clusters_result, tmp_path / "x.png")

@@ -3,13 +3,16 @@ learning_curves.png, written atomically."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+from fmal import _plots
 from fmal._atomic import atomic_path, write_json, write_text
-from fmal.exceptions import InvalidInputError
 from fmal.io import write_table
 from fmal.simulate.results import SimulationResult
+
+log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 FILES = {"json": "simulation.json", "markdown": "simulation.md", "png": "learning_curves.png", "curves": "curves.csv"}
@@ -17,13 +20,7 @@ FILES = {"json": "simulation.json", "markdown": "simulation.md", "png": "learnin
 
 def plot_curves(result: SimulationResult, path: PathLike, *, title: str | None = None) -> Path:
     """PNG of the accuracy and macro-F1 learning curves, mean and 95% band per strategy (Agg backend)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InvalidInputError("plots need matplotlib: pip install 'fmal[sim]'") from None
+    plt = _plots.pyplot()
     frame = result.to_frame()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=90)
     for ax, metric, full, label in ((axes[0], "accuracy", result.full_accuracy, "accuracy"),
@@ -52,12 +49,16 @@ def plot_curves(result: SimulationResult, path: PathLike, *, title: str | None =
 
 def write_outputs(result: SimulationResult, out: PathLike) -> dict[str, Path]:
     """Write simulation.json (every number), simulation.md, curves.csv (per seed) and
-    learning_curves.png into ``out``; returns (and stores in ``result.files``) their paths."""
+    learning_curves.png into ``out``; returns (and stores in ``result.files``) the paths written.
+    Without matplotlib the PNG is left out, with a warning saying what to install."""
     out = Path(out)
     files = {k: out / v for k, v in FILES.items()}
     write_json(files["json"], result.to_dict())
     write_text(files["markdown"], result.to_markdown())
     write_table(result.curves, files["curves"])
-    plot_curves(result, files["png"])
+    if _plots.available():
+        plot_curves(result, files["png"])
+    else:
+        log.warning("%s not written: %s", files.pop("png"), _plots.MISSING)
     result.files = files
     return files
