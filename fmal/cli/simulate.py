@@ -39,7 +39,7 @@ def simulate_cmd(
     test_col: Optional[str] = typer.Option(None, "--test-col", help="Column marking the held-out test rows (rows equal to --test-value)."),
     test_value: str = typer.Option("test", "--test-value", help="Value of --test-col that marks a test row."),
     test_size: Optional[float] = typer.Option(None, "--test-size", help="Share of rows held out by a stratified split (default 0.3 when no --test-col)."),
-    strategy: Optional[List[str]] = typer.Option(None, "--strategy", "-s", show_default="random,typiclust+margin", help="Strategies to compare: SEED+QUERY pairs (e.g. typiclust+margin) or names of both kinds (random, auto); repeat the option or give a comma list. random is always added as the baseline."),
+    strategy: Optional[List[str]] = typer.Option(None, "--strategy", "-s", metavar="<seed+query,...>", show_default="random,typiclust+margin", help="Strategies to compare: SEED+QUERY pairs (e.g. typiclust+margin) or names of both kinds (random, auto); repeat the option or give a comma list. random is always added as the baseline."),
     strategies_old: Optional[str] = typer.Option(None, "--strategies", hidden=True, help="Old name of --strategy."),
     seeds: int = typer.Option(5, "--seeds", help="Runs per strategy (seeds 0..N-1 after --seed): the intervals are over these."),
     initial: int = typer.Option(20, "--initial", help="Labels picked by the seed strategy before the first probe."),
