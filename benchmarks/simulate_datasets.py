@@ -6,8 +6,8 @@ learning beat random on my data?" tables.
 For each dataset (benchmarks/data/, unpacked into runs/bench/data/) it runs, as a user would:
 
     fmal simulate runs/bench/data/NAME.csv --label-col label --test-col split \\
-        --strategies random,typiclust+margin,random+margin,auto --seeds 5 --initial 20 --step 20 --max 200 \\
-        --pool NAME --index-dir runs/bench/pools --out examples/simulate_results/NAME
+        --strategy random,typiclust+margin,random+margin,auto --seeds 5 --initial 20 --step 20 --max 200 \\
+        --pool NAME --index-dir runs/bench/pools --output examples/simulate_results/NAME
 
 The pool is embedded with fmal's default backend (once; reused while its input and model are
 unchanged). Writes examples/simulate_results/NAME/ (simulation.json, .md, curves.csv, the plot) and
@@ -66,9 +66,9 @@ def run_one(name: str, seeds: int, strategies: str, initial: int, step: int, max
     os.chdir(_results.REPO)  # every path below is relative to the repo: results name them the same on any clone
     csv = _results.dataset_csv(name)
     out = OUT / name
-    cmd = ["fmal", "simulate", str(csv), "--label-col", "label", "--test-col", "split", "--strategies", strategies,
+    cmd = ["fmal", "simulate", str(csv), "--label-col", "label", "--test-col", "split", "--strategy", strategies,
            "--seeds", str(seeds), "--initial", str(initial), "--step", str(step), "--max", str(max_labels),
-           "--pool", name, "--index-dir", str(_results.pools_dir()), "--out", str(out)]
+           "--pool", name, "--index-dir", str(_results.pools_dir()), "--output", str(out)]
     print(" ".join(cmd), flush=True)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "fmal", *cmd[1:]], check=True, env={**os.environ, "PYTHONPATH": str(_results.REPO)})

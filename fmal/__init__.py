@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # what static tools see; at run time these come from __getatt
         ImportResult,
         PoolStatus,
         Selection,
-        SimulationResult,
         audit,
         embed,
         export,
@@ -44,20 +43,19 @@ if TYPE_CHECKING:  # what static tools see; at run time these come from __getatt
         query,
         report,
         seed,
-        simulate,
         status,
     )
     from fmal.encoders import SentenceTransformerEncoder, load_encoder
     from fmal.probe import LinearProbe
     from fmal.query import QUERY_STRATEGIES, QueryContext, QueryResult
     from fmal.seed import SEED_STRATEGIES, SeedResult
+    from fmal.simulate import SimulationResult, simulate
     from fmal.store import Pool, open_pool
 
 #: public name -> the module that defines it (imported on first access)
 _LAZY = {
     **dict.fromkeys(["AuditResult", "EmbedResult", "ExportResult", "ImportResult", "PoolStatus", "Selection",
-                     "SimulationResult", "audit", "embed", "export", "import_labels", "query", "report", "seed",
-                     "simulate", "status"], "fmal.api"),
+                     "audit", "embed", "export", "import_labels", "query", "report", "seed", "status"], "fmal.api"),
     "SentenceTransformerEncoder": "fmal.encoders",
     "load_encoder": "fmal.encoders",
     "LinearProbe": "fmal.probe",
@@ -66,6 +64,8 @@ _LAZY = {
     "QueryResult": "fmal.query",
     "SEED_STRATEGIES": "fmal.seed",
     "SeedResult": "fmal.seed",
+    "SimulationResult": "fmal.simulate",
+    "simulate": "fmal.simulate",
     "Pool": "fmal.store",
     "open_pool": "fmal.store",
 }
@@ -85,7 +85,7 @@ def __dir__() -> list[str]:
 
 
 #: API functions named like a submodule (fmal.seed the function, fmal/seed/ the package)
-_SHADOWED = frozenset(n for n, m in _LAZY.items() if m == "fmal.api" and n[0].islower())
+_SHADOWED = frozenset(n for n, m in _LAZY.items() if m in ("fmal.api", "fmal.simulate") and n[0].islower())
 
 
 class _Fmal(types.ModuleType):

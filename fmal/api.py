@@ -29,7 +29,6 @@ from fmal.seed import SEED_STRATEGIES
 from fmal.seed import select as seed_select
 from fmal._faults import crash_point
 from fmal.session import Session, params_key
-from fmal.simulate import SimulationResult, simulate  # noqa: F401  (fmal simulate lives in its own module)
 
 if TYPE_CHECKING:
     from fmal.probe import LinearProbe  # scikit-learn (0.9 s): imported by the functions that fit a probe

@@ -7,11 +7,12 @@
 * clusters without a label: k-means clusters of the pool embeddings that hold no labeled row;
 * rounds: the labels of each round's picks, and the cumulative class shares after each round.
 
-Written as a markdown summary and a PNG (matplotlib, Agg backend).
+Written as a markdown summary and a PNG (matplotlib, Agg backend: the ``plots`` extra).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -20,10 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fmal import _plots
 from fmal._atomic import atomic_path, write_text
 
 DEFAULT_RARE_RATIO = 0.5
 DEFAULT_CLUSTERS = 20
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -149,10 +153,7 @@ def _plain(label: Any) -> str:
 
 def plot(rep: BiasReport, path: Path) -> Path:
     """Two panels: labeled vs predicted share per class; cumulative labeled share by round."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _plots.pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -187,10 +188,15 @@ def plot(rep: BiasReport, path: Path) -> Path:
 
 
 def write(rep: BiasReport, md_path: Path, pool_name: str) -> dict[str, Path]:
-    """Write the PNG next to the markdown (same stem) and the markdown; return both paths."""
-    png = md_path.with_suffix(".png")
-    plot(rep, png)
-    rep.markdown = to_markdown(rep, pool_name, png.name)
+    """Write the PNG next to the markdown (same stem) and the markdown; return both paths.
+    Without matplotlib (the ``plots`` extra) only the markdown, with a warning saying what to install."""
+    png: Path | None = md_path.with_suffix(".png")
+    if _plots.available():
+        plot(rep, png)
+    else:
+        log.warning("%s not written: %s", png, _plots.MISSING)
+        png = None
+    rep.markdown = to_markdown(rep, pool_name, png.name if png else None)
     write_text(md_path, rep.markdown)
-    rep.paths = {"markdown": md_path, "png": png}
+    rep.paths = {"markdown": md_path, **({"png": png} if png else {})}
     return rep.paths

@@ -76,9 +76,9 @@ def test_every_command_prints_one_json_document(cli, tiny_pool, tmp_path, tiny_m
 
 
 def test_simulate_json(cli, tmp_path, tiny_model_dir, small_csv):
-    res = cli("simulate", small_csv, "--test-col", "split", "--strategies", "random,typiclust+margin", "--seeds", 2,
+    res = cli("simulate", small_csv, "--test-col", "split", "--strategy", "random,typiclust+margin", "--seeds", 2,
               "--initial", 10, "--step", 10, "--max", 30, "--index-dir", tmp_path / "ix", "--model", tiny_model_dir,
-              "--out", tmp_path / "sim", "--json")
+              "--output", tmp_path / "sim", "--json")
     sim = _doc(res, "simulate")
     assert sim["format"] == "fmal-simulation" and sim["verdict"] and [s["name"] for s in sim["strategies"]]
     assert "verdict:" in res.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,14 @@ def test_cli_report(skewed, tmp_path):
     res = CliRunner().invoke(app, ["report", "--pool", "p", "--index-dir", str(skewed), "-o", str(tmp_path / "x.md"), "--clusters", "4"])
     assert res.exit_code == 0, res.output
     assert "84 of 300 rows labeled" in res.output and "WARNING: class 'c'" in res.output and (tmp_path / "x.png").exists()
+
+
+def test_report_without_matplotlib_writes_the_markdown(skewed, tmp_path, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the plots extra were not installed
+    rep = api.report("p", index_dir=skewed, output=tmp_path / "r.md", n_clusters=4)
+    assert rep.paths == {"markdown": tmp_path / "r.md"} and not (tmp_path / "r.png").exists()
+    assert "![class balance]" not in (tmp_path / "r.md").read_text()
+    assert "pip install 'fmal[plots]'" in caplog.text
+    res = CliRunner().invoke(app, ["report", "--pool", "p", "--index-dir", str(skewed), "-o", str(tmp_path / "x.md")])
+    assert res.exit_code == 0, res.output
+    assert f"wrote {tmp_path / 'x.md'}\n" in res.output

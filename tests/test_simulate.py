@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 import fmal
 from fmal.cli import app
 from fmal.exceptions import InvalidInputError, LabelsError, PoolExhaustedError
-from fmal.simulate import FILES, aulc, labels_to_reach, mean_ci, parse_strategies, simulate_embeddings, write_outputs
+from fmal.simulate import FILES, aulc, labels_to_reach, mean_ci, parse_strategies, plot_curves, simulate_embeddings, write_outputs
 
 try:
     from conftest import clustered
@@ -105,7 +106,7 @@ def test_statistics_helpers():
 
 def test_strategy_names():
     specs = parse_strategies("random, typiclust+margin,random+random")
-    assert [(s.name, s.seed, s.query) for s in specs] == [("random", "random", "random"), ("typiclust+margin", "typiclust", "margin")]
+    assert [(s.name, s.seed_strategy, s.query_strategy) for s in specs] == [("random", "random", "random"), ("typiclust+margin", "typiclust", "margin")]
     with pytest.raises(InvalidInputError, match=r"'margin' is only a query strategy.*typiclust\+margin"):
         parse_strategies("margin")
     with pytest.raises(InvalidInputError, match=r"'nope' is not a seed strategy.*one of \[.*typiclust"):
@@ -135,16 +136,19 @@ def test_errors_on_files(tmp_path, small_csv):
         fmal.simulate(small_csv, label_col="gold", index_dir=tmp_path / "ix")
     with pytest.raises(InvalidInputError, match="either --test-col or --test-size"):
         fmal.simulate(small_csv, test_col="split", test_size=0.3, index_dir=tmp_path / "ix")
+    with pytest.raises(InvalidInputError, match=r"give output only \(out is its old name\)"):
+        fmal.simulate(small_csv, output=tmp_path / "a", out=tmp_path / "b")
 
 
 def test_cli_end_to_end_reuses_pool(tiny_pool, tiny_model_dir, tmp_path):
     index_dir, name, src = tiny_pool
     out = tmp_path / "sim"
-    args = ["simulate", str(src), "--label-col", "label", "--test-col", "split", "--strategies", "random,kmeans+margin",
-            "--seeds", "2", "--initial", "10", "--step", "10", "--max", "30", "--pool", name,
-            "--index-dir", str(index_dir), "--model", str(tiny_model_dir), "--out", str(out)]
+    args = ["simulate", str(src), "--label-col", "label", "--test-col", "split", "--strategy", "random",
+            "-s", "kmeans+margin", "--seeds", "2", "--initial", "10", "--step", "10", "--max", "30", "--pool", name,
+            "--index-dir", str(index_dir), "--model", str(tiny_model_dir), "--output", str(out)]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
+    assert "deprecated" not in res.stderr
     assert "verdict:" in res.output and str(out / "simulation.json") in res.output
     d = json.loads((out / "simulation.json").read_text())
     assert d["info"]["embedded_now"] == 0  # the pool was reused, not re-embedded
@@ -153,6 +157,26 @@ def test_cli_end_to_end_reuses_pool(tiny_pool, tiny_model_dir, tmp_path):
     assert d["info"]["model_fingerprint"] == manifest["model"]["fingerprint"]
     assert d["info"]["n_test"] == int((pd.read_csv(src).split == "test").sum())
     assert (out / "learning_curves.png").exists()
+    assert [s["name"] for s in d["strategies"]] == ["random", "kmeans+margin"]  # --strategy repeated
+    assert [(s["seed_strategy"], s["query_strategy"]) for s in d["strategies"]] == [("random", "random"), ("kmeans", "margin")]
+
+
+def test_cli_old_option_names_still_work(tiny_pool, tiny_model_dir, tmp_path):
+    """--out and --strategies (the old spellings) run, hidden from --help, with a one-line note each."""
+    index_dir, name, src = tiny_pool
+    out = tmp_path / "old"
+    res = CliRunner().invoke(app, ["simulate", str(src), "--test-col", "split", "--strategies", "random,kmeans+margin",
+                                   "--seeds", "1", "--initial", "10", "--step", "10", "--max", "20", "--pool", name,
+                                   "--index-dir", str(index_dir), "--model", str(tiny_model_dir), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.stderr.splitlines() if "deprecated" in line]
+    assert notes == ["note: --out is deprecated; use --output", "note: --strategies is deprecated; use --strategy"]
+    assert [s["name"] for s in json.loads((out / "simulation.json").read_text())["strategies"]] == ["random", "kmeans+margin"]
+    both = CliRunner().invoke(app, ["simulate", str(src), "--output", str(out), "--out", str(out)])
+    assert both.exit_code == 2 and "give --output only (--out is its old name)" in both.stderr
+    help_text = CliRunner().invoke(app, ["simulate", "--help"]).output
+    assert "--output" in help_text and "--strategy" in help_text
+    assert "--out " not in help_text and "--strategies" not in help_text
 
 
 def test_cli_test_split_with_class_absent_from_pool(tiny_pool, tiny_model_dir, tmp_path):
@@ -170,7 +194,18 @@ def test_cli_test_split_with_class_absent_from_pool(tiny_pool, tiny_model_dir, t
 def test_api_stratified_test_size_split(tiny_pool, tiny_model_dir, tmp_path):
     index_dir, name, src = tiny_pool
     r = fmal.simulate(src, test_size=0.3, pool=name, index_dir=index_dir, model=tiny_model_dir, strategies="random",
-                      seeds=2, initial=10, step=10, max_labels=20, out=tmp_path / "o")
+                      seeds=2, initial=10, step=10, max_labels=20, output=tmp_path / "o")
     assert r.info["n_test"] == 60 and r.info["n_train"] == 140 and r.info["split"]["stratified"]
     assert r.info["class_counts_test"]["HUM"] == pytest.approx(0.3 * 46, abs=1)
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == sorted(FILES.values())
+
+
+def test_outputs_without_matplotlib(clusters_result, tmp_path, monkeypatch, caplog):
+    """The PNG is the only file that needs matplotlib (the plots extra): the rest is written, and the
+    warning and plot_curves' error say what to install."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    files = write_outputs(clusters_result, tmp_path)
+    assert sorted(files) == ["curves", "json", "markdown"] and not (tmp_path / FILES["png"]).exists()
+    assert "pip install 'fmal[plots]'" in caplog.text
+    with pytest.raises(InvalidInputError, match=r"PNG plots need matplotlib: pip install 'fmal\[plots\]'"):
+        plot_curves(clusters_result, tmp_path / "x.png")

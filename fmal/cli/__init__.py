@@ -16,9 +16,10 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 import typer.core
@@ -71,6 +72,25 @@ POOL_HELP = ("Pool: a name (a folder under --index-dir, default ./indexes), or a
              "(./p, ../p, /data/p), used as it is and not combined with --index-dir.")
 
 
+#: exit code of a command whose stdout was closed by its reader: 128 + SIGPIPE, as a shell reports
+#: a writer that SIGPIPE killed (``yes | head -1``)
+EXIT_BROKEN_PIPE = 128 + 13
+
+
+def stdout_closed() -> NoReturn:
+    """End quietly when stdout's reader has gone (``fmal query ... | head -1``): no message, since
+    nothing went wrong (the work is done and recorded; the reader wanted no more). Python's recipe
+    (docs of ``signal``, "Note on SIGPIPE"): point stdout at devnull, so that the flush at exit
+    cannot fail again and print "Exception ignored ... BrokenPipeError"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.__stdout__.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real stdout (tests, embedding): nothing to redirect
+        pass
+    raise typer.Exit(EXIT_BROKEN_PIPE)
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A command body whose FmalError (and OSError, Ctrl-C) becomes one line and a non-zero exit code."""
 
@@ -81,6 +101,8 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except FmalError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
+        except BrokenPipeError:  # before OSError: stdout's reader went away (fmal status | head -1)
+            stdout_closed()
         except OSError as exc:  # a path the user gave cannot be written or read (a file as folder, no permission, disk full)
             where = f"{exc.filename}: " if exc.filename else ""
             typer.echo(f"error: {where}{exc.strerror or exc}; check the path, its permissions and free space", err=True)
@@ -178,4 +200,15 @@ from fmal.cli import sync  # noqa: E402,F401  (fmal sync label-studio)
 
 
 def main() -> None:
-    app()
+    """The ``fmal`` command. stdout is flushed before exit here, so that a reader that went away
+    after the last line (``| head -1``) ends the command as quietly as one that went earlier."""
+    try:
+        try:
+            app()
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        try:
+            stdout_closed()
+        except typer.Exit as done:
+            sys.exit(done.exit_code)

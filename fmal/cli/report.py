@@ -29,5 +29,5 @@ def report_cmd(
     typer.echo(f"{len(rep.clusters)} of {rep.n_clusters} clusters hold no label")
     for w in rep.warnings:
         typer.echo(f"WARNING: {w}", err=True)
-    typer.echo(f"wrote {rep.paths['markdown']} and {rep.paths['png']}")
+    typer.echo("wrote " + " and ".join(str(p) for p in rep.paths.values()))
     return rep

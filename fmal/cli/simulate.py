@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Any, List, Optional
 
 import typer
 
 from fmal._defaults import DEFAULT_C
 from fmal.cli import _print, command
+
+
+def _renamed(new: Any, old: Any, new_name: str, old_name: str) -> Any:
+    """The value of an option given under its new name, or under the old (hidden) one with a
+    one-line deprecation note on stderr; both at once is a usage error."""
+    if old is None:
+        return new
+    if new:
+        raise typer.BadParameter(f"give {new_name} only ({old_name} is its old name)", param_hint=old_name)
+    typer.echo(f"note: {old_name} is deprecated; use {new_name}", err=True)
+    return old
 
 
 def _probe_c(value: str) -> float | str:
@@ -28,7 +39,8 @@ def simulate_cmd(
     test_col: Optional[str] = typer.Option(None, "--test-col", help="Column marking the held-out test rows (rows equal to --test-value)."),
     test_value: str = typer.Option("test", "--test-value", help="Value of --test-col that marks a test row."),
     test_size: Optional[float] = typer.Option(None, "--test-size", help="Share of rows held out by a stratified split (default 0.3 when no --test-col)."),
-    strategies: str = typer.Option("random,typiclust+margin", "--strategies", "-s", help="Comma-separated SEED+QUERY pairs (e.g. typiclust+margin) or names of both kinds (random, auto); random is always added as the baseline."),
+    strategy: Optional[List[str]] = typer.Option(None, "--strategy", "-s", metavar="<seed+query,...>", show_default="random,typiclust+margin", help="Strategies to compare: SEED+QUERY pairs (e.g. typiclust+margin) or names of both kinds (random, auto); repeat the option or give a comma list. random is always added as the baseline."),
+    strategies_old: Optional[str] = typer.Option(None, "--strategies", hidden=True, help="Old name of --strategy."),
     seeds: int = typer.Option(5, "--seeds", help="Runs per strategy (seeds 0..N-1 after --seed): the intervals are over these."),
     initial: int = typer.Option(20, "--initial", help="Labels picked by the seed strategy before the first probe."),
     step: int = typer.Option(20, "--step", help="Labels added per query round."),
@@ -38,7 +50,8 @@ def simulate_cmd(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="sentence-transformers model folder or hub name (default: bundled all-MiniLM-L6-v2)."),
     text_col: str = typer.Option("text", "--text-col", help="Column holding the texts."),
     id_col: Optional[str] = typer.Option(None, "--id-col", help="Column holding unique ids (default: 'id' if present)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder for simulation.json, simulation.md, curves.csv, learning_curves.png (default: simulations/POOL)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for simulation.json, simulation.md, curves.csv, learning_curves.png (default: simulations/POOL)."),
+    out_old: Optional[Path] = typer.Option(None, "--out", hidden=True, help="Old name of --output."),
     probe_c: str = typer.Option(str(DEFAULT_C), "--probe-c", help="The probe's C: a number (fast) or 'auto' to cross-validate as fmal query does (slower)."),
     seed: int = typer.Option(0, "--seed", help="First random seed (also seeds the --test-size split)."),
 ) -> None:
@@ -48,8 +61,13 @@ def simulate_cmd(
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from fmal import api
-    from fmal.simulate import default_pool_name
+    from fmal.simulate import DEFAULT_STRATEGIES, default_pool_name, simulate
+
+    output = _renamed(output, out_old, "--output", "--out")
+    strategies = _renamed(strategy, strategies_old, "--strategy", "--strategies")
+    strategies = strategies or list(DEFAULT_STRATEGIES)
+    if isinstance(strategies, list):  # --strategy a --strategy b,c
+        strategies = ",".join(strategies)
 
     bars: dict[str, tqdm] = {}
 
@@ -69,10 +87,10 @@ def simulate_cmd(
 
     pool_name = pool or default_pool_name(data)
     try:
-        res = api.simulate(
+        res = simulate(
             data, label_col=label_col, text_col=text_col, id_col=id_col, test_col=test_col, test_value=test_value,
             test_size=test_size, strategies=strategies, seeds=seeds, initial=initial, step=step, max_labels=max_labels,
-            pool=pool_name, index_dir=index_dir, model=model, out=out or Path("simulations") / pool_name,
+            pool=pool_name, index_dir=index_dir, model=model, output=output or Path("simulations") / pool_name,
             probe_c=_probe_c(probe_c), random_state=seed, on_embed_start=on_embed_start,
             on_embed_progress=on_embed_progress, on_start=on_start, on_progress=on_progress,
         )
