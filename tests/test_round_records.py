@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from conftest import clustered, vector_pool
 
-from fmal.session import Session
+from fmal.session import Label, Round, Session
 
 GOLDEN = Path(__file__).parent / "golden" / "round_records.json"
 
@@ -69,3 +69,27 @@ def test_json_and_stored_rounds_unchanged(cli, tmp_path):
     if os.environ.get("FMAL_WRITE_GOLDEN"):
         GOLDEN.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
     assert got == json.loads(GOLDEN.read_text())
+
+
+def test_round_record_round_trips_and_reads_as_the_old_dicts(tmp_path):
+    s = Session(tmp_path)
+    rec = s.add_round({"kind": "seed", "strategy": "kmeans", "key": "k1", "budget": 2, "n_labeled": 0,
+                       "diagnostics": {"chosen": "margin"}, "ids": ["a", "b"], "columns": {"score": [0.5, 0.25]}})
+    again = Session(tmp_path).rounds[0]
+    assert isinstance(again, Round) and again == rec and again.extra == {"budget": 2, "diagnostics": {"chosen": "margin"}, "n_labeled": 0}
+    assert Round.from_json(again.to_json()) == again  # a field added by a later fmal round-trips through extra
+    assert (again.round, again.n_picks, again.n_labeled, again.pick_texts()) == (1, 2, 0, [None, None])
+    assert again["round"] == 1 and again["budget"] == 2 and again.get("nope", 7) == 7 and "diagnostics" in again
+    assert dict(again.items()) == again.to_json() and list(again) == list(again.to_json())
+    assert s.round_view(again).name == "round-001-seed-kmeans.csv"
+    assert s.undo_last_round() == rec and Session(tmp_path).rounds == []
+
+
+def test_label_records(tmp_path):
+    s = Session(tmp_path)
+    s.add_labels({"a": "x"}, source="f.csv")
+    s.add_labels({"a": "y", "b": "x"}, source="g.csv")
+    recs = Session(tmp_path).label_records()
+    assert [(r.id, r.label, r.source) for r in recs] == [("a", "y", "g.csv"), ("b", "x", "g.csv")]
+    assert recs[0].answer == 2 and Label.from_row(("a", "y", "g.csv", 2)) == recs[0]
+    assert recs[0].to_json() == {"id": "a", "label": "y", "source": "g.csv", "answer": 2}
