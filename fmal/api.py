@@ -530,7 +530,7 @@ def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe, n_labels:
     old = LinearProbe.load(_probe_path(pool, prev[-1].round), n_features=pool.dim)
     rows = stop_sample(pool.n)
     X = np.asarray(pool.embeddings[rows])
-    earlier = [r.info["stop_kappa"] for r in prev if r.info.get("stop_kappa") is not None]
+    earlier = [r.stop_kappa for r in prev if r.stop_kappa is not None]
     sig = stop_signal(old.predict(X), probe.predict(X), earlier)
     return {"stop_compared_with_round": prev[-1].round, "stop_agreement": round(sig.agreement, 4),
             "stop_kappa": round(sig.kappa, 4), "stop_advice": sig.advice}

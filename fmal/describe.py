@@ -33,14 +33,14 @@ def round_rows(rounds: list[Round]) -> list[dict[str, Any]]:
                      "per_class": " ".join(f"{k}:{v}" for k, v in counts.items()) or "-",
                      "probe_C": info.get("probe_C", float("nan")),
                      "cv_acc": float("nan") if info.get("probe_cv_accuracy") is None else info["probe_cv_accuracy"],
-                     "kappa_prev": float("nan") if info.get("stop_kappa") is None else info["stop_kappa"],
+                     "kappa_prev": float("nan") if r.stop_kappa is None else r.stop_kappa,
                      "created": r.created})
     return rows
 
 
 def last_advice(rounds: list[Round]) -> str | None:
     """The last query round's stopping recommendation (None before any)."""
-    return next((r.info.get("stop_advice") for r in reversed(rounds) if r.kind == "query" and r.info), None)
+    return next((r.stop_advice for r in reversed(rounds) if r.kind == "query" and r.info), None)
 
 
 @dataclass(frozen=True)

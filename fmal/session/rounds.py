@@ -67,6 +67,16 @@ class Round:
         """How many labels the pool held when the round was made (0 when not recorded)."""
         return int(self.extra.get("n_labeled", 0))
 
+    @property
+    def stop_kappa(self) -> float | None:
+        """The stopping signal's kappa against the previous query round's probe (None: not measured)."""
+        return self.info.get("stop_kappa")
+
+    @property
+    def stop_advice(self) -> str | None:
+        """The stopping recommendation of a query round (None: seed rounds, older pools)."""
+        return self.info.get("stop_advice")
+
     def pick_texts(self) -> list[str | None]:
         """The texts stored with the picks, one per pick (None where not known)."""
         return list(self.texts) if self.texts else [None] * len(self.ids)
