@@ -618,9 +618,9 @@ def _query_locked(p: store.Pool, session: Session, new: dict[str, str] | None, l
         session.record_file(_probe_path(p, round_no), round_no, "probe", owned=True)
         crash_point("query.probe-written")
         measured = {**res.info, **merge_info, "n_labels": int(y.size), "class_counts": probe.class_counts_,
-                "probe_C": probe.C_, "probe_cv_accuracy": None if np.isnan(probe.cv_accuracy_) else round(probe.cv_accuracy_, 4),
-                "candidates_scored": int(cand.size), **stop,
-                "probe_file": str(_probe_path(p, round_no)), **_blocks_note(p)}
+                    "probe_C": probe.C_, "probe_cv_accuracy": None if np.isnan(probe.cv_accuracy_) else round(probe.cv_accuracy_, 4),
+                    "candidates_scored": int(cand.size), **stop,
+                    "probe_file": str(_probe_path(p, round_no)), **_blocks_note(p)}
         return frame, measured
 
     return _finish_round(p, session, "query", strategy, key, {"budget": budget, "random_state": random_state,
