@@ -18,7 +18,7 @@ import pandas as pd
 from fmal import encoders as fmal_encoders
 from fmal import index as fmal_index
 from fmal.engines import ENGINES
-from fmal import frames, human_work, images, pool_check, store
+from fmal import frames, images, pool_check, store
 from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive, check_seed
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError
@@ -28,7 +28,9 @@ from fmal.query.stopping import advice as stop_advice
 from fmal.seed import SEED_STRATEGIES
 from fmal.seed import select as seed_select
 from fmal._faults import crash_point
-from fmal.session import Session, params_key
+from fmal.session import Round, Session, params_key
+from fmal.session.rounds import view_path as round_view_path
+from fmal.session import backup as human_work
 
 if TYPE_CHECKING:
     from fmal.probe import LinearProbe  # scikit-learn (0.9 s): imported by the functions that fit a probe
@@ -418,14 +420,14 @@ def _labels_into_session(session: Session, new: dict[str, str] | None, labels: P
     return session.labels, {"labels_added": merge.added, "labels_changed": merge.changed, "labels_in_file": len(new)}
 
 
-def _frame_of_round(pool: store.Pool, rec: dict[str, Any]) -> pd.DataFrame:
+def _frame_of_round(pool: store.Pool, rec: Round) -> pd.DataFrame:
     """A round's picks table from the session; texts stored with the picks, else the pool's."""
-    texts = list(rec.get("texts") or [None] * len(rec["ids"]))
-    missing = [i for i, t in zip(rec["ids"], texts) if t is None]
+    texts = rec.pick_texts()
+    missing = [i for i, t in zip(rec.ids, texts) if t is None]
     if missing:
-        rows = pool.rows_of(rec["ids"], source="session")
+        rows = pool.rows_of(rec.ids, source="session")
         texts = [pool.texts[r] if t is None else t for r, t in zip(rows, texts)]
-    cols = {"id": rec["ids"], "text": texts, **rec["columns"], "round": rec["round"]}
+    cols = {"id": rec.ids, "text": texts, **rec.columns, "round": rec.round}
     return pd.DataFrame(cols)
 
 
@@ -453,22 +455,22 @@ def _finish_round(
         out = Path(output) if output else session.round_view(prev)
         if output:
             write_table(frame, out)
-            session.record_file(out, prev["round"], "output", owned=False)
-        session.rerender_round(prev["round"])
-        return Selection(prev["round"], kind, strategy, frame, out, True, prev.get("info", {}))
-    frame, info = compute()
+            session.record_file(out, prev.round, "output", owned=False)
+        session.rerender_round(prev.round)
+        return Selection(prev.round, kind, strategy, frame, out, True, prev.info)
+    frame, measured = compute()
     crash_point(f"{kind}.computed")
     round_no = session.next_round
     frame["round"] = round_no
     columns = {c: [None if pd.isna(v) else v for v in frame[c].tolist()] for c in frame.columns if c not in {"id", "text", "round"}}
-    out = Path(output) if output else session.round_view({"round": round_no, "kind": kind, "strategy": strategy})
+    out = Path(output) if output else round_view_path(session.dir, round_no, kind, strategy)
     session.add_round({"kind": kind, "strategy": strategy, "key": key, **record, "ids": frame["id"].tolist(),
-                       "texts": frame["text"].tolist(), "columns": columns, "output": str(out), "info": info})
+                       "texts": frame["text"].tolist(), "columns": columns, "output": str(out), "info": measured})
     if output is not None:
         write_table(frame, out)
         crash_point("output.written")
         session.record_file(out, round_no, "output", owned=False)
-    return Selection(round_no, kind, strategy, frame, out, False, info)
+    return Selection(round_no, kind, strategy, frame, out, False, measured)
 
 
 def seed(
@@ -544,19 +546,19 @@ def _probe_path(pool: store.Pool, round_no: int) -> Path:
 
 def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe, n_labels: int) -> dict[str, Any]:
     """Agreement of the previous query round's stored probe and ``probe`` on the fixed sample."""
-    prev = [r for r in session.rounds if r["kind"] == "query" and _probe_path(pool, r["round"]).exists()]
+    prev = [r for r in session.rounds if r.kind == "query" and _probe_path(pool, r.round).exists()]
     if not prev:
         return {"stop_advice": stop_advice([])}
-    if prev[-1].get("info", {}).get("n_labels") == n_labels:
-        return {"stop_advice": f"no new labels since round {prev[-1]['round']}: label its picks, then query again"}
+    if prev[-1].info.get("n_labels") == n_labels:
+        return {"stop_advice": f"no new labels since round {prev[-1].round}: label its picks, then query again"}
     from fmal.probe import LinearProbe
 
-    old = LinearProbe.load(_probe_path(pool, prev[-1]["round"]), n_features=pool.dim)
+    old = LinearProbe.load(_probe_path(pool, prev[-1].round), n_features=pool.dim)
     rows = stop_sample(pool.n)
     X = np.asarray(pool.embeddings[rows])
-    earlier = [r["info"]["stop_kappa"] for r in prev if r.get("info", {}).get("stop_kappa") is not None]
+    earlier = [r.stop_kappa for r in prev if r.stop_kappa is not None]
     sig = stop_signal(old.predict(X), probe.predict(X), earlier)
-    return {"stop_compared_with_round": prev[-1]["round"], "stop_agreement": round(sig.agreement, 4),
+    return {"stop_compared_with_round": prev[-1].round, "stop_agreement": round(sig.agreement, 4),
             "stop_kappa": round(sig.kappa, 4), "stop_advice": sig.advice}
 
 
@@ -641,11 +643,11 @@ def _query_locked(p: store.Pool, session: Session, new: dict[str, str] | None, l
         probe.save(_probe_path(p, round_no))
         session.record_file(_probe_path(p, round_no), round_no, "probe", owned=True)
         crash_point("query.probe-written")
-        info = {**res.info, **merge_info, "n_labels": int(y.size), "class_counts": probe.class_counts_,
-                "probe_C": probe.C_, "probe_cv_accuracy": None if np.isnan(probe.cv_accuracy_) else round(probe.cv_accuracy_, 4),
-                "candidates_scored": int(cand.size), **stop,
-                "probe_file": str(_probe_path(p, round_no)), **_blocks_note(p)}
-        return frame, info
+        measured = {**res.info, **merge_info, "n_labels": int(y.size), "class_counts": probe.class_counts_,
+                    "probe_C": probe.C_, "probe_cv_accuracy": None if np.isnan(probe.cv_accuracy_) else round(probe.cv_accuracy_, 4),
+                    "candidates_scored": int(cand.size), **stop,
+                    "probe_file": str(_probe_path(p, round_no)), **_blocks_note(p)}
+        return frame, measured
 
     return _finish_round(p, session, "query", strategy, key, {"budget": budget, "random_state": random_state,
                         "n_labeled": int(labeled_rows.size), "params": params, "candidates": candidates}, compute, output)
@@ -676,7 +678,7 @@ def undo(pool: str | PathLike, *, index_dir: PathLike | None = None) -> UndoResu
     rec = session.undo_last_round()
     if rec is None:
         raise InvalidInputError(f"pool {p.name!r} has no rounds to undo")
-    return UndoResult(rec["round"], rec["kind"], rec["strategy"], len(rec["ids"]), list(session.removed_files))
+    return UndoResult(rec.round, rec.kind, rec.strategy, rec.n_picks, list(session.removed_files))
 
 
 # ----------------------------------------------------------------------------- status
@@ -828,10 +830,10 @@ def export(
         _declare(session, classes)
     if not session.rounds:
         raise InvalidInputError(f"pool {p.name!r} has no rounds yet; pick rows first with fmal seed --pool {p.name} --budget N")
-    numbers = [r["round"] for r in session.rounds]
+    numbers = [r.round for r in session.rounds]
     if round is None:
         round = numbers[-1]
-    rec = next((r for r in session.rounds if r["round"] == round), None)
+    rec = next((r for r in session.rounds if r.round == round), None)
     if rec is None:
         raise InvalidInputError(f"--round must be one of the pool's rounds ({', '.join(map(str, numbers))}), got {round}")
     frame = _frame_of_round(p, rec)
@@ -844,7 +846,7 @@ def export(
         raise InvalidInputError(f"--image-root and --image-url-prefix say where an image pool's images are; pool {p.name!r} holds texts")
     # ---
     if with_vectors:
-        frame.attrs["vectors"] = np.asarray(p.embeddings[p.rows_of(rec["ids"], source="session")], dtype=np.float32)
+        frame.attrs["vectors"] = np.asarray(p.embeddings[p.rows_of(rec.ids, source="session")], dtype=np.float32)
     out = _check_output(fmt.name, output, p.path / "exports" / f"round-{round:03d}-{fmt.name}")
     names = _classes(session, frame.get("predicted_label", []))
     warning = None
@@ -1078,7 +1080,7 @@ def report(
     _, assign, sim = fmal_seed_kmeans(p.embeddings, k, random_state=random_state)
     clusters = unlabeled_clusters(assign, sim, rows, predicted, p.texts, k)
     rounds = rounds_balance(session.rounds, session.labels, balance["class"].tolist())
-    picked = {i for r in session.rounds for i in r["ids"]}
+    picked = {i for r in session.rounds for i in r.ids}
     rep = BiasReport(balance, clusters, rounds, warns, p.n, len(ids), k, sum(i not in picked for i in ids))
     write_report(rep, out, p.name)
     return rep

@@ -10,34 +10,37 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmal import human_work, pool_check, store
+from fmal import pool_check, store
+from fmal.session import backup as human_work
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from fmal.session import Round
+
 PathLike = str | os.PathLike[str]
 
 
-def round_rows(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def round_rows(rounds: list[Round]) -> list[dict[str, Any]]:
     """One row per round for the status table: picks, labels then, labels per class, probe C,
     cross-validated accuracy and the stopping kappa against the previous round."""
     rows = []
     for r in rounds:
-        info = r.get("info", {}) or {}
+        info = r.info
         counts = info.get("class_counts") or {}
-        rows.append({"round": r["round"], "kind": r["kind"], "strategy": r["strategy"], "picks": len(r["ids"]),
-                     "labels_then": r.get("n_labeled", 0),
+        rows.append({"round": r.round, "kind": r.kind, "strategy": r.strategy, "picks": r.n_picks,
+                     "labels_then": r.extra.get("n_labeled", 0),
                      "per_class": " ".join(f"{k}:{v}" for k, v in counts.items()) or "-",
                      "probe_C": info.get("probe_C", float("nan")),
                      "cv_acc": float("nan") if info.get("probe_cv_accuracy") is None else info["probe_cv_accuracy"],
-                     "kappa_prev": float("nan") if info.get("stop_kappa") is None else info["stop_kappa"],
-                     "created": r["created"]})
+                     "kappa_prev": float("nan") if r.stop_kappa is None else r.stop_kappa,
+                     "created": r.created})
     return rows
 
 
-def last_advice(rounds: list[dict[str, Any]]) -> str | None:
+def last_advice(rounds: list[Round]) -> str | None:
     """The last query round's stopping recommendation (None before any)."""
-    return next((r["info"].get("stop_advice") for r in reversed(rounds) if r["kind"] == "query" and r.get("info")), None)
+    return next((r.stop_advice for r in reversed(rounds) if r.kind == "query" and r.info), None)
 
 
 @dataclass(frozen=True)

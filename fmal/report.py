@@ -16,13 +16,16 @@ import logging
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from fmal import _plots
 from fmal._atomic import atomic_path, write_text
+
+if TYPE_CHECKING:
+    from fmal.session import Round
 
 DEFAULT_RARE_RATIO = 0.5
 DEFAULT_CLUSTERS = 20
@@ -87,17 +90,17 @@ def unlabeled_clusters(assign: np.ndarray, sim: np.ndarray, labeled_rows: np.nda
     return pd.DataFrame(out, columns=["cluster", "size", "share_of_pool", "top_predicted", "example"])
 
 
-def rounds_balance(rounds: list[dict[str, Any]], labels: dict[str, str], classes: list[str]) -> pd.DataFrame:
+def rounds_balance(rounds: list[Round], labels: dict[str, str], classes: list[str]) -> pd.DataFrame:
     """Per round: picks, how many are labeled, labels per class, and cumulative class shares."""
     rows = []
     cum = dict.fromkeys(classes, 0)
     for r in rounds:
-        got = [labels[i] for i in r["ids"] if i in labels]
+        got = [labels[i] for i in r.ids if i in labels]
         counts = {c: got.count(c) for c in classes}
         for c in classes:
             cum[c] += counts[c]
         total = sum(cum.values())
-        rows.append({"round": r["round"], "kind": r["kind"], "strategy": r["strategy"], "picks": len(r["ids"]),
+        rows.append({"round": r.round, "kind": r.kind, "strategy": r.strategy, "picks": r.n_picks,
                      "labeled": len(got), **counts,
                      **{f"cum_share_{c}": round(cum[c] / total, 4) if total else 0.0 for c in classes}})
     return pd.DataFrame(rows, columns=["round", "kind", "strategy", "picks", "labeled", *classes, *[f"cum_share_{c}" for c in classes]])

@@ -492,12 +492,13 @@ def test_pool_name_or_path():
 
 def test_report_escapes_html_and_dollars(workdir: Path):
     from fmal.report import BiasReport, class_balance, rounds_balance, write
+    from fmal.session import Round
 
     labels = ["<script>alert(1)</script>", "a|b", "$\\frac$"] * 3
     balance, warns = class_balance(labels, np.array(labels * 2))
     clusters = pd.DataFrame([{"cluster": 0, "size": 5, "share_of_pool": 0.5, "top_predicted": "<b>x</b> (100%)",
                               "example": "<img src=x onerror=alert(1)>"}])
-    rounds = rounds_balance([{"round": 1, "kind": "seed", "strategy": "kmeans", "ids": ["r0", "r1"]}],
+    rounds = rounds_balance([Round(1, "seed", "kmeans", ["r0", "r1"])],
                             {"r0": labels[0], "r1": labels[2]}, balance["class"].tolist())
     rep = BiasReport(balance, clusters, rounds, warns + ["class '<i>' is rare"], 18, 9, 2)
     paths = write(rep, workdir / "report.md", "<pool>")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from fmal import api
 from fmal.cli import app
 from fmal.report import class_balance, rounds_balance
-from fmal.session import Session
+from fmal.session import Round, Session
 
 CLASSES = np.array(["a", "b", "c"])
 
@@ -97,7 +97,7 @@ def test_class_balance_and_rounds_units():
     assert len(warns) == 1
     _, none = class_balance(["x"] * 5 + ["y"] * 5, np.array(["x"] * 50 + ["y"] * 50))
     assert none == []
-    rb = rounds_balance([{"round": 1, "kind": "seed", "strategy": "s", "ids": ["1", "2", "3"]}], {"1": "x", "2": "y"}, ["x", "y"])
+    rb = rounds_balance([Round(1, "seed", "s", ["1", "2", "3"])], {"1": "x", "2": "y"}, ["x", "y"])
     assert rb.iloc[0][["picks", "labeled", "x", "y", "cum_share_x"]].tolist() == [3, 2, 1, 1, 0.5]
 
 

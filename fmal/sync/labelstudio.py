@@ -336,7 +336,7 @@ def _push(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl
         return
     rec = session.rounds[-1]
     labels = session.labels
-    todo = [i for i in rec["ids"] if i not in there and i not in labels]
+    todo = [i for i in rec.ids if i not in there and i not in labels]
     if adopt:
         session.record_sync_tasks(target, adopt, None)
         res.adopted = sum(1 for fid in adopt if fid not in recorded)
@@ -350,10 +350,10 @@ def _push(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl
     client.call("POST", f"/api/projects/{pid}/import", payload)
     now = _project_tasks(client, pid)
     pushed = {fid: now[fid] for fid in todo if fid in now}
-    session.record_sync_tasks(target, pushed, rec["round"])
+    session.record_sync_tasks(target, pushed, rec.round)
     res.pushed = len(pushed)
     res.n_tasks = len(now)
-    res.events.append(f"pushed {len(pushed)} task(s) of round {rec['round']} ({rec['kind']}, {n_pred} with a prediction); "
+    res.events.append(f"pushed {len(pushed)} task(s) of round {rec.round} ({rec.kind}, {n_pred} with a prediction); "
                       f"{len(now)} task(s) in project {pid}")
     if len(pushed) < len(todo):
         res.events.append(f"  {len(todo) - len(pushed)} task(s) sent but not listed by the server; the next pass retries them")
@@ -367,10 +367,10 @@ def _maybe_query(pool_name: str, session: Session, every: int | None, budget: in
     if not every or not session.rounds:
         return
     last = session.rounds[-1]
-    new = len(session.labels) - int(last.get("n_labeled", 0))
+    new = len(session.labels) - last.n_labeled
     if new < every:
         return
-    n = budget or len(last["ids"])
+    n = budget or last.n_picks
     try:
         sel = api.query(pool_name, None, n, strategy, index_dir=index_dir)
     except LabelsError as exc:  # e.g. a single class so far: the loop waits for more labels
