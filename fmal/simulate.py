@@ -407,11 +407,10 @@ def _run_one(
     """One learning curve: seed, then (fit probe, score, query) per step. The oracle is ``y``."""
     from fmal.probe import LinearProbe  # scikit-learn: imported when a simulation runs, not with fmal.api
 
-    seed_fn = SEED_STRATEGIES.get(spec.seed)
     query_fn = QUERY_STRATEGIES.get(spec.query)
     n = X.shape[0]
     is_labeled = np.zeros(n, dtype=bool)
-    res = seed_fn(X, budgets[0], index=index, labeled=None, random_state=seed)
+    res = SEED_STRATEGIES.call(spec.seed, X, budgets[0], index=index, labeled=None, random_state=seed)
     labeled = _check_picks(res.indices, budgets[0], is_labeled, f"seed strategy {spec.seed!r}")
     is_labeled[labeled] = True
     rows: list[dict[str, Any]] = []
@@ -433,7 +432,7 @@ def _run_one(
         add = budgets[r + 1] - b
         rs = _round_seed(seed, r + 1)
         if probe is None:  # what fmal tells a user with one class: extend the seed set
-            picks = seed_fn(X, add, index=index, labeled=labeled, random_state=rs).indices
+            picks = SEED_STRATEGIES.call(spec.seed, X, add, index=index, labeled=labeled, random_state=rs).indices
             who = f"seed strategy {spec.seed!r}"
         else:
             candidates = np.nonzero(~is_labeled)[0]
