@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,26 @@ POOL_HELP = ("Pool: a name (a folder under --index-dir, default ./indexes), or a
              "(./p, ../p, /data/p), used as it is and not combined with --index-dir.")
 
 
+#: API parameters whose command-line option has another name
+PARAM_OPTIONS = {"random_state": "seed"}
+
+
+def as_flags(exc: FmalError) -> str:
+    """The message of ``exc`` with the API parameter it names (``exc.param``: ``budget``) written as
+    the running command's option (``--budget``): library messages name parameters, since API users
+    have no flags. Unchanged when the command has no such option."""
+    msg, param = str(exc), getattr(exc, "param", None)
+    ctx = _click.globals.get_current_context(silent=True)
+    if not param or ctx is None:
+        return msg
+    name = PARAM_OPTIONS.get(param, param)
+    opts = [o for p in ctx.command.params if p.name == name for o in p.opts]
+    flag = next((o for o in opts if o.startswith("--")), None)
+    if flag is None:
+        return msg
+    return re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flag, msg)
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A command body whose FmalError (and OSError, Ctrl-C) becomes one line and a non-zero exit code."""
 
@@ -79,7 +100,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*a, **kw)
         except FmalError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {as_flags(exc)}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:  # a path the user gave cannot be written or read (a file as folder, no permission, disk full)
             where = f"{exc.filename}: " if exc.filename else ""
@@ -150,6 +171,12 @@ def command(
         return app.command(*args, **kwargs)(wrapper)
 
     return deco
+
+
+def strategies_help(registry: Any) -> str:
+    """An option's help listing a strategy registry: each name with the first sentence of its
+    docstring (``Registry.summaries``), the default first as registered."""
+    return "Strategy. " + " | ".join(f"{name}: {text}" for name, text in registry.summaries().items())
 
 
 def format_names() -> str:
