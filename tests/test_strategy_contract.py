@@ -177,6 +177,16 @@ def test_context_keywords_reach_only_the_strategies_that_declare_them(pool):
     np.testing.assert_array_equal(a, SEED_STRATEGIES.get("kcenter")(X, BUDGET).indices)
 
 
+def test_library_errors_name_the_parameter_not_the_cli_flag(pool):
+    """API users have no flags: the message names ``budget``; the CLI rewrites it as ``--budget``
+    (tests/test_cli.py checks its output)."""
+    X = pool[0]
+    for name in SEED_STRATEGIES:
+        with pytest.raises(InvalidInputError) as err:
+            SEED_STRATEGIES.call(name, X, X.shape[0] + 1)
+        assert "lower budget" in str(err.value) and "--" not in str(err.value) and err.value.param == "budget"
+
+
 # ----------------------------------------------------------------------------- docstrings
 
 
