@@ -33,7 +33,7 @@ def auto(
     random_share: float = DEFAULT_RANDOM_SHARE,
     then: str = DEFAULT_THEN,
 ) -> QueryResult:
-    """Default: typical picks in uncovered clusters while labels are few, then the batch-diverse uncertainty strategy ``then``.
+    """Default: typical picks in uncovered clusters while labels are few, then a batch-diverse uncertainty strategy (badge).
 
     The typical phase lasts while labels < ``switch_per_class`` x classes seen
     (:func:`fmal.query.diverse.typical_uncovered`); ``random_share`` of the batch (rounded down)
