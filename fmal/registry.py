@@ -59,7 +59,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             raise InvalidInputError(
-                f"unknown {self.kind} {name!r}: must be one of [{', '.join(self._items)}]", param="strategy"
+                f"unknown {self.kind} {name!r}: must be one of [{', '.join(self._items)}]"
             ) from None
 
     def keywords(self, name: str) -> tuple[str, ...] | None:
