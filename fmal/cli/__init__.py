@@ -79,7 +79,8 @@ PARAM_OPTIONS = {"random_state": "seed"}
 def as_flags(exc: FmalError) -> str:
     """The message of ``exc`` with the API parameter it names (``exc.param``: ``budget``) written as
     the running command's option (``--budget``): library messages name parameters, since API users
-    have no flags. Unchanged when the command has no such option."""
+    have no flags. Unchanged when the command has no such option (``PARAM_OPTIONS``: API names
+    whose option is called otherwise)."""
     msg, param = str(exc), getattr(exc, "param", None)
     ctx = _click.globals.get_current_context(silent=True)
     if not param or ctx is None:
@@ -89,7 +90,8 @@ def as_flags(exc: FmalError) -> str:
     flag = next((o for o in opts if o.startswith("--")), None)
     if flag is None:
         return msg
-    return re.sub(rf"(?<![\w-]){re.escape(param)}(?![\w-])", flag, msg)
+    # every mention but those inside a comparison ("0 < delta <= 2" stays a formula)
+    return re.sub(rf"(?<![\w-])(?<![<>=] ){re.escape(param)}(?![\w-])(?! [<>=])", flag, msg)
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
