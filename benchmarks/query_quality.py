@@ -90,7 +90,7 @@ def run_one(task: tuple) -> dict:
     index = faiss.IndexFlatIP(X.shape[1])
     index.add(X)
     name, params = parse_strategy(spec)
-    fn = QUERY_STRATEGIES.get(name)
+    QUERY_STRATEGIES.check(name, params)  # a misspelt parameter fails before any work
     rng = np.random.default_rng(seed)
     labeled = np.sort(rng.choice(X.shape[0], size=n_seed, replace=False))
     acc, ece, seconds = [], [], 0.0
@@ -115,7 +115,7 @@ def run_one(task: tuple) -> dict:
             proba = probe.predict_proba(X[cand])
             ctx = QueryContext(X=X, candidates=cand, proba=proba, classes=probe.classes_, labeled=labeled,
                                index=index, probe=probe, random_state=seed * 7919 + labeled.size)
-            picks = fn(ctx, step, **params).indices
+            picks = QUERY_STRATEGIES.call(name, ctx, step, **params).indices
         seconds += time.perf_counter() - t0
         assert np.unique(picks).size == step and not np.isin(picks, labeled).any(), spec
         labeled = np.sort(np.concatenate([labeled, picks]))

@@ -124,7 +124,7 @@ def run(datasets, budgets, seeds, strategies, peers, index_dir: Path | None = No
                 t0 = time.perf_counter()
                 name, kw = parse_method(s)
                 for b in budgets:
-                    picks = SEED_STRATEGIES.get(name)(Xtr, b, random_state=seed, **kw).indices
+                    picks = SEED_STRATEGIES.call(name, Xtr, b, random_state=seed, **kw).indices
                     recs.append((ds, s, b, seed, probe_accuracy(Xtr, ytr, Xte, yte, picks, seed)))
                 print(f"  seed {seed} {s}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
             for p in peers:

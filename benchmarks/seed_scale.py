@@ -76,7 +76,7 @@ def worker(kind: str, name: str, data: Path, budget: int, seed: int) -> dict:
 
         X = np.load(data, mmap_mode="r")
         t0, c0 = time.perf_counter(), time.process_time()
-        res = SEED_STRATEGIES.get(name)(X, budget, random_state=seed)
+        res = SEED_STRATEGIES.call(name, X, budget, random_state=seed)
         t1, c1 = time.perf_counter(), time.process_time()
         diagnose(X, res.indices, delta=res.delta, assign=res.assign, random_state=seed)
         t2, c2 = time.perf_counter(), time.process_time()

@@ -72,10 +72,9 @@ def main() -> None:
                     rnd = np.random.default_rng(seed).choice(len(Xtr), size=budget, replace=False)
                     acc.setdefault("random", []).append(probe_accuracy(Xtr, ytr, Xte, yte, rnd, seed))
                     for s in args.strategies:
-                        fn = SEED_STRATEGIES.get(s)
                         for mode, X in (("exact", Xtr), ("two-level", B)):
                             t0 = time.perf_counter()
-                            res = fn(X, budget, index=index, random_state=seed)
+                            res = SEED_STRATEGIES.call(s, X, budget, index=index, random_state=seed)
                             seconds[mode] += time.perf_counter() - t0
                             assert ("two_level" in res.info) == (mode == "two-level"), res.info
                             acc.setdefault(f"{s} {mode}", []).append(probe_accuracy(Xtr, ytr, Xte, yte, res.indices, seed))

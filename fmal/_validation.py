@@ -16,14 +16,14 @@ _POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 def check_budget(budget: object, available: int, *, what: str = "unlabeled rows") -> int:
     """Return ``budget`` as an int in [1, available] or raise a clear error."""
     if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):
-        raise InvalidInputError(f"budget must be a positive integer, got {budget!r}")
+        raise InvalidInputError(f"budget must be a positive integer, got {budget!r}", param="budget")
     budget = int(budget)
     if budget < 1:
-        raise InvalidInputError(f"budget must be a positive integer, got {budget}")
+        raise InvalidInputError(f"budget must be a positive integer, got {budget}", param="budget")
     if budget > available:
         raise PoolExhaustedError(
             f"budget must be no larger than the {available:,} {what} left, got {budget:,}; "
-            "lower --budget"
+            "lower budget", param="budget"
         )
     return budget
 

@@ -25,7 +25,8 @@ from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, Mo
 from fmal.io import ShardList, list_shards, load_texts, write_table
 from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
 from fmal.query.stopping import advice as stop_advice
-from fmal.seed import SEED_STRATEGIES
+from fmal.seed import SEED_STRATEGIES  # noqa: F401  (fmal.api.SEED_STRATEGIES: the CLI help lists it)
+from fmal.seed import check_params as check_seed_params
 from fmal.seed import select as seed_select
 from fmal._faults import crash_point
 from fmal.session import Round, Session, params_key
@@ -492,7 +493,7 @@ def seed(
     the same arguments give the same selection, and rerunning the last round reuses it.
     ``classes`` ("A,B,C" or a list) declares the pool's label set, stored with the pool.
     """
-    SEED_STRATEGIES.get(strategy)  # an unknown name fails before any work
+    check_seed_params(strategy, params)  # an unknown name or parameter fails before any work
     random_state = check_seed(random_state)
     p = store.open_pool(pool, index_dir)
     new = _read_labels_file(p, labels)
@@ -588,6 +589,7 @@ def query(
     from fmal.probe import LinearProbe
 
     fn = QUERY_STRATEGIES.get(strategy)
+    QUERY_STRATEGIES.check(strategy, params)  # an unknown parameter fails before any work
     spec = parse_candidates(candidates)
     random_state = check_seed(random_state)
     LinearProbe(class_weight=class_weight)._check_params()

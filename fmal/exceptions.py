@@ -25,6 +25,11 @@ class FmalError(Exception):
 
     exit_code: int = 2
 
+    def __init__(self, *args: object, param: str | None = None) -> None:
+        super().__init__(*args)
+        #: the API parameter the message names (``budget``), for the CLI to show as its flag
+        self.param = param
+
 
 class InvalidInputError(FmalError, ValueError):
     """A file, column, row or parameter given by the user is wrong."""

@@ -66,7 +66,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
                                      and np.isfinite(self.C) and self.C > 0)):
             raise InvalidInputError(f"C must be 'auto' or a positive number, got {self.C!r}")
         if not (self.class_weight in CLASS_WEIGHTS or isinstance(self.class_weight, dict)):
-            raise InvalidInputError(f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}")
+            raise InvalidInputError(f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}",
+                                    param="class_weight")
         check_seed(self.random_state)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:

@@ -296,8 +296,15 @@ def test_seed_then_query_outputs(cli, tiny_pool, tmp_path):
 
 
 def test_cli_help_lists_strategies(cli):
+    from fmal.query import QUERY_STRATEGIES
+    from fmal.seed import SEED_STRATEGIES
+
     res = cli("seed", "--help")
     assert res.exit_code == 0 and "typiclust" in res.stdout and "kmeans" in res.stdout
+    for command, registry in (("seed", SEED_STRATEGIES), ("query", QUERY_STRATEGIES)):
+        out = "".join(cli(command, "--help").stdout.split())  # no whitespace: help wraps at hyphens too
+        for name, first_sentence in registry.summaries().items():  # whole first sentences of the docstrings
+            assert "".join(f"{name}: {first_sentence}".split()) in out, (command, name)
     res = cli("--version")
     assert res.exit_code == 0 and res.stdout.startswith("fmal ")
 

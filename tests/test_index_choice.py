@@ -101,7 +101,7 @@ def test_parse_memory(text, expected):
 
 @pytest.mark.parametrize("bad", ["lots", "-1G", "0"])
 def test_parse_memory_rejects_garbage(bad):
-    with pytest.raises(InvalidInputError, match="max index memory"):
+    with pytest.raises(InvalidInputError, match="max_index_memory"):
         fi.parse_memory(bad)
 
 

@@ -41,7 +41,7 @@ def test_bad_delta_is_one_line_error(tiny_pool) -> None:
     index_dir, name, _ = tiny_pool
     for bad in ("0", "2.5", "-1"):
         res = _run("seed", "--pool", name, "--index-dir", index_dir, "--budget", 6, "--strategy", "probcover", "--delta", bad)
-        assert res.exit_code == 2 and "delta must satisfy 0 < delta <= 2" in res.output, res.output
+        assert res.exit_code == 2 and "error: --delta must satisfy 0 < delta <= 2" in res.output, res.output
 
 
 def test_labels_extend_the_labeled_set(tiny_pool, tmp_path: Path) -> None:

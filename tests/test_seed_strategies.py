@@ -43,9 +43,8 @@ def test_expected_strategies_registered() -> None:
 @pytest.mark.parametrize("name", ALL)
 def test_deterministic_budget_no_duplicates(name: str, data) -> None:
     X, _ = data
-    fn = SEED_STRATEGIES.get(name)
-    a = fn(X, 12, random_state=3)
-    b = fn(X, 12, random_state=3)
+    a = SEED_STRATEGIES.call(name, X, 12, random_state=3)
+    b = SEED_STRATEGIES.call(name, X, 12, random_state=3)
     np.testing.assert_array_equal(a.indices, b.indices)
     assert a.indices.size == 12 and np.unique(a.indices).size == 12
     assert a.indices.min() >= 0 and a.indices.max() < X.shape[0]
@@ -56,7 +55,7 @@ def test_deterministic_budget_no_duplicates(name: str, data) -> None:
 def test_labeled_rows_never_picked(name: str, data) -> None:
     X, _ = data
     labeled = np.arange(0, 600, 7)
-    res = SEED_STRATEGIES.get(name)(X, 20, labeled=labeled, random_state=0)
+    res = SEED_STRATEGIES.call(name, X, 20, labeled=labeled, random_state=0)
     assert not np.isin(res.indices, labeled).any()
     assert np.unique(res.indices).size == 20
 
@@ -68,7 +67,7 @@ def test_labeled_clusters_count_as_covered(name: str, data) -> None:
     labeled = np.asarray([np.nonzero(y == c)[0][0] for c in (0, 1, 2)])
     params = {"delta": 0.6} if name == "probcover" else {}  # a ball spans a cluster, not two
     for seed in range(3):
-        res = SEED_STRATEGIES.get(name)(X, 3, labeled=labeled, random_state=seed, **params)
+        res = SEED_STRATEGIES.call(name, X, 3, labeled=labeled, random_state=seed, **params)
         assert sorted(y[res.indices].tolist()) == [3, 4, 5], (name, seed, y[res.indices])
 
 
@@ -76,14 +75,14 @@ def test_labeled_clusters_count_as_covered(name: str, data) -> None:
 def test_one_pick_per_cluster(name: str) -> None:
     for seed in range(4):
         X, y = clustered(n=600, d=16, k=6, seed=seed)
-        res = SEED_STRATEGIES.get(name)(X, 6, random_state=seed)
+        res = SEED_STRATEGIES.call(name, X, 6, random_state=seed)
         assert sorted(y[res.indices].tolist()) == [0, 1, 2, 3, 4, 5], (seed, y[res.indices])
 
 
 def test_kcenter_and_probcover_spread_over_clusters(data) -> None:
     X, y = data
-    assert np.unique(y[SEED_STRATEGIES.get("kcenter")(X, 6).indices]).size == 6
-    assert np.unique(y[SEED_STRATEGIES.get("probcover")(X, 6, delta=0.6).indices]).size == 6
+    assert np.unique(y[SEED_STRATEGIES.call("kcenter", X, 6).indices]).size == 6
+    assert np.unique(y[SEED_STRATEGIES.call("probcover", X, 6, delta=0.6).indices]).size == 6
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -94,7 +93,7 @@ def test_fewer_distinct_points_than_budget(name: str) -> None:
     # below their smallest distance, each ball holds one point's copies
     gap = min(np.linalg.norm(X[i] - X[j]) for i in range(0, 20, 4) for j in range(i + 4, 20, 4))
     params = {"delta": float(gap) / 2} if name == "probcover" else {}
-    res = SEED_STRATEGIES.get(name)(X, 10, random_state=0, **params)
+    res = SEED_STRATEGIES.call(name, X, 10, random_state=0, **params)
     assert np.unique(res.indices).size == 10
     # the first picks hit every distinct point before any repeats (random excepted)
     if name != "random":
@@ -114,21 +113,21 @@ def test_all_identical_vectors(name: str) -> None:
 def test_bad_budget(name: str, budget, data) -> None:
     X, _ = data
     with pytest.raises(InvalidInputError, match="budget"):
-        SEED_STRATEGIES.get(name)(X, budget)
+        SEED_STRATEGIES.call(name, X, budget)
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_budget_larger_than_unlabeled(name: str, data) -> None:
     X, _ = data
     with pytest.raises(PoolExhaustedError, match="budget"):
-        SEED_STRATEGIES.get(name)(X, 595, labeled=np.arange(10))
+        SEED_STRATEGIES.call(name, X, 595, labeled=np.arange(10))
 
 
 @pytest.mark.parametrize("delta", [0, -0.1, 2.01, float("nan"), float("inf"), "0.5", True])
 def test_bad_delta(delta, data) -> None:
     X, _ = data
     with pytest.raises(InvalidInputError, match="delta must"):
-        SEED_STRATEGIES.get("probcover")(X, 5, delta=delta)
+        SEED_STRATEGIES.call("probcover", X, 5, delta=delta)
     with pytest.raises(InvalidInputError, match="delta must"):
         diagnose(X, np.arange(5), delta=delta)
 
@@ -140,12 +139,12 @@ def test_check_delta_accepts_its_range() -> None:
 def test_bad_labeled_indices(data) -> None:
     X, _ = data
     with pytest.raises(InvalidInputError, match="labeled"):
-        SEED_STRATEGIES.get("kcenter")(X, 3, labeled=[600])
+        SEED_STRATEGIES.call("kcenter", X, 3, labeled=[600])
 
 
 def test_probcover_auto_delta_is_pure_and_reported(data) -> None:
     X, _ = data
-    res = SEED_STRATEGIES.get("probcover")(X, 6, n_classes=6, random_state=0)
+    res = SEED_STRATEGIES.call("probcover", X, 6, n_classes=6, random_state=0)
     assert 0 < res.delta <= 2 and res.info["purity"] >= 0.95
     assert res.info["delta_rule"].startswith("purity>=0.95")
     # 6 pseudo-classes on 6 clusters: a delta that spans a cluster, so 6 balls cover most rows
@@ -155,14 +154,14 @@ def test_probcover_auto_delta_is_pure_and_reported(data) -> None:
 
 def test_probcover_samples_large_pools_and_says_so(data) -> None:
     X, _ = data
-    res = SEED_STRATEGIES.get("probcover")(X, 5, max_rows=200, labeled=[1, 2, 3], random_state=0)
+    res = SEED_STRATEGIES.call("probcover", X, 5, max_rows=200, labeled=[1, 2, 3], random_state=0)
     assert res.info["graph_rows"] == 200 and "sample" in res.info["note"]
     assert np.unique(res.indices).size == 5
 
 
 def test_probcover_fills_at_random_when_all_covered(data) -> None:
     X, _ = data
-    res = SEED_STRATEGIES.get("probcover")(X, 10, delta=2.0)
+    res = SEED_STRATEGIES.call("probcover", X, 10, delta=2.0)
     assert res.info["filled_at_random"] == 9 and np.unique(res.indices).size == 10
 
 
@@ -205,25 +204,25 @@ def test_diagnostics_report(data) -> None:
 def test_auto_rules(data) -> None:
     X, y = data
     for rule in ("mix", "strata", "hedge"):
-        res = SEED_STRATEGIES.get("auto")(X, 6, rule=rule, random_state=0)
+        res = SEED_STRATEGIES.call("auto", X, 6, rule=rule, random_state=0)
         assert np.unique(res.indices).size == 6 and res.info["rule"] == rule
     with pytest.raises(InvalidInputError, match="rule must be one of"):
-        SEED_STRATEGIES.get("auto")(X, 6, rule="magic")
+        SEED_STRATEGIES.call("auto", X, 6, rule="magic")
 
 
 def test_auto_mix_alternates_typical_and_random_picks() -> None:
     """rule="mix": the 1st, 3rd, ... picks are TypiClust's (the most typical row of the same
     cluster), the 2nd, 4th, ... a random row of theirs, so not TypiClust's."""
     X, _ = clustered(n=1200, d=16, k=12, spread=0.5, seed=3)  # clusters of ~100 rows: typicality on every row
-    typ = SEED_STRATEGIES.get("typiclust")(X, 10, random_state=4)
-    mix = SEED_STRATEGIES.get("auto")(X, 10, random_state=4)  # default rule: mix
+    typ = SEED_STRATEGIES.call("typiclust", X, 10, random_state=4)
+    mix = SEED_STRATEGIES.call("auto", X, 10, random_state=4)  # default rule: mix
     assert mix.info["rule"] == "mix"
     assert np.array_equal(mix.clusters, typ.clusters)  # the same k-means, the same cluster order
     assert np.array_equal(mix.indices[0::2], typ.indices[0::2])
     assert not np.isin(mix.indices[1::2], typ.indices).any()
     if mix.assign is not None:  # every pick is a member of the cluster it stands for
         assert np.array_equal(np.asarray(mix.assign)[mix.indices], mix.clusters)
-    strata = SEED_STRATEGIES.get("auto")(X, 10, rule="strata", random_state=4)
+    strata = SEED_STRATEGIES.call("auto", X, 10, rule="strata", random_state=4)
     assert not np.array_equal(strata.indices[0::2], typ.indices[0::2])  # strata: random everywhere
 
 
@@ -252,7 +251,7 @@ def test_kcenter_lazy_steps_equal_the_textbook_greedy(with_labels: bool) -> None
     """Large enough (20k rows) that most steps take the lazy path rather than a full pass."""
     X, _ = clustered(n=20000, d=16, k=40, seed=3)
     labeled = np.arange(0, 20000, 1999) if with_labels else np.zeros(0, dtype=np.int64)
-    res = SEED_STRATEGIES.get("kcenter")(X, 60, labeled=labeled)
+    res = SEED_STRATEGIES.call("kcenter", X, 60, labeled=labeled)
     assert res.indices.tolist() == _kcenter_brute(X, 60, labeled)
 
 
@@ -273,7 +272,7 @@ def test_probcover_n_classes_is_deterministic_and_reported(data) -> None:
 def test_bad_n_classes_is_a_clear_error(bad, data) -> None:
     X, _ = data
     with pytest.raises(InvalidInputError, match=r"n_classes must be an integer >= 2"):
-        SEED_STRATEGIES.get("probcover")(X, 5, n_classes=bad)
+        SEED_STRATEGIES.call("probcover", X, 5, n_classes=bad)
     with pytest.raises(InvalidInputError, match=r"n_classes must be an integer >= 2"):
         probcover_delta(X, n_classes=bad)
 
@@ -281,10 +280,10 @@ def test_bad_n_classes_is_a_clear_error(bad, data) -> None:
 def test_n_classes_beyond_the_rows_is_a_clear_error(data) -> None:
     X, _ = data
     # not given: 10, or as many as there are rows
-    assert "on 10 k-means" in SEED_STRATEGIES.get("probcover")(X, 5).info["delta_rule"]
-    assert "on 6 k-means" in SEED_STRATEGIES.get("probcover")(X[:6], 2).info["delta_rule"]
+    assert "on 10 k-means" in SEED_STRATEGIES.call("probcover", X, 5).info["delta_rule"]
+    assert "on 6 k-means" in SEED_STRATEGIES.call("probcover", X[:6], 2).info["delta_rule"]
     with pytest.raises(InvalidInputError, match=r"n_classes must be <= the number of rows clustered \(50\)"):
-        SEED_STRATEGIES.get("probcover")(X[:50], 5, n_classes=51)
+        SEED_STRATEGIES.call("probcover", X[:50], 5, n_classes=51)
 
 
 def test_midpoint_rule_raises_the_purity_delta_never_lowers_it(data) -> None:
@@ -318,9 +317,11 @@ def test_cli_n_classes(tiny_pool, cli, cli_error) -> None:
     assert "6 rows picked by probcover" in res.output and "on 3 k-means pseudo-classes" in res.output
     for bad in ("1", "0", "-2"):
         res = cli("seed", "--pool", name, "--index-dir", index_dir, "--budget", 6, "--strategy", "probcover", "--n-classes", bad)
-        cli_error(res, "n_classes must be an integer >= 2")
+        cli_error(res, "--n-classes must be an integer >= 2")  # the API's n_classes, shown as the CLI's flag
     res = cli("seed", "--pool", name, "--index-dir", index_dir, "--budget", 6, "--strategy", "probcover", "--n-classes", 500)
-    cli_error(res, "n_classes must be <= the number of rows clustered (200)")
+    cli_error(res, "--n-classes must be <= the number of rows clustered (200)")
+    res = cli("seed", "--pool", name, "--index-dir", index_dir, "--budget", 6, "--strategy", "kmeans", "--n-classes", 3)
+    cli_error(res, "seed strategy 'kmeans' has no parameter '--n-classes'", "its parameters: none")
     res = cli("seed", "--pool", name, "--index-dir", index_dir, "--budget", 6, "--strategy", "probcover", "--n-classes", "abc")
     assert res.exit_code == 2 and "--n-classes" in res.output
     assert "--n-classes" in cli("seed", "--help").output

@@ -17,6 +17,7 @@ import functools
 import inspect
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -91,6 +92,28 @@ def stdout_closed() -> NoReturn:
     raise typer.Exit(EXIT_BROKEN_PIPE)
 
 
+#: API parameters whose command-line option has another name
+PARAM_OPTIONS = {"random_state": "seed"}
+
+
+def as_flags(exc: FmalError) -> str:
+    """The message of ``exc`` with the API parameter it names (``exc.param``: ``budget``) written as
+    the running command's option (``--budget``): library messages name parameters, since API users
+    have no flags. Unchanged when the command has no such option (``PARAM_OPTIONS``: API names
+    whose option is called otherwise)."""
+    msg, param = str(exc), getattr(exc, "param", None)
+    ctx = _click.globals.get_current_context(silent=True)
+    if not param or ctx is None:
+        return msg
+    name = PARAM_OPTIONS.get(param, param)
+    opts = [o for p in ctx.command.params if p.name == name for o in p.opts]
+    flag = next((o for o in opts if o.startswith("--")), None)
+    if flag is None:
+        return msg
+    # every mention but those inside a comparison ("0 < delta <= 2" stays a formula)
+    return re.sub(rf"(?<![\w-])(?<![<>=] ){re.escape(param)}(?![\w-])(?! [<>=])", flag, msg)
+
+
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A command body whose FmalError (and OSError, Ctrl-C) becomes one line and a non-zero exit code."""
 
@@ -99,7 +122,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*a, **kw)
         except FmalError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            typer.echo(f"error: {as_flags(exc)}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:  # before OSError: stdout's reader went away (fmal status | head -1)
             stdout_closed()
@@ -172,6 +195,12 @@ def command(
         return app.command(*args, **kwargs)(wrapper)
 
     return deco
+
+
+def strategies_help(registry: Any) -> str:
+    """An option's help listing a strategy registry: each name with the first sentence of its
+    docstring (``Registry.summaries``), the default first as registered."""
+    return "Strategy. " + " | ".join(f"{name}: {text}" for name, text in registry.summaries().items())
 
 
 def format_names() -> str:

@@ -7,14 +7,14 @@ from pathlib import Path
 import typer
 
 from fmal._defaults import DEFAULT_QUERY_STRATEGY
-from fmal.cli import POOL_HELP, _print, command
+from fmal.cli import POOL_HELP, _print, command, strategies_help
 from fmal.exceptions import InvalidInputError
 
 
 def _strategies_help() -> str:
     from fmal.query import QUERY_STRATEGIES
 
-    return f"Strategy: one of {', '.join(QUERY_STRATEGIES)}."
+    return strategies_help(QUERY_STRATEGIES)
 
 
 @command("query", lazy_help={"strategy": _strategies_help}, json_result="the Selection: round, kind, strategy, reused, output, n_picks, ids, picks (every column: id, text, strategy, score, predicted_label, predicted_proba, round), info (probe C, CV accuracy, class counts, ...) and stop (the stopping signal: advice, agreement, kappa, compared_with_round); with --undo the UndoResult: round, kind, strategy, n_picks, removed_files")

@@ -8,17 +8,13 @@ from typing import Optional
 import typer
 
 from fmal._defaults import DEFAULT_SEED_STRATEGY
-from fmal.cli import POOL_HELP, _print, command
+from fmal.cli import POOL_HELP, _print, command, strategies_help
 
 
 def _strategies_help() -> str:
     from fmal.seed import SEED_STRATEGIES
 
-    lines = []
-    for name in SEED_STRATEGIES:
-        doc = (SEED_STRATEGIES.get(name).__doc__ or "").strip().split("\n")[0]
-        lines.append(f"{name}: {doc}")
-    return "Strategy. " + " | ".join(lines)
+    return strategies_help(SEED_STRATEGIES)
 
 
 @command("seed", lazy_help={"strategy": _strategies_help}, json_result="the Selection: round, kind, strategy, reused, output, n_picks, ids, picks (one object per pick with every column: id, text, strategy, score, cluster, round), info (coverage, delta, ...)")

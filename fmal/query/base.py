@@ -1,9 +1,11 @@
 """What every query strategy takes and returns, and the registry that names them.
 
-A query strategy ranks the candidate rows given the probe's probabilities on them; it does no I/O:
+A query strategy ranks the candidate rows given the probe's probabilities on them; it does no I/O.
+Its options are keyword-only parameters (no ``**kwargs``): the registry reads the signature and
+refuses a keyword it does not declare (:meth:`fmal.registry.Registry.call`):
 
     @QUERY_STRATEGIES.register("mine")
-    def mine(ctx: QueryContext, budget: int) -> QueryResult: ...
+    def mine(ctx: QueryContext, budget: int, *, my_option: float = 1.0) -> QueryResult: ...
 """
 
 from __future__ import annotations

@@ -46,7 +46,8 @@ def parse_candidates(spec: str) -> CandidateSpec:
             k = 0
         if k >= 1:
             return CandidateSpec("knn", k)
-    raise InvalidInputError(f"candidates must be 'all' or 'knn:K' with K a positive integer, got {spec!r}")
+    raise InvalidInputError(f"candidates must be 'all' or 'knn:K' with K a positive integer, got {spec!r}",
+                            param="candidates")
 
 
 def knn_candidates(index, X: np.ndarray, labeled: np.ndarray, excluded: np.ndarray, k: int, budget: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Batch-aware query strategies: uncertainty with diversity, typicality, and the budget-aware ``auto``.
+"""Batch-aware query strategies: uncertainty with diversity, and typicality.
 
 Plain top-k uncertainty picks redundant batches (near-duplicates share a score) and outliers (far
 from everything, so the probe is unsure of them). These strategies fix that:
@@ -11,10 +11,8 @@ from everything, so the probe is unsure of them). These strategies fix that:
   so distances are computed without ever forming the C x d vectors.
 - ``typical-margin``: margin x typicality (1 / mean distance to the k nearest rows of a fixed
   random sample of the pool), so uncertain outliers rank low.
-- ``auto`` (after TCM, Doucet et al., 2024): TypiClust-style typical picks in uncovered clusters
-  while the labeled set is small (fewer than ``switch_per_class`` labels per seen class), then
-  ``cluster-margin``; a ``random_share`` of each batch is uniform random, a guard against falling
-  behind random on data where uncertainty misleads.
+- :func:`typical_uncovered`: TypiClust over the candidates, the first phase of ``auto``
+  (fmal.query.auto).
 
 Every function is pure (arrays and the FAISS index in, picks out), seeded by ``ctx.random_state``,
 and its memory is linear in the candidates: big candidate sets are cut to a capped shortlist first.
@@ -22,14 +20,12 @@ and its memory is linear in the candidates: big candidate sets are cut to a capp
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 
 from fmal._lazy import lazy_module
 from fmal._parallel import single_blas
 from fmal._validation import check_positive
-from fmal.exceptions import InvalidInputError
 from fmal.query import uncertainty as _uncertainty  # noqa: F401  (the basic strategies register first)
 from fmal.query.base import QUERY_STRATEGIES, QueryContext, QueryResult, top_k
 from fmal.query.measures import margin
@@ -91,8 +87,38 @@ def _shortlist_size(ctx: QueryContext, budget: int, pool_factor: float) -> int:
 
 
 @QUERY_STRATEGIES.register("cluster-margin")
-def cluster_margin(ctx: QueryContext, budget: int, *, pool_factor: float = 10.0, **_: Any) -> QueryResult:
-    """Margin top-(``pool_factor`` x budget), k-means into ``budget`` clusters, round-robin picks."""
+def cluster_margin(ctx: QueryContext, budget: int, *, pool_factor: float = 10.0) -> QueryResult:
+    """Cluster-Margin: the most uncertain candidates by margin, clustered, then picked one cluster at a time.
+
+    The ``pool_factor`` x budget candidates of highest margin (at most MAX_SHORTLIST) are
+    clustered with k-means into ``budget`` clusters and picked round-robin: smallest cluster
+    first, most uncertain row first inside a cluster (score: margin).
+
+    Parameters
+    ----------
+    ctx : QueryContext
+        Candidates, the probe's probabilities on them, the pool's embeddings and the seed
+        (``ctx.random_state``).
+    budget : int
+        How many rows to pick (at most the candidates).
+    pool_factor : float, default 10.0
+        Shortlist size as a multiple of ``budget`` (> 0).
+
+    Returns
+    -------
+    QueryResult
+        The picks and their margins; ``info``: ``shortlist`` and ``clusters``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``pool_factor`` not a positive number.
+
+    References
+    ----------
+    .. [1] Citovsky, G., DeSalvo, G., Gentile, C., Karydas, L., Rajagopalan, A., Rostamizadeh, A.
+       and Kumar, S. (2021). Batch active learning at scale. NeurIPS.
+    """
     scores = margin(ctx.proba)
     m = _shortlist_size(ctx, budget, pool_factor)
     short = top_k(scores, m, ctx.random_state)
@@ -113,9 +139,38 @@ def gradient_factors(proba: np.ndarray) -> np.ndarray:
 
 
 @QUERY_STRATEGIES.register("badge")
-def badge(ctx: QueryContext, budget: int, *, pool_factor: float = 50.0, **_: Any) -> QueryResult:
-    """k-means++ seeding over gradient embeddings (BADGE), on the ``pool_factor`` x budget candidates
-    with the largest gradient norm; score: squared distance to the batch chosen before it."""
+def badge(ctx: QueryContext, budget: int, *, pool_factor: float = 50.0) -> QueryResult:
+    """BADGE: k-means++ seeding over the probe's gradient embeddings, uncertain and diverse at once.
+
+    Runs on the ``pool_factor`` x budget candidates (at most MAX_SHORTLIST) of largest gradient
+    norm; the gradient embedding of a row is (p - onehot(argmax p)) (x) x, and distances come from
+    <a_i, a_j><x_i, x_j> without forming it. Score: squared distance to the batch chosen before it.
+
+    Parameters
+    ----------
+    ctx : QueryContext
+        Candidates, the probe's probabilities on them, the pool's embeddings and the seed
+        (``ctx.random_state``).
+    budget : int
+        How many rows to pick (at most the candidates).
+    pool_factor : float, default 50.0
+        Shortlist size as a multiple of ``budget`` (> 0).
+
+    Returns
+    -------
+    QueryResult
+        The picks and their scores; ``info["shortlist"]``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``pool_factor`` not a positive number.
+
+    References
+    ----------
+    .. [1] Ash, J. T., Zhang, C., Krishnamurthy, A., Langford, J. and Agarwal, A. (2020). Deep batch
+       active learning by diverse, uncertain gradient lower bounds. ICLR.
+    """
     with single_blas():  # budget matrix-vector products: one BLAS thread (measured 30x faster on 2 busy cores)
         return _badge(ctx, budget, pool_factor)
 
@@ -168,11 +223,43 @@ def reference_typicality(ctx: QueryContext, pos: np.ndarray, k: int = 20) -> np.
 
 
 @QUERY_STRATEGIES.register("typical-margin")
-def typical_margin(
-    ctx: QueryContext, budget: int, *, pool_factor: float = 10.0, k_neighbors: int = 20, **_: Any
-) -> QueryResult:
-    """Margin x relative typicality over the ``pool_factor`` x budget most uncertain candidates:
-    uncertain rows in dense regions first, uncertain outliers last."""
+def typical_margin(ctx: QueryContext, budget: int, *, pool_factor: float = 10.0, k_neighbors: int = 20) -> QueryResult:
+    """Margin times typicality: uncertain rows in dense regions first, uncertain outliers last.
+
+    Over the ``pool_factor`` x budget candidates of highest margin, the score is the margin times
+    the typicality relative to the shortlist's highest (:func:`reference_typicality`: 1 / mean
+    distance to the ``k_neighbors`` nearest rows of a fixed random sample of the pool).
+
+    Parameters
+    ----------
+    ctx : QueryContext
+        Candidates, the probe's probabilities on them, the pool's embeddings and the seed
+        (``ctx.random_state``).
+    budget : int
+        How many rows to pick (at most the candidates).
+    pool_factor : float, default 10.0
+        Shortlist size as a multiple of ``budget`` (> 0).
+    k_neighbors : int, default 20
+        Neighbours whose mean distance defines typicality (a positive integer).
+
+    Returns
+    -------
+    QueryResult
+        The picks and their scores; ``info["shortlist"]``.
+
+    Raises
+    ------
+    InvalidInputError
+        ``pool_factor`` or ``k_neighbors`` not positive.
+
+    References
+    ----------
+    .. [1] Hacohen, G., Dekel, A. and Weinshall, D. (2022). Active learning on a budget: opposite
+       strategies suit high and low budgets. ICML (typicality).
+    .. [2] Scheffer, T., Decomain, C. and Wrobel, S. (2001). Active hidden Markov models for
+       information extraction. IDA (margin).
+    """
+    k_neighbors = int(check_positive(k_neighbors, "k_neighbors", integer=True))
     scores = margin(ctx.proba)
     m = _shortlist_size(ctx, budget, pool_factor)
     short = top_k(scores, m, ctx.random_state)
@@ -222,51 +309,3 @@ def typical_uncovered(ctx: QueryContext, budget: int, *, sample: int = MAX_SHORT
         scores += t_all[extra].tolist()
     pos = cand_pos[np.asarray(picks, dtype=np.int64)]
     return QueryResult(ctx.candidates[pos], np.asarray(scores), {"clusters": k})
-
-
-#: measured on the shared datasets (benchmarks/query_quality.py, 3 datasets x 5 and 10 seeds): switching
-#: at 10 labels per class seen beat 0 (no typical phase), 5 and 20 in mean AULC
-DEFAULT_SWITCH_PER_CLASS = 10
-DEFAULT_RANDOM_SHARE = 0.1
-DEFAULT_THEN = "badge"
-
-
-@QUERY_STRATEGIES.register("auto")
-def auto(
-    ctx: QueryContext,
-    budget: int,
-    *,
-    switch_per_class: float = DEFAULT_SWITCH_PER_CLASS,
-    random_share: float = DEFAULT_RANDOM_SHARE,
-    then: str = DEFAULT_THEN,
-    **_: Any,
-) -> QueryResult:
-    """Typical picks in uncovered clusters while labels < ``switch_per_class`` x classes seen, then
-    the batch-diverse uncertainty strategy ``then``; ``random_share`` of the batch (rounded down)
-    is uniform random."""
-    check_positive(switch_per_class, "switch_per_class", allow_zero=True)
-    if not (0.0 <= float(random_share) <= 1.0):
-        raise InvalidInputError(f"random_share must lie in [0, 1], got {random_share!r}")
-    if then == "auto":
-        raise InvalidInputError("then must name another query strategy than 'auto', got 'auto'")
-    after = QUERY_STRATEGIES.get(then)
-    n_labels = int(ctx.labeled.size)
-    n_classes = len(ctx.classes)
-    phase = "typical" if n_labels < switch_per_class * n_classes else "uncertain"
-    n_random = int(np.floor(random_share * budget))
-    n_main = budget - n_random
-    if n_main > 0:
-        if phase == "typical":
-            with single_blas():
-                main = typical_uncovered(ctx, n_main)
-        else:
-            main = after(ctx, n_main)
-        idx, sc = main.indices, main.scores
-    else:
-        idx, sc = np.zeros(0, dtype=np.int64), np.zeros(0)
-    if n_random:
-        free = np.setdiff1d(ctx.candidates, idx, assume_unique=True)
-        rnd = np.random.default_rng(ctx.random_state + 1).choice(free, size=n_random, replace=False)
-        idx = np.concatenate([idx, rnd])
-        sc = np.concatenate([sc, np.full(n_random, np.nan)])
-    return QueryResult(idx.astype(np.int64), sc, {"phase": phase, "random_picks": n_random})

@@ -20,7 +20,7 @@ import numpy as np
 from fmal._validation import check_budget, check_indices
 from fmal.exceptions import InvalidInputError
 from fmal.seed.base import SEED_STRATEGIES, SeedResult
-from fmal.seed.clustering import RANDOM, TYPICAL, _cluster_pick, typiclust_seed
+from fmal.seed.clustering import CLUSTER_PARAMS_DOC, RANDOM, TYPICAL, cluster_pick, typiclust_seed
 from fmal.seed.random import random_seed
 
 RULES = ("mix", "strata", "hedge")
@@ -35,20 +35,16 @@ def auto_seed(
     labeled: np.ndarray | None = None,
     random_state: int = 0,
     rule: str = "mix",
-    **params: Any,
 ) -> SeedResult:
-    """Default: one row in each of the largest uncovered k-means clusters, alternately the most
-    typical (TypiClust) and a random one: diverse and not biased to bland rows. Score: typicality
-    or similarity to the centroid."""
     if rule not in RULES:
         raise InvalidInputError(f"rule must be one of [{', '.join(RULES)}], got {rule!r}")
     n = X.shape[0]
     labeled = check_indices(labeled, n)
     budget = check_budget(budget, n - labeled.size)
     if rule == "strata":  # a random row of every cluster
-        res = _cluster_pick(X, budget, labeled, random_state, lambda turn: RANDOM, index)
+        res = cluster_pick(X, budget, labeled, random_state, lambda turn: RANDOM, index)
     elif rule == "mix":  # one row per cluster: the most typical in every other cluster, a random one in the rest
-        res = _cluster_pick(X, budget, labeled, random_state, lambda turn: RANDOM if turn % 2 == 0 else TYPICAL, index)
+        res = cluster_pick(X, budget, labeled, random_state, lambda turn: RANDOM if turn % 2 == 0 else TYPICAL, index)
     elif rule == "hedge":  # half TypiClust, half random
         half = (budget + 1) // 2
         a = typiclust_seed(X, half, index=index, labeled=labeled, random_state=random_state)
@@ -61,3 +57,33 @@ def auto_seed(
             res = a
     res.info["rule"] = rule
     return res
+
+
+auto_seed.__doc__ = f"""Default: one row in each of the largest uncovered k-means clusters, alternately the most typical and a random one.
+
+    Diverse like TypiClust, but half of the picks are an unbiased draw from their cluster, so the
+    set is not biased to bland rows (see the module's measurements). Score: typicality, or the
+    similarity to the centroid for a random pick.
+
+    Parameters
+    ----------
+    {CLUSTER_PARAMS_DOC}
+    rule : {{"mix", "strata", "hedge"}}, default "mix"
+        ``mix``: the most typical row in every other cluster, a random one in the rest;
+        ``strata``: a random row of every cluster; ``hedge``: half TypiClust, half random rows.
+
+    Returns
+    -------
+    SeedResult
+        The picks, their scores and clusters; ``info["rule"]`` says which rule ran.
+
+    Raises
+    ------
+    InvalidInputError
+        ``rule`` unknown; ``budget`` not a positive integer or more than the unlabeled rows.
+
+    References
+    ----------
+    .. [1] Hacohen, G., Dekel, A. and Weinshall, D. (2022). Active learning on a budget: opposite
+       strategies suit high and low budgets. ICML.
+    """

@@ -1,14 +1,20 @@
-"""What every cold-start strategy takes and returns, and the registry that names them.
+"""What every cold-start strategy takes and returns, the registry that names them, and
+:func:`select`, which runs one by name and adds the coverage report.
 
 A strategy is a plain function over an embedding matrix (rows L2-normalised) and the pool's FAISS
-index; it does no I/O. Adding one is one function and one ``@SEED_STRATEGIES.register`` line:
+index; it does no I/O. Adding one is one function and one ``@SEED_STRATEGIES.register`` line; its
+options are keyword-only parameters (no ``**kwargs``: the registry checks what callers pass):
 
     @SEED_STRATEGIES.register("mine")
-    def mine(X, budget, *, index=None, labeled=None, random_state=0, **params) -> SeedResult: ...
+    def mine(X, budget, *, labeled=None, random_state=0, my_option=1.0) -> SeedResult: ...
+
+``index``, ``labeled`` and ``random_state`` are context keywords: callers supply them for every
+strategy (:meth:`fmal.registry.Registry.call`), and a strategy declares those it uses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,16 +43,90 @@ class SeedResult:
 
 
 class SeedStrategy(Protocol):
-    def __call__(
-        self,
-        X: np.ndarray,
-        budget: int,
-        *,
-        index: Any = None,
-        labeled: np.ndarray | None = None,
-        random_state: int = 0,
-        **params: Any,
-    ) -> SeedResult: ...
+    def __call__(self, X: np.ndarray, budget: int, **params: Any) -> SeedResult: ...
 
 
-SEED_STRATEGIES: Registry[SeedStrategy] = Registry("seed strategy")
+#: keywords every seed strategy is offered; each declares those it uses
+SEED_CONTEXT = ("index", "labeled", "random_state")
+
+SEED_STRATEGIES: Registry[SeedStrategy] = Registry("seed strategy", context=SEED_CONTEXT)
+
+#: keywords :func:`select` takes for itself, never passed to a strategy that does not declare them
+SELECT_OPTIONS = ("diagnostics", "exact", "delta")
+
+
+def check_params(strategy: str, params: Mapping[str, Any]) -> None:
+    """Fail before any work when ``params`` (keywords meant for :func:`select`) hold one that
+    neither :func:`select` nor ``strategy`` takes.
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown strategy, or a keyword it does not take (the message lists those it does).
+    """
+    SEED_STRATEGIES.check(strategy, {k: v for k, v in params.items() if k not in SELECT_OPTIONS})
+
+
+def select(
+    strategy: str,
+    X: np.ndarray,
+    budget: int,
+    *,
+    index: Any = None,
+    labeled: np.ndarray | None = None,
+    random_state: int = 0,
+    diagnostics: bool = True,
+    exact: bool = False,
+    delta: float | None = None,
+    **params: Any,
+) -> SeedResult:
+    """Run the seed strategy named ``strategy`` and add the coverage report to its ``info``.
+
+    Parameters
+    ----------
+    strategy : str
+        A name of ``SEED_STRATEGIES``.
+    X : ndarray of shape (n, d)
+        The pool's L2-normalised embeddings (an array, a memmap or a block-read matrix).
+    budget : int
+        How many rows to pick.
+    index : faiss.Index, optional
+        The pool's index (its IVF lists cluster a pool read block by block).
+    labeled : array of int, optional
+        Rows already labeled: never picked, and their regions count as covered.
+    random_state : int, default 0
+        Seed of every random choice.
+    diagnostics : bool, default True
+        Add the coverage report (:func:`fmal.seed.diagnostics.diagnose`).
+    exact : bool, default False
+        On a pool read block by block, cluster and judge every row (no two-level clustering over
+        ``index``'s IVF lists, no sampled report).
+    delta : float, optional
+        Ball radius of the coverage report, and of the strategy when it takes one (ProbCover).
+    **params
+        The strategy's own parameters, checked against its signature.
+
+    Returns
+    -------
+    SeedResult
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown strategy, a parameter it does not take, or a bad value.
+    """
+    from fmal._parallel import single_blas
+    from fmal.seed.diagnostics import diagnose  # diagnostics imports the strategies' modules
+
+    if "delta" in (SEED_STRATEGIES.keywords(strategy) or ()):
+        params["delta"] = delta
+    if exact:  # a pool over the RAM cap: every row, no two-level, no sample
+        index = None
+    with single_blas():  # one BLAS thread per worker thread: see fmal._parallel
+        res = SEED_STRATEGIES.call(strategy, X, budget, index=index, labeled=labeled, random_state=random_state,
+                                   **params)
+        if diagnostics:
+            report_delta = res.delta if res.delta is not None else delta
+            res.info.update(diagnose(X, res.indices, labeled, delta=report_delta, assign=res.assign,
+                                     random_state=random_state, index=index, sample=not exact))
+    return res

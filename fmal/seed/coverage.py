@@ -44,19 +44,45 @@ def _update_max_sim(X: np.ndarray, centers: np.ndarray, max_sim: np.ndarray) -> 
 
 
 @SEED_STRATEGIES.register("kcenter")
-def kcenter_seed(
-    X: np.ndarray, budget: int, *, index: Any = None, labeled: np.ndarray | None = None, random_state: int = 0, **_: Any
-) -> SeedResult:
-    """Greedy k-center: repeatedly take the row farthest from every row chosen or labeled so far.
+def kcenter_seed(X: np.ndarray, budget: int, *, labeled: np.ndarray | None = None) -> SeedResult:
+    """Greedy k-center (core-set): repeatedly the row farthest from every row chosen or labeled so far.
+
     Without labels the first center is the row nearest the pool's mean. Score: the distance
     (Euclidean, unit vectors) at the moment the row was picked, i.e. the coverage radius so far.
+    Deterministic: it takes no seed.
 
     Exact, but lazy (as lazy greedy for submodular maximisation): a row's similarity to its nearest
     center only grows as centers are added, so a stale value is a lower bound. Each step refreshes
     only the rows with the lowest stale similarity against the centers added since their last
     refresh; when the best refreshed row is no closer than the best stale bound left, it is the
     farthest row of the pool. The pool is streamed in full only when ``LAZY_MAX_FRACTION`` of it
-    would need refreshing, so a step costs a few thousand rows, not the whole matrix."""
+    would need refreshing, so a step costs a few thousand rows, not the whole matrix.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        The pool's L2-normalised embeddings (streamed in blocks, never loaded whole).
+    budget : int
+        How many rows to pick.
+    labeled : array of int, optional
+        Rows already labeled: the first centers, never picked.
+
+    Returns
+    -------
+    SeedResult
+        The picks and their distances; clusters -1; ``info["coverage_radius"]``: the distance of
+        the row that would be picked next.
+
+    Raises
+    ------
+    InvalidInputError
+        ``budget`` not a positive integer or more than the unlabeled rows; ``labeled`` out of range.
+
+    References
+    ----------
+    .. [1] Sener, O. and Savarese, S. (2018). Active learning for convolutional neural networks: a
+       core-set approach. ICLR.
+    """
     n = X.shape[0]
     labeled = check_indices(labeled, n)
     budget = check_budget(budget, n - labeled.size)
@@ -234,7 +260,6 @@ def probcover_seed(
     X: np.ndarray,
     budget: int,
     *,
-    index: Any = None,
     labeled: np.ndarray | None = None,
     random_state: int = 0,
     delta: float | None = None,
@@ -242,11 +267,54 @@ def probcover_seed(
     alpha: float = 0.95,
     max_rows: int = PROBCOVER_MAX_ROWS,
     delta_rule: str = "midpoint",
-    **_: Any,
 ) -> SeedResult:
-    """ProbCover (Yehuda et al., 2022): greedy max coverage of delta-balls; delta from the purity
-    rule on ``n_classes`` k-means pseudo-classes, raised for the budget (``probcover_delta``), or
-    given. Score: rows newly covered by the pick."""
+    """ProbCover: greedy maximum coverage of delta-balls around the picks.
+
+    The ball graph is built on a seeded sample of at most ``max_rows`` rows (every labeled row
+    kept); each step takes the row whose ball holds the most uncovered rows (score: rows newly
+    covered). Once every ball is covered, the rest of the budget is drawn at random.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        The pool's L2-normalised embeddings.
+    budget : int
+        How many rows to pick.
+    labeled : array of int, optional
+        Rows already labeled: their balls count as covered; never picked.
+    random_state : int, default 0
+        Seed of the sample, of the pseudo-classes' k-means and of tie-breaks.
+    delta : float, optional
+        Ball radius (Euclidean distance between unit vectors, 0 < delta <= 2); default: from
+        ``delta_rule`` (:func:`probcover_delta`).
+    n_classes : int, optional
+        k-means pseudo-classes of the purity rule (an integer >= 2, at most the rows; default
+        ``DEFAULT_N_CLASSES``). Unused when ``delta`` is given.
+    alpha : float, default 0.95
+        Share of rows whose ball must be pure (0 < alpha < 1).
+    max_rows : int, default PROBCOVER_MAX_ROWS
+        Rows of the sample the ball graph is built on.
+    delta_rule : {"midpoint", "purity"}, default "midpoint"
+        ``purity``: the paper's rule; ``midpoint``: raised halfway to the radius at which
+        ``budget`` balls could cover about half the pool.
+
+    Returns
+    -------
+    SeedResult
+        The picks and their coverage gains; clusters -1; ``delta`` the radius used; ``info``: how
+        delta was chosen, the graph's size and the sample's coverage.
+
+    Raises
+    ------
+    InvalidInputError
+        A parameter out of its range; ``budget`` not a positive integer or more than the unlabeled
+        rows.
+
+    References
+    ----------
+    .. [1] Yehuda, O., Dekel, A., Hacohen, G. and Weinshall, D. (2022). Active learning through a
+       covering lens. NeurIPS.
+    """
     n = X.shape[0]
     labeled = check_indices(labeled, n)
     budget = check_budget(budget, n - labeled.size)

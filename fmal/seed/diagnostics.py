@@ -19,8 +19,6 @@ import numpy as np
 
 from fmal._matrix import BlockMatrix
 from fmal._validation import check_indices
-from fmal.seed.base import SEED_STRATEGIES, SeedResult
-from fmal._parallel import single_blas
 from fmal.seed.clustering import assign_bias, pool_kmeans
 from fmal.seed.coverage import probcover_delta
 from fmal.seed.geometry import check_delta, dist_of_sim, nearest_rows, nearest_sim
@@ -88,33 +86,3 @@ def diagnose(
     out["largest_uncovered_cluster"] = int(sizes[uncovered].max()) if uncovered.any() else 0
     out["pool_in_uncovered_clusters"] = round(float(sizes[uncovered].sum() / n), 4)
     return out
-
-
-def select(
-    strategy: str,
-    X: np.ndarray,
-    budget: int,
-    *,
-    index: Any = None,
-    labeled: np.ndarray | None = None,
-    random_state: int = 0,
-    diagnostics: bool = True,
-    **params: Any,
-) -> SeedResult:
-    """Run the seed strategy named ``strategy`` and add the coverage report to its ``info``."""
-    fn = SEED_STRATEGIES.get(strategy)
-    exact = bool(params.pop("exact", False))  # a pool over the RAM cap: every row, no two-level, no sample
-    if exact:
-        index = None
-    with single_blas():  # one BLAS thread per worker thread: see fmal._parallel
-        return _select(fn, X, budget, index, labeled, random_state, diagnostics, exact, params)
-
-
-def _select(fn: Any, X: Any, budget: int, index: Any, labeled: Any, random_state: int, diagnostics: bool, exact: bool,
-            params: dict[str, Any]) -> SeedResult:
-    res = fn(X, budget, index=index, labeled=labeled, random_state=random_state, **params)
-    if diagnostics:
-        delta = res.delta if res.delta is not None else params.get("delta")
-        res.info.update(diagnose(X, res.indices, labeled, delta=delta, assign=res.assign, random_state=random_state,
-                                 index=index, sample=not exact))
-    return res

@@ -29,10 +29,11 @@ MAX_DELTA = 2.0
 def check_delta(delta: object) -> float:
     """``delta`` must be a number with 0 < delta <= 2 (Euclidean distance between unit vectors)."""
     if isinstance(delta, bool) or not isinstance(delta, (int, float, np.integer, np.floating)):
-        raise InvalidInputError(f"delta must be a number with 0 < delta <= 2, got {delta!r}")
+        raise InvalidInputError(f"delta must be a number with 0 < delta <= 2, got {delta!r}", param="delta")
     d = float(delta)
     if not np.isfinite(d) or d <= 0.0 or d > MAX_DELTA:
-        raise InvalidInputError(f"delta must satisfy 0 < delta <= 2 (Euclidean distance between unit vectors), got {delta!r}")
+        raise InvalidInputError(f"delta must satisfy 0 < delta <= 2 (Euclidean distance between unit vectors), got {delta!r}",
+                                param="delta")
     return d
 
 
@@ -48,9 +49,11 @@ def check_n_classes(n_classes: object, n_rows: int | None = None) -> int:
     """``n_classes`` (k-means pseudo-classes of ProbCover's purity rule) must be an integer >= 2,
     and no more than the rows it clusters when ``n_rows`` is given."""
     if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
-        raise InvalidInputError(f"n_classes must be an integer >= 2 (k-means pseudo-classes for the delta rule), got {n_classes!r}")
+        raise InvalidInputError(f"n_classes must be an integer >= 2 (k-means pseudo-classes for the delta rule), got {n_classes!r}",
+                                param="n_classes")
     if n_rows is not None and n_classes > n_rows:
-        raise InvalidInputError(f"n_classes must be <= the number of rows clustered ({n_rows}), got {n_classes}")
+        raise InvalidInputError(f"n_classes must be <= the number of rows clustered ({n_rows}), got {n_classes}",
+                                param="n_classes")
     return int(n_classes)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from fmal._validation import check_budget, check_indices
@@ -11,10 +9,30 @@ from fmal.seed.base import SEED_STRATEGIES, SeedResult
 
 
 @SEED_STRATEGIES.register("random")
-def random_seed(
-    X: np.ndarray, budget: int, *, index: Any = None, labeled: np.ndarray | None = None, random_state: int = 0, **_: Any
-) -> SeedResult:
-    """``budget`` rows drawn uniformly without replacement from the unlabeled rows."""
+def random_seed(X: np.ndarray, budget: int, *, labeled: np.ndarray | None = None, random_state: int = 0) -> SeedResult:
+    """Uniform random rows without replacement among the unlabeled ones: the baseline.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+        The pool's embeddings (only their row count is used).
+    budget : int
+        How many rows to pick.
+    labeled : array of int, optional
+        Rows already labeled: never picked.
+    random_state : int, default 0
+        Seed of the draw.
+
+    Returns
+    -------
+    SeedResult
+        The picks; scores NaN, clusters -1.
+
+    Raises
+    ------
+    InvalidInputError
+        ``budget`` not a positive integer or more than the unlabeled rows; ``labeled`` out of range.
+    """
     n = X.shape[0]
     labeled = check_indices(labeled, n)
     free = np.setdiff1d(np.arange(n), labeled)

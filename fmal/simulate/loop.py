@@ -1,7 +1,7 @@
 """The simulation on embeddings: per strategy and seed, seed the first labels, then fit the probe,
 score it on the test rows and query the next labels, up to the last budget.
 
-The strategies are called in :func:`_run_one` only (``seed_fn(...)`` and ``query_fn(ctx, ...)``),
+The strategies are called in :func:`_run_one` only (``SEED_STRATEGIES.call(...)`` and ``query_fn(ctx, ...)``),
 with the same inputs as ``fmal seed`` / ``fmal query``.
 """
 
@@ -77,11 +77,10 @@ def _run_one(
     tick: Callable[[], None],
 ) -> list[dict[str, Any]]:
     """One learning curve: seed, then (fit probe, score, query) per step. The oracle is ``y``."""
-    seed_fn = SEED_STRATEGIES.get(spec.seed_strategy)
     query_fn = QUERY_STRATEGIES.get(spec.query_strategy)
     n = X.shape[0]
     is_labeled = np.zeros(n, dtype=bool)
-    res = seed_fn(X, budgets[0], index=index, labeled=None, random_state=seed)
+    res = SEED_STRATEGIES.call(spec.seed_strategy, X, budgets[0], index=index, labeled=None, random_state=seed)
     labeled = _check_picks(res.indices, budgets[0], is_labeled, f"seed strategy {spec.seed_strategy!r}")
     is_labeled[labeled] = True
     rows: list[dict[str, Any]] = []
@@ -103,7 +102,7 @@ def _run_one(
         add = budgets[r + 1] - b
         rs = _round_seed(seed, r + 1)
         if probe is None:  # what fmal tells a user with one class: extend the seed set
-            picks = seed_fn(X, add, index=index, labeled=labeled, random_state=rs).indices
+            picks = SEED_STRATEGIES.call(spec.seed_strategy, X, add, index=index, labeled=labeled, random_state=rs).indices
             who = f"seed strategy {spec.seed_strategy!r}"
         else:
             candidates = np.nonzero(~is_labeled)[0]
