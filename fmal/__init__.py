@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # what static tools see; at run time these come from __getatt
     from fmal.probe import LinearProbe
     from fmal.query import QUERY_STRATEGIES, QueryContext, QueryResult
     from fmal.seed import SEED_STRATEGIES, SeedResult
-    from fmal.store import Pool, open_pool
+    from fmal.pool import Pool, open_pool
 
 #: public name -> the module that defines it (imported on first access)
 _LAZY = {
@@ -66,8 +66,8 @@ _LAZY = {
     "QueryResult": "fmal.query",
     "SEED_STRATEGIES": "fmal.seed",
     "SeedResult": "fmal.seed",
-    "Pool": "fmal.store",
-    "open_pool": "fmal.store",
+    "Pool": "fmal.pool",
+    "open_pool": "fmal.pool",
 }
 
 

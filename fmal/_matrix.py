@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fmal import pool_check
+from fmal.pool import check as pool_check
 from fmal.exceptions import CorruptPoolError, InvalidInputError
 
 #: scattered rows gathered between two releases of the mapped pages

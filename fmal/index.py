@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from fmal import pool_check
+from fmal.pool import check as pool_check
 from fmal._atomic import atomic_path
 from fmal._lazy import lazy_module
 from fmal._parallel import n_workers, parallel_map, single_blas
