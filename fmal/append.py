@@ -285,8 +285,8 @@ def _extend_index(path: Path, stage: Path, m: Manifest, n_old: int, n_all: int) 
     except Exception:
         raise CorruptPoolError(f"{path / INDEX}: unreadable index; {pool_check.repair_hint(path, m)}") from None
     X = BlockMatrix(stage / EMBEDDINGS)  # read with pread: the pages read do not stay resident
-    for s in range(n_old, n_all, 65536):
-        idx.add(np.ascontiguousarray(X[s : min(n_all, s + 65536)], dtype=np.float32))
+    for _, block in X.iter_blocks(65536, start=n_old, stop=n_all):
+        idx.add(block)
     if idx.ntotal != n_all:
         raise CorruptPoolError(f"{path / INDEX}: holds {idx.ntotal} vectors after the append, expected {n_all}")
     tuned = fmal_index.tune(idx, X, str(info.get("type", "flat")), int(info.get("nlist") or 0), factory=str(info.get("factory", "")))

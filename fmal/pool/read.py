@@ -12,7 +12,7 @@ import numpy as np
 
 from fmal import index as fmal_index
 from fmal._lazy import lazy_module
-from fmal._matrix import BlockMatrix, format_bytes, ram_cap
+from fmal._matrix import BlockMatrix, format_bytes, in_blocks, ram_cap
 from fmal._validation import check_pool_name
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, PoolNotFoundError
 from fmal.pool import check as pool_check
@@ -81,7 +81,7 @@ class Pool:
     @property
     def read_in_blocks(self) -> bool:
         """True when the pool's embeddings exceed the RAM cap and are read block by block."""
-        return isinstance(self.embeddings, BlockMatrix)
+        return in_blocks(self.embeddings)
 
     @property
     def stored_embeddings(self) -> np.ndarray:
