@@ -44,7 +44,7 @@ class Record:
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k in self._names() if (v := getattr(self, k)) is not None or k in self.present}
-        return {**out, **self.extra}
+        return dict(sorted({**out, **self.extra}.items()))  # key-sorted, as the file is written
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,7 +144,7 @@ class Manifest(Record):
         return [n for n in super()._names() if n not in cls._SECTIONS]
 
     def to_json(self) -> dict[str, Any]:
-        return {**super().to_json(), **{k: getattr(self, k).to_json() for k in self._SECTIONS}}
+        return dict(sorted({**super().to_json(), **{k: getattr(self, k).to_json() for k in self._SECTIONS}}.items()))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (what ``--json`` prints of a result holding a manifest)."""
