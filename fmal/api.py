@@ -21,6 +21,7 @@ from fmal.engines import ENGINES
 from fmal import frames, human_work
 from fmal.pool import BuildSettings, Manifest, Pool, open_pool, pool_path, read_manifest
 from fmal.pool import check as pool_check
+from fmal.pool.build import build_pool, build_pool_from_shards, check_existing
 from fmal.pool.files import PARTIAL
 from fmal.pool.manifest import check_index_kind, check_precision
 from fmal._matrix import format_bytes, ram_cap
@@ -199,8 +200,6 @@ def embed(
     if not overwrite and folder is not None:
         # cheap no-op check before loading the model: a local model's fingerprint is its files' hash
         try:
-            from fmal.pool.build import check_existing
-
             m = check_existing(path, source, name, fmal_encoders.fingerprint_folder(folder), backend, precision)
         except CorruptPoolError:  # an unreadable manifest: --repair rebuilds every derived file
             if not repair:
@@ -223,8 +222,6 @@ def embed(
     backup = human_work.drop_vanished(path, vanished) if vanished else None  # the model loaded: the build goes ahead
     settings = BuildSettings(batch_size=batch_size, chunk_size=chunk_size, index_kind=index, max_index_memory=index_budget,
                              precision=precision, overwrite=overwrite, labels=labels_policy)
-    from fmal.pool.build import build_pool, build_pool_from_shards
-
     if isinstance(source, ShardList):
         from fmal.engines.ray_engine import RayEngine
 
