@@ -26,7 +26,7 @@ def main() -> None:
     args = ap.parse_args()
     from fmal import __version__
     from fmal.audit import audit_labels
-    from fmal.store import open_pool
+    from fmal.pool import open_pool
 
     index_dir, name, gold = trec6_pool()
     pool = open_pool(name, index_dir)

@@ -53,11 +53,14 @@ PEER_OF = {"skactiveml.TypiClust": "typiclust", "skactiveml.CoreSet": "kcenter",
 
 BUILD = """
 import json, sys, time
-from fmal import index as fi, store
+from pathlib import Path
+from fmal import index as fi
 from fmal._atomic import write_json
+from fmal.pool import open_embeddings
+from fmal.pool.files import EMBEDDINGS
 path = sys.argv[1]
 m = json.load(open(f"{path}/manifest.json"))
-X = store.open_embeddings(store.Path(path) / store.EMBEDDINGS, m["n_rows"], m["dim"], m["dtype"])
+X = open_embeddings(Path(path) / EMBEDDINGS, m["n_rows"], m["dim"], m["dtype"])
 timings = {}
 index, info = fi.build(X, "auto", timings=timings)
 fi.save_index(index, f"{path}/index.faiss")

@@ -46,12 +46,13 @@ DEFAULT_STRATEGIES = (
 
 def prepare(name: str, data_dir: Path | None, index_dir: Path, cache: Path) -> Path:
     """Embed ``name`` (unless its pool is up to date) and write X, labels and split as .npz."""
-    from fmal import api, store
+    from fmal import api
+    from fmal.pool import open_pool
 
     out = cache / f"{name}.npz"
     csv = data_dir / f"{name}.csv" if data_dir else _results.dataset_csv(name)
     api.embed(csv, name, index_dir=index_dir)  # "nothing to do" when the pool is built from this file
-    p = store.open_pool(name, index_dir)
+    p = open_pool(name, index_dir)
     df = pd.read_csv(csv, dtype=str, keep_default_na=False)
     rows = p.rows_of(df["id"].tolist(), source=name)
     cache.mkdir(parents=True, exist_ok=True)

@@ -42,15 +42,15 @@ DIM = 384
 
 def write_pool(path: Path, n: int, *, k: int = 1000, seed: int = 0, block: int = 200_000) -> np.ndarray:
     """A pool folder of n clustered unit vectors; returns each row's cluster (used as the label)."""
-    from fmal import store
     from fmal._atomic import write_json
+    from fmal.pool import files as pool_files
 
     path.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(k, DIM)).astype(np.float32)
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
     y = rng.integers(0, k, size=n)
-    X = np.lib.format.open_memmap(path / store.EMBEDDINGS, mode="w+", dtype=np.float32, shape=(n, DIM))
+    X = np.lib.format.open_memmap(path / pool_files.EMBEDDINGS, mode="w+", dtype=np.float32, shape=(n, DIM))
     for s in range(0, n, block):
         yb = y[s : s + block]
         xb = centers[yb] + 0.08 * rng.normal(size=(len(yb), DIM)).astype(np.float32)
@@ -59,12 +59,12 @@ def write_pool(path: Path, n: int, *, k: int = 1000, seed: int = 0, block: int =
     del X
     np.save(path / "gold-clusters.npy", y, allow_pickle=False)
     ids = [f"s{i:09d}" for i in range(n)]
-    pd.DataFrame({"id": ids, "text": [f"synthetic row {i}" for i in range(n)]}).to_parquet(path / store.ROWS, index=False)
+    pd.DataFrame({"id": ids, "text": [f"synthetic row {i}" for i in range(n)]}).to_parquet(path / pool_files.ROWS, index=False)
     write_json(path / "manifest.json", {
-        "format": store.FORMAT, "format_version": store.FORMAT_VERSION, "n_rows": n, "n_unique_texts": n, "dim": DIM,
+        "format": pool_files.FORMAT, "format_version": pool_files.FORMAT_VERSION, "n_rows": n, "n_unique_texts": n, "dim": DIM,
         "dtype": "float32", "normalized": True, "model": {"name": "synthetic", "fingerprint": "synthetic"},
         "input": {"path": "synthetic", "format": "synthetic", "fingerprint": f"synthetic-{n}-{seed}", "text_col": "text", "id_col": "id"},
-        "index": {}, "files": {"rows": store.ROWS, "embeddings": store.EMBEDDINGS, "index": store.INDEX},
+        "index": {}, "files": {"rows": pool_files.ROWS, "embeddings": pool_files.EMBEDDINGS, "index": pool_files.INDEX},
     })
     return y
 
@@ -85,11 +85,14 @@ def run_measured(cmd: list[str], timeout: float = 3600, env: dict[str, str] | No
 
 BUILD = """
 import json, sys, numpy as np
-from fmal import index as fi, store
+from pathlib import Path
+from fmal import index as fi
 from fmal._atomic import write_json
+from fmal.pool import open_embeddings
+from fmal.pool.files import EMBEDDINGS
 path, kind, mem, save = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 m = json.load(open(f"{path}/manifest.json"))
-X = store.open_embeddings(store.Path(path) / store.EMBEDDINGS, m["n_rows"], m["dim"], m["dtype"])  # blocks past the RAM cap
+X = open_embeddings(Path(path) / EMBEDDINGS, m["n_rows"], m["dim"], m["dtype"])  # blocks past the RAM cap
 index, info = fi.build(X, kind, max_memory=mem)
 out = f"{path}/index.faiss" if save else f"{path}/index-{kind}.faiss"
 fi.save_index(index, out)

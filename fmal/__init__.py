@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # what static tools see; at run time these come from __getatt
     from fmal.query import QUERY_STRATEGIES, QueryContext, QueryResult
     from fmal.seed import SEED_STRATEGIES, SeedResult
     from fmal.simulate import SimulationResult, simulate
-    from fmal.store import Pool, open_pool
+    from fmal.pool import Pool, open_pool
 
 #: public name -> the module that defines it (imported on first access)
 _LAZY = {
@@ -66,8 +66,8 @@ _LAZY = {
     "SeedResult": "fmal.seed",
     "SimulationResult": "fmal.simulate",
     "simulate": "fmal.simulate",
-    "Pool": "fmal.store",
-    "open_pool": "fmal.store",
+    "Pool": "fmal.pool",
+    "open_pool": "fmal.pool",
 }
 
 

@@ -6,18 +6,26 @@ leaves 15 GB resident. :class:`BlockMatrix` instead reads contiguous rows with `
 fresh buffer (the kernel's page cache keeps them warm; the process holds only the block), and
 gathers scattered rows through a memory map whose pages it releases right after. float16 stores
 are cast block by block, so every reader sees float32 and nothing is converted whole.
+
+It is read through a small explicit interface, as faiss' ``contrib.exhaustive_search`` reads a
+database through a block iterator: :meth:`BlockMatrix.iter_blocks` (a streamed pass) and
+:meth:`BlockMatrix.take` (scattered rows); the module functions :func:`iter_blocks`,
+:func:`take` and :func:`in_blocks` take a BlockMatrix or an ndarray alike, so callers need no
+isinstance. ``np.asarray`` of a BlockMatrix over the RAM cap is an error, never a silent read of
+the whole file.
 """
 
 from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fmal import pool_check
+from fmal.pool import check as pool_check
 from fmal.exceptions import CorruptPoolError, InvalidInputError
 
 #: scattered rows gathered between two releases of the mapped pages
@@ -56,12 +64,15 @@ def format_bytes(n: float) -> str:
 
 class BlockMatrix:
     """Read-only ``[n, d]`` float32 view of a ``.npy`` file (float32 or float16) that is never
-    loaded or mapped whole. Supports what fmal's readers use: ``shape``, ``dtype``, ``len()``,
-    ``X[i]``, ``X[a:b]``, ``X[rows]`` (int or bool array), ``X[rows, cols]`` and ``np.asarray(X)``
-    (which does read it all: only for callers that need the whole matrix)."""
+    loaded or mapped whole: read it with :meth:`iter_blocks` (rows in order, block by block) and
+    :meth:`take` (given rows). ``shape``, ``dtype``, ``len()`` and indexing (``X[a:b]``,
+    ``X[rows]``, ``X[rows, cols]``: reads of the rows named, for code written against arrays)
+    work too. ``np.asarray(X)`` reads it whole only while it fits the RAM cap; above, it raises."""
 
     ndim = 2
     dtype = np.dtype(np.float32)
+    #: read block by block (see :func:`in_blocks`)
+    in_blocks = True
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -100,8 +111,31 @@ class BlockMatrix:
         return f"BlockMatrix({str(self.path)!r}, shape={self.shape}, stored={self.stored_dtype})"
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """The whole matrix, while it fits the RAM cap; above it, InvalidInputError (a pool over
+        the cap is read with :meth:`iter_blocks` or :meth:`take`, never whole)."""
+        if self.nbytes > (cap := ram_cap()):
+            raise InvalidInputError(
+                f"{self.path}: {format_bytes(self.nbytes)} of float32 embeddings exceed the RAM cap "
+                f"({format_bytes(cap)}, ${RAM_CAP_ENV}): read them in blocks (iter_blocks, take), or raise ${RAM_CAP_ENV}"
+            )
         out = self._slice(0, self.shape[0])
         return out if dtype is None else out.astype(dtype, copy=False)
+
+    def iter_blocks(self, rows_per_block: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, float32 rows) of rows ``start:stop`` in order, ``rows_per_block`` at a time,
+        each read with ``pread`` into a fresh buffer: one block in memory at a time."""
+        stop = self.shape[0] if stop is None else min(stop, self.shape[0])
+        for s in range(start, stop, max(1, int(rows_per_block))):
+            yield s, self._slice(s, min(s + rows_per_block, stop))
+
+    def take(self, rows: Any) -> np.ndarray:
+        """float32 rows ``rows`` (ints, negative from the end, or a boolean mask over all rows)."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            if rows.shape != (self.shape[0],):
+                raise IndexError(f"boolean row mask of shape {rows.shape} for {self.shape[0]} rows")
+            rows = np.flatnonzero(rows)
+        return self._gather(rows)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         cols: Any = slice(None)
@@ -119,12 +153,7 @@ class BlockMatrix:
             start, stop, step = key.indices(n)
             out = self._slice(start, stop) if step == 1 else self._gather(np.arange(start, stop, step))
         else:
-            rows = np.asarray(key)
-            if rows.dtype == bool:
-                if rows.shape != (n,):
-                    raise IndexError(f"boolean row mask of shape {rows.shape} for {n} rows")
-                rows = np.flatnonzero(rows)
-            out = self._gather(rows)
+            out = self.take(key)
         return out if isinstance(cols, slice) and cols == slice(None) else out[..., cols]
 
     def _slice(self, start: int, stop: int) -> np.ndarray:
@@ -164,3 +193,24 @@ class BlockMatrix:
         mm = getattr(self._map, "_mmap", None)
         if mm is not None and hasattr(mmap, advice):
             mm.madvise(getattr(mmap, advice))
+
+
+def in_blocks(X: Any) -> bool:
+    """Whether ``X`` is read block by block (a :class:`BlockMatrix`: over the RAM cap, or a file
+    ingested without keeping its pages) rather than held or memory-mapped whole."""
+    return bool(getattr(X, "in_blocks", False))
+
+
+def iter_blocks(X: Any, rows_per_block: int, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, float32 C-contiguous rows) of ``X`` (an array, memmap or BlockMatrix) in order."""
+    if in_blocks(X):
+        yield from X.iter_blocks(rows_per_block, start, stop)
+        return
+    stop = X.shape[0] if stop is None else min(stop, X.shape[0])
+    for s in range(start, stop, max(1, int(rows_per_block))):
+        yield s, np.ascontiguousarray(X[s : min(s + rows_per_block, stop)], dtype=np.float32)
+
+
+def take(X: Any, rows: Any) -> np.ndarray:
+    """float32 rows ``rows`` of ``X`` (an array, memmap or BlockMatrix)."""
+    return X.take(rows) if in_blocks(X) else np.asarray(X[np.asarray(rows)], dtype=np.float32)

@@ -18,7 +18,12 @@ import pandas as pd
 from fmal import encoders as fmal_encoders
 from fmal import index as fmal_index
 from fmal.engines import ENGINES
-from fmal import frames, images, pool_check, store
+from fmal import frames, images
+from fmal.pool import BuildSettings, Manifest, Pool, open_pool, pool_path, read_manifest
+from fmal.pool import check as pool_check
+from fmal.pool.build import build_pool, build_pool_from_shards, check_existing
+from fmal.pool.files import PARTIAL
+from fmal.pool.manifest import check_index_kind, check_precision
 from fmal._matrix import format_bytes, ram_cap
 from fmal._validation import check_budget, check_positive, check_seed
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError, ModelMismatchError, PoolExistsError
@@ -181,11 +186,12 @@ def embed(
     if backend is not None:
         fmal_encoders.check_backend(backend)
     if precision is not None:
-        store.check_precision(precision)
-    fmal_index.choose_index(1, 1, index, fmal_index.parse_memory(max_index_memory))  # validate early
+        check_precision(precision)
+    check_index_kind(index)
+    index_budget = fmal_index.parse_memory(max_index_memory)
     if engine not in ENGINES:
         raise InvalidInputError(f"engine must be one of [{', '.join(ENGINES)}], got {engine!r}")
-    path = store.pool_path(pool, index_dir)
+    path = pool_path(pool, index_dir)
     if not overwrite:
         _refuse_texts_into_external(path)
     if overwrite:
@@ -218,7 +224,7 @@ def embed(
     if not overwrite and folder is not None:
         # cheap no-op check before loading the model: a local model's fingerprint is its files' hash
         try:
-            m = store.check_existing(path, source, name, fmal_encoders.fingerprint_folder(folder), backend, precision)
+            m = check_existing(path, source, name, fmal_encoders.fingerprint_folder(folder), backend, precision)
         except CorruptPoolError:  # an unreadable manifest: --repair rebuilds every derived file
             if not repair:
                 raise
@@ -228,9 +234,8 @@ def embed(
                 raise CorruptPoolError(pool_check.describe(path, problems, m))
             if pool_check.needs_checksum(path, m):
                 pool_check.mark_verified(path)
-            mm = m.get("model", {})
-            return EmbedResult(path, m["n_rows"], m["n_unique_texts"], 0, 0, True, time.perf_counter() - t0, name,
-                               m["dim"], backend, precision, mm.get("max_seq_length"), mm.get("threads"), engine, n_shards,
+            return EmbedResult(path, m.n_rows, m.n_unique_texts, 0, 0, True, time.perf_counter() - t0, name,
+                               m.dim, backend, precision, m.model.max_seq_length, m.model.threads, engine, n_shards,
                                bad_images=bad)
     encoder_kwargs = {"model": None if model is None else str(model), "trust_remote_code": trust_remote_code,
                       "backend": backend, "max_seq_length": max_seq_length, "threads": threads}
@@ -240,25 +245,23 @@ def embed(
     else:
         encoder = fmal_encoders.load_encoder(**encoder_kwargs)
     if not isinstance(source, ShardList):  # say now, not after embedding, when the index departs from the budget
-        note = fmal_index.choose_index(len(source), encoder.dim, index, fmal_index.parse_memory(max_index_memory)).note
+        note = fmal_index.choose_index(len(source), encoder.dim, index, index_budget).note
         if note:
             log.warning("%s", note)
     backup = human_work.drop_vanished(path, vanished) if vanished else None  # the model loaded: the build goes ahead
-    settings: dict[str, Any] = {
-        "batch_size": batch_size, "chunk_size": chunk_size, "overwrite": overwrite, "labels": labels_policy, "precision": precision,
-        "index_kind": index, "max_index_memory": fmal_index.parse_memory(max_index_memory), "on_progress": on_progress,
-    }
+    settings = BuildSettings(batch_size=batch_size, chunk_size=chunk_size, index_kind=index, max_index_memory=index_budget,
+                             precision=precision, overwrite=overwrite, labels=labels_policy)
     if isinstance(source, ShardList):
         from fmal.engines.ray_engine import RayEngine
 
         if on_start:
             on_start(None)  # rows are counted as the workers read them
         ray_engine = RayEngine(encoder_kwargs, batch_size=batch_size, address=ray_address, workers=workers)
-        res = store.build_pool_from_shards(source, encoder, path, engine=ray_engine, **settings)
+        res = build_pool_from_shards(source, encoder, path, settings, engine=ray_engine, on_progress=on_progress)
     else:
         if on_start:
             on_start(len(source))
-        res = store.build_pool(source, encoder, path, repair=repair, **settings)
+        res = build_pool(source, encoder, path, settings, repair=repair, on_progress=on_progress)
     return EmbedResult(
         path, res.n_rows, res.n_unique, res.n_embedded, res.n_chunks_reused, res.skipped,
         time.perf_counter() - t0, encoder.name, encoder.dim, backend, precision, encoder.max_seq_length, encoder.threads,
@@ -271,11 +274,11 @@ def _refuse_texts_into_external(path: Path) -> None:
     from fmal import external
 
     try:
-        m = store.read_manifest(path)
+        m = read_manifest(path)
     except CorruptPoolError:
         return
-    if external.is_external(m):
-        src = (m.get("model") or {}).get("source")
+    if m is not None and external.is_external(m):
+        src = m.model.source
         raise ModelMismatchError(
             f"{path}: pool holds embeddings made outside fmal ({src}); fmal has no encoder for it: add vectors with "
             f"fmal embed --embeddings FILE --ids FILE --pool {path.name} --append, or rebuild it with --overwrite"
@@ -296,9 +299,10 @@ def _embed_more(input: Any, pool: str, t0: float, *, index_dir: PathLike | None,
     if append and (overwrite or repair):
         raise InvalidInputError("--append adds rows to the pool as it is: leave out --overwrite and --repair")
     if precision is not None:
-        store.check_precision(precision)
-    fmal_index.choose_index(1, 1, index, fmal_index.parse_memory(max_index_memory))  # validate early
-    path = store.pool_path(pool, index_dir)
+        check_precision(precision)
+    check_index_kind(index)
+    fmal_index.parse_memory(max_index_memory)  # a bad budget fails before any reading
+    path = pool_path(pool, index_dir)
     if overwrite:
         human_work.refuse_overwrite(path, "keep" if keep_labels else "drop" if drop_labels else None)
     if embeddings is not None and input is not None and ids is not None:
@@ -330,10 +334,10 @@ def _embed_more(input: Any, pool: str, t0: float, *, index_dir: PathLike | None,
                          max_index_memory=max_index_memory, overwrite=overwrite,
                          labels="keep" if keep_labels else "drop" if drop_labels else None, repair=repair,
                          on_progress=progress)
-    m = store.read_manifest(path) or {}
-    return EmbedResult(path, res.n_rows, int(m.get("n_unique_texts", res.n_rows)), res.n_written, int(res.resumed), res.skipped,
+    m = read_manifest(path)
+    return EmbedResult(path, res.n_rows, m.n_unique_texts if m else res.n_rows, res.n_written, int(res.resumed), res.skipped,
                        time.perf_counter() - t0, external.MODEL_NAME, src.dim, external.MODEL_NAME,
-                       str(m.get("dtype", precision or "float32")), None, None, "local", 0, res.repaired,
+                       m.precision if m else precision or "float32", None, None, "local", 0, res.repaired,
                        len(human_work.labeled_ids(path)) if keep_labels else 0, 0, backup or res.backup, str(src.path))
 
 
@@ -353,15 +357,15 @@ def _existing_build_settings(
     interrupted run, so a plain rerun neither fails nor mixes backends (``tolerant``: an
     unreadable manifest counts as none, for --repair)."""
     try:
-        m = store.read_manifest(path)
+        m = read_manifest(path)
     except CorruptPoolError:
         if not tolerant:
             raise
         m = None
     if m is not None:
-        return backend or store.pool_backend(m), precision or str(m.get("dtype", "float32"))
+        return backend or m.backend, precision or m.precision
     try:
-        progress = json.loads((path / store.PARTIAL / "progress.json").read_text(encoding="utf-8"))
+        progress = json.loads((path / PARTIAL / "progress.json").read_text(encoding="utf-8"))
         found = progress.get("backend")
         return backend or (found if found in fmal_encoders.BACKENDS else None), precision
     except (OSError, ValueError, AttributeError):
@@ -403,7 +407,7 @@ class Selection:
                 "info": self.info, "stop": self.stop or None}
 
 
-def _read_labels_file(pool: store.Pool, labels: PathLike | frames.LabelsLike | None) -> dict[str, str] | None:
+def _read_labels_file(pool: Pool, labels: PathLike | frames.LabelsLike | None) -> dict[str, str] | None:
     """Read labels (a file, a DataFrame, a dict, ...: :func:`fmal.frames.labels_mapping`), if any,
     and check their ids belong to the pool (before taking the lock)."""
     if labels is None:
@@ -421,7 +425,7 @@ def _labels_into_session(session: Session, new: dict[str, str] | None, labels: P
     return session.labels, {"labels_added": merge.added, "labels_changed": merge.changed, "labels_in_file": len(new)}
 
 
-def _frame_of_round(pool: store.Pool, rec: Round) -> pd.DataFrame:
+def _frame_of_round(pool: Pool, rec: Round) -> pd.DataFrame:
     """A round's picks table from the session; texts stored with the picks, else the pool's."""
     texts = rec.pick_texts()
     missing = [i for i, t in zip(rec.ids, texts) if t is None]
@@ -433,7 +437,7 @@ def _frame_of_round(pool: store.Pool, rec: Round) -> pd.DataFrame:
 
 
 def _finish_round(
-    pool: store.Pool,
+    pool: Pool,
     session: Session,
     kind: str,
     strategy: str,
@@ -495,7 +499,7 @@ def seed(
     """
     check_seed_params(strategy, params)  # an unknown name or parameter fails before any work
     random_state = check_seed(random_state)
-    p = store.open_pool(pool, index_dir)
+    p = open_pool(pool, index_dir)
     new = _read_labels_file(p, labels)
     session = Session(p.path)
     with session.transaction("seed"):
@@ -504,7 +508,7 @@ def seed(
         return _seed_locked(p, session, new, labels, budget, strategy, output, random_state, params)
 
 
-def _seed_locked(p: store.Pool, session: Session, new: dict[str, str] | None, labels: PathLike | None, budget: int,
+def _seed_locked(p: Pool, session: Session, new: dict[str, str] | None, labels: PathLike | None, budget: int,
                  strategy: str, output: PathLike | None, random_state: int, params: dict[str, Any]) -> Selection:
     known, merge_info = _labels_into_session(session, new, labels)
     labeled_rows = p.rows_of(sorted(known), source="labels")  # stored labels count too, with or without --labels
@@ -523,7 +527,7 @@ def _seed_locked(p: store.Pool, session: Session, new: dict[str, str] | None, la
                         "n_labeled": int(labeled_rows.size), "params": params}, compute, output)
 
 
-def _blocks_note(p: store.Pool) -> dict[str, str]:
+def _blocks_note(p: Pool) -> dict[str, str]:
     """Say when a pool is read block by block because it exceeds the RAM cap."""
     if not p.read_in_blocks:
         return {}
@@ -541,11 +545,11 @@ def _proba_batched(probe: LinearProbe, X: np.ndarray, rows: np.ndarray, batch: i
 PROBES = "probes"
 
 
-def _probe_path(pool: store.Pool, round_no: int) -> Path:
+def _probe_path(pool: Pool, round_no: int) -> Path:
     return pool.path / PROBES / f"round-{round_no:03d}.json"
 
 
-def _stop_info(pool: store.Pool, session: Session, probe: LinearProbe, n_labels: int) -> dict[str, Any]:
+def _stop_info(pool: Pool, session: Session, probe: LinearProbe, n_labels: int) -> dict[str, Any]:
     """Agreement of the previous query round's stored probe and ``probe`` on the fixed sample."""
     prev = [r for r in session.rounds if r.kind == "query" and _probe_path(pool, r.round).exists()]
     if not prev:
@@ -593,7 +597,7 @@ def query(
     spec = parse_candidates(candidates)
     random_state = check_seed(random_state)
     LinearProbe(class_weight=class_weight)._check_params()
-    p = store.open_pool(pool, index_dir)
+    p = open_pool(pool, index_dir)
     new = _read_labels_file(p, labels)
     session = Session(p.path)
     with session.transaction("query"):
@@ -601,7 +605,7 @@ def query(
                              candidates, class_weight, fn, params)
 
 
-def _query_locked(p: store.Pool, session: Session, new: dict[str, str] | None, labels: PathLike | None, budget: int,
+def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels: PathLike | None, budget: int,
                   strategy: str, output: PathLike | None, random_state: int, allow_requeue: bool, spec: Any,
                   candidates: str, class_weight: str | None, fn: Callable[..., Any], params: dict[str, Any]) -> Selection:
     from fmal.probe import LinearProbe
@@ -675,7 +679,7 @@ def undo(pool: str | PathLike, *, index_dir: PathLike | None = None) -> UndoResu
     and the files the pool wrote for it (its ``rounds/`` view, its stored probe: recorded in the
     database, inside the pool folder) are deleted. A user's own ``--output`` copy is never
     deleted. Labels are kept."""
-    p = store.open_pool(pool, index_dir)
+    p = open_pool(pool, index_dir)
     session = Session(p.path)
     rec = session.undo_last_round()
     if rec is None:
@@ -691,7 +695,7 @@ class PoolStatus:
     """A pool's manifest, label count and round history."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     n_labels: int
     rounds: pd.DataFrame
     advice: str | None = None  # the last query round's stopping recommendation
@@ -753,7 +757,7 @@ def _declare(session: Session, classes: str | list[str] | tuple[str, ...] | None
 
 def declare_classes(pool: str | PathLike, classes: str | list[str], *, index_dir: PathLike | None = None) -> tuple[list[str], list[str]]:
     """Declare a pool's label set (stored in its labels.db). Returns (classes, stored labels outside them)."""
-    p = store.open_pool(pool, index_dir)
+    p = open_pool(pool, index_dir)
     session = Session(p.path)
     names = parse_classes(classes) or []
     outside = session.set_classes(names)
@@ -824,7 +828,7 @@ def export(
     fmt = FORMATS.get(format)
     if with_vectors and fmt.name != "argilla":
         raise InvalidInputError(f"--with-vectors adds the embeddings to Argilla records; {fmt.name} has no place for them")
-    p = store.open_pool(pool, index_dir)
+    p = open_pool(pool, index_dir)
     session = Session(p.path)
     if session.refresh_views():  # a writer killed after its commit left a view stale
         session = Session(p.path)
@@ -948,7 +952,7 @@ def import_labels(
 
     if on_conflict not in consensus.POLICIES:
         raise InvalidInputError(f"--on-conflict must be one of {', '.join(consensus.POLICIES)}, got {on_conflict!r}")
-    p = store.open_pool(pool, index_dir)
+    p = open_pool(pool, index_dir)
     session = Session(p.path)
     if frames.is_path(file):
         path = Path(file)
@@ -981,7 +985,7 @@ def import_labels(
                         outside, tuple(res.ties), res.annotator_quality, res.annotator_answers, detected)
 
 
-def _resolve_answers(p: store.Pool, session: Session, answers: list[Answer], policy: str, source: str) -> Any:
+def _resolve_answers(p: Pool, session: Session, answers: list[Answer], policy: str, source: str) -> Any:
     """One label per id (:func:`fmal.export.consensus.resolve`), CROWDLAB with the pool's embeddings."""
     from fmal.export.consensus import resolve
 
@@ -1005,7 +1009,7 @@ class AuditResult:
         return self.audit.table.copy()
 
 
-def _stored_labels(p: store.Pool, session: Session) -> tuple[list[str], np.ndarray, list[str]]:
+def _stored_labels(p: Pool, session: Session) -> tuple[list[str], np.ndarray, list[str]]:
     """The pool's labeled ids (sorted), their rows and labels; an error when there are none yet."""
     known = session.labels
     if not known:
@@ -1032,7 +1036,7 @@ def audit(
     suggestion as pre-annotation and the given label as ``given_label``.
     """
     random_state = check_seed(random_state)
-    p = store.open_pool(pool, index_dir)
+    p = open_pool(pool, index_dir)
     session = Session(p.path)
     ids, rows, y = _stored_labels(p, session)
     res = audit_labels(np.asarray(p.embeddings[rows]), ids, y, n_folds=n_folds, random_state=random_state)
@@ -1066,7 +1070,7 @@ def report(
     check_positive(n_clusters, "n_clusters", integer=True)
     check_positive(rare_ratio, "rare_ratio")
     random_state = check_seed(random_state)
-    p = store.open_pool(pool, index_dir)
+    p = open_pool(pool, index_dir)
     session = Session(p.path)
     ids, rows, y = _stored_labels(p, session)
     out = Path(output) if output is not None else p.path / "reports" / "report.md"

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,10 +33,17 @@ from typing import Any
 
 import numpy as np
 
-from fmal import external, pool_check, store
+from fmal import external
 from fmal._atomic import write_json
 from fmal._faults import crash_point
+from fmal._matrix import BlockMatrix
 from fmal.exceptions import CorruptPoolError, InvalidInputError, ModelMismatchError, PoolNotFoundError
+from fmal.pool import check as pool_check
+from fmal.pool import write as pool_write
+from fmal.pool.build import _embed_chunks, _pool_lock
+from fmal.pool.files import EMBEDDINGS, INDEX, PARTIAL, ROWS
+from fmal.pool.manifest import BuildSettings, IndexRecord, Manifest, read_manifest
+from fmal.pool.read import open_embeddings, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +53,17 @@ COMMIT = "append-commit.json"
 
 def _finish_commit(path: Path) -> bool:
     """Complete an append killed after staging: rename the staged files, write the manifest."""
-    partial = path / store.PARTIAL
+    partial = path / PARTIAL
     commit = partial / COMMIT
     if not commit.is_file():
         return False
-    manifest = json.loads(commit.read_text(encoding="utf-8"))
-    for name in (store.EMBEDDINGS, store.ROWS, store.INDEX):
+    manifest = Manifest.from_json(json.loads(commit.read_text(encoding="utf-8")), commit)
+    for name in (EMBEDDINGS, ROWS, INDEX):
         staged = partial / STAGE / name
         if staged.exists():
             os.replace(staged, path / name)
             crash_point("append.renamed")
-    store._write_manifest(path, manifest)  # file checks of the new files; drops .partial
+    pool_write.write_manifest(path, manifest)  # file checks of the new files; drops .partial
     log.info("%s: finished an interrupted append", path)
     return True
 
@@ -86,9 +94,9 @@ def append(
     from fmal.api import EmbedResult
 
     path.mkdir(parents=True, exist_ok=True)
-    with store._pool_lock(path):
+    with _pool_lock(path):
         finished = _finish_commit(path)
-        m = store.read_manifest(path)
+        m = read_manifest(path)
         if m is None:
             raise PoolNotFoundError(f"{path}: no pool to append to; build it first with fmal embed INPUT --pool {path.name}")
         if problems := pool_check.check_pool(path, m):
@@ -98,25 +106,25 @@ def append(
             raise ModelMismatchError(f"{path}: pool holds embeddings made outside fmal; fmal has no encoder for it: "
                                      "append vectors with --embeddings FILE --ids FILE --append")
         if not is_ext and embeddings is not None:
-            raise ModelMismatchError(f"{path}: pool was embedded with model {m['model'].get('name')!r}; vectors made "
+            raise ModelMismatchError(f"{path}: pool was embedded with model {m.model.name!r}; vectors made "
                                      "elsewhere would not share its space: append texts instead (INPUT --append)")
-        old = store._read_rows(path, ["id", "text"])
+        old = read_rows(path, ["id", "text"])
         old_ids = old["id"].astype(str).tolist()
         old_texts = old["text"].astype(str).tolist()
         pos = {x: i for i, x in enumerate(old_ids)}
-        dim, dtype = int(m["dim"]), str(m.get("dtype", "float32"))
+        dim, dtype = m.dim, m.precision
         if is_ext:
             plan = _plan_vectors(embeddings, ids, texts, id_col, text_col, embedding_col, pos, dim)
         else:
             plan = _plan_texts(input, text_col, id_col, m, old_ids, old_texts, pos)
         new_ids, new_texts, n_skipped, record = plan["ids"], plan["texts"], plan["skipped"], plan["record"]
         if not new_ids:
-            return EmbedResult(path, len(old_ids), int(m.get("n_unique_texts", 0)), 0, 0, True, time.perf_counter() - t0,
-                               str(m["model"].get("name")), dim, store.pool_backend(m), dtype, source=record["path"],
+            return EmbedResult(path, len(old_ids), m.n_unique_texts, 0, 0, True, time.perf_counter() - t0,
+                               m.model.name, dim, m.backend, dtype, source=record["path"],
                                n_skipped=n_skipped, repaired=("finished an interrupted append",) if finished else ())
         if on_start:
             on_start(len(new_ids))
-        partial = path / store.PARTIAL
+        partial = path / PARTIAL
         stage = partial / STAGE
         n_embedded = reused = 0
         if is_ext:
@@ -140,7 +148,7 @@ def append(
         stage.mkdir(parents=True, exist_ok=True)
 
         def all_blocks() -> Any:
-            old_part = external._npy_part(path / store.EMBEDDINGS)
+            old_part = external._npy_part(path / EMBEDDINGS)
             yield from old_part.blocks(external.block_rows(dim))
             done = 0
             for b in new_vectors:
@@ -149,26 +157,24 @@ def append(
                     on_progress(done)
                 yield b
 
-        store._write_embeddings_stream(stage, n_all, dim, dtype, all_blocks())
+        pool_write.write_embeddings_stream(stage, n_all, dim, dtype, all_blocks())
         crash_point("append.embeddings-staged")
-        store._write_rows(stage, old_ids + new_ids, old_texts + new_texts)
-        index_info = _extend_index(path, stage, m, len(old_ids), n_all, dim, dtype)
-        additions = list(m.get("additions") or [])
-        additions.append({**record, "n_rows_before": len(old_ids), "n_rows_added": len(new_ids), "n_skipped": n_skipped,
-                          "n_embedded": n_embedded, "recall_at_10": index_info.get("recall_at_10")})
-        manifest = {k: v for k, v in m.items() if k != "file_checks"}
-        manifest.update({"n_rows": n_all, "n_unique_texts": len(set(old_texts) | set(new_texts)), "index": index_info,
-                         "additions": additions})
-        write_json(partial / COMMIT, manifest)
+        pool_write.write_rows(stage, old_ids + new_ids, old_texts + new_texts)
+        index = _extend_index(path, stage, m, len(old_ids), n_all)
+        additions = [*(m.additions or []), {**record, "n_rows_before": len(old_ids), "n_rows_added": len(new_ids),
+                                             "n_skipped": n_skipped, "n_embedded": n_embedded, "recall_at_10": index.recall_at_10}]
+        manifest = dataclasses.replace(m, file_checks=None, present=m.present - {"file_checks"}, n_rows=n_all, n_unique_texts=len(set(old_texts) | set(new_texts)),
+                                       index=index, additions=additions)
+        write_json(partial / COMMIT, manifest.to_json())
         crash_point("append.committed")
         _finish_commit(path)
         shutil.rmtree(partial, ignore_errors=True)
-        return EmbedResult(path, n_all, manifest["n_unique_texts"], n_embedded if not is_ext else len(new_ids), reused, False,
-                           time.perf_counter() - t0, str(m["model"].get("name")), dim, store.pool_backend(m), dtype,
+        return EmbedResult(path, n_all, manifest.n_unique_texts, n_embedded if not is_ext else len(new_ids), reused, False,
+                           time.perf_counter() - t0, m.model.name, dim, m.backend, dtype,
                            source=record["path"], n_appended=len(new_ids), n_skipped=n_skipped)
 
 
-def _plan_texts(input: Any, text_col: str, id_col: str | None, m: dict[str, Any], old_ids: list[str],
+def _plan_texts(input: Any, text_col: str, id_col: str | None, m: Manifest, old_ids: list[str],
                 old_texts: list[str], pos: dict[str, int]) -> dict[str, Any]:
     """Which rows of a texts input are new, their ids, and the addition's record."""
     from fmal import frames
@@ -177,12 +183,12 @@ def _plan_texts(input: Any, text_col: str, id_col: str | None, m: dict[str, Any]
     if input is None:
         raise InvalidInputError("--append: give the texts to add (INPUT), or --embeddings for a pool of external vectors")
     table = frames.texts_table(input, "input", text_col=text_col, id_col=id_col)
-    generated = bool(m.get("input", {}).get("ids_generated", m.get("input", {}).get("id_col") is None))
+    generated = bool(m.input.id_col is None if m.input.ids_generated is None else m.input.ids_generated)
     if generated and table.id_col is not None:
         raise InvalidInputError(f"{table.path}: has an id column {table.id_col!r} but the pool's ids were made from its texts; "
                                 "drop the column (or --id-col) so new ids are made the same way")
     if not generated and table.id_col is None:
-        raise InvalidInputError(f"{table.path}: no id column, but the pool has ids ({m['input'].get('id_col')!r}); "
+        raise InvalidInputError(f"{table.path}: no id column, but the pool has ids ({m.input.id_col!r}); "
                                 "give the new rows ids in that column")
     known_texts = set(old_texts)
     keep: list[int] = []
@@ -222,7 +228,7 @@ def _plan_vectors(embeddings: Any, ids: Any, texts: Any, id_col: str | None, tex
     return {"ids": ids, "texts": texts_out, "skipped": int((~keep).sum()), "record": record, "source": src, "keep": keep}
 
 
-def _embed_new(plan: dict[str, Any], m: dict[str, Any], path: Path, old_texts: list[str], *, model: Any,
+def _embed_new(plan: dict[str, Any], m: Manifest, path: Path, old_texts: list[str], *, model: Any,
                trust_remote_code: bool, backend: str | None, max_seq_length: int | None, threads: int | None,
                on_progress: Any) -> tuple[np.ndarray, int, int]:
     """Vectors of the new rows: texts the pool holds reuse its vectors, the others are embedded
@@ -230,66 +236,64 @@ def _embed_new(plan: dict[str, Any], m: dict[str, Any], path: Path, old_texts: l
     from fmal import encoders
     from fmal.io import TextTable
 
-    mm = m.get("model", {})
-    backend = backend or store.pool_backend(m)
-    if backend != store.pool_backend(m):
-        raise ModelMismatchError(f"{path}: pool was built with --backend {store.pool_backend(m)}, not {backend}; leave --backend out")
+    mm = m.model
+    backend = backend or m.backend
+    if backend != m.backend:
+        raise ModelMismatchError(f"{path}: pool was built with --backend {m.backend}, not {backend}; leave --backend out")
     encoder = encoders.load_encoder(model=None if model is None else str(model), trust_remote_code=trust_remote_code,
                                     backend=backend, max_seq_length=max_seq_length, threads=threads)
-    if encoder.fingerprint != mm.get("fingerprint"):
-        raise ModelMismatchError(f"{path}: pool was built with model {mm.get('name')!r}, not {encoder.name!r}; "
-                                 f"append with --model {mm.get('name')}")
+    if encoder.fingerprint != mm.fingerprint:
+        raise ModelMismatchError(f"{path}: pool was built with model {mm.name!r}, not {encoder.name!r}; "
+                                 f"append with --model {mm.name}")
     texts: list[str] = plan["texts"]
     first_row = {}
     for r, t in enumerate(old_texts):
         first_row.setdefault(t, r)
     fresh = [j for j, t in enumerate(texts) if t not in first_row]
-    out = np.empty((len(texts), int(m["dim"])), dtype=np.float32)
+    out = np.empty((len(texts), m.dim), dtype=np.float32)
     reuse = [j for j, t in enumerate(texts) if t in first_row]
     if reuse:
-        X = store.open_embeddings(path / store.EMBEDDINGS, int(m["n_rows"]), int(m["dim"]), str(m.get("dtype", "float32")))
+        X = open_embeddings(path / EMBEDDINGS, m.n_rows, m.dim, m.precision)
         out[reuse] = np.asarray(X[np.asarray([first_row[texts[j]] for j in reuse])], dtype=np.float32)
     n_embedded = reused = 0
     if fresh:
         sub_texts = [texts[j] for j in fresh]
-        h = hashlib.sha256(("append\0" + str(m["input"].get("fingerprint")) + "\0" + str(m["n_rows"])).encode())
+        h = hashlib.sha256(("append\0" + str(m.input.fingerprint) + "\0" + str(m.n_rows)).encode())
         for t in sub_texts:
             h.update(t.encode("utf-8", "surrogatepass") + b"\0")
         sub = TextTable(Path(plan["record"]["path"]), "append", [str(k) for k in range(len(sub_texts))], sub_texts, "text", None,
                         "sha256:" + h.hexdigest(), None)  # type: ignore[arg-type]
-        emb = m.get("embedding") or {}
-        fill, _, n_embedded, reused = store._embed_chunks(sub, encoder, path, backend=backend, batch_size=int(emb.get("batch_size") or 64),
-                                                          chunk_size=int(emb.get("chunk_size") or 2048), on_progress=on_progress)
-        Xf = np.empty((len(sub_texts), int(m["dim"])), dtype=np.float32)
+        emb = m.embedding or {}
+        settings = BuildSettings(batch_size=int(emb.get("batch_size") or 64), chunk_size=int(emb.get("chunk_size") or 2048))
+        fill, _, n_embedded, reused = _embed_chunks(sub, encoder, path, settings, on_progress)
+        Xf = np.empty((len(sub_texts), m.dim), dtype=np.float32)
         fill(Xf)
         out[fresh] = Xf
     return out, n_embedded, reused
 
 
-def _extend_index(path: Path, stage: Path, m: dict[str, Any], n_old: int, n_all: int, dim: int, dtype: str) -> dict[str, Any]:
+def _extend_index(path: Path, stage: Path, m: Manifest, n_old: int, n_all: int) -> IndexRecord:
     """Read the pool's index, add the new rows (IVF: into the trained lists), re-measure recall,
     save it in ``stage``; return the manifest's new index record."""
     import faiss
 
     from fmal import index as fmal_index
 
-    info = dict(m.get("index") or {})
+    info = m.index.to_json()
     try:
-        idx = faiss.read_index(str(path / store.INDEX))
+        idx = faiss.read_index(str(path / INDEX))
     except Exception:
-        raise CorruptPoolError(f"{path / store.INDEX}: unreadable index; {pool_check.repair_hint(path, m)}") from None
-    from fmal._matrix import BlockMatrix
-
-    X = BlockMatrix(stage / store.EMBEDDINGS)  # read with pread: the pages read do not stay resident
-    for s in range(n_old, n_all, 65536):
-        idx.add(np.ascontiguousarray(X[s : min(n_all, s + 65536)], dtype=np.float32))
+        raise CorruptPoolError(f"{path / INDEX}: unreadable index; {pool_check.repair_hint(path, m)}") from None
+    X = BlockMatrix(stage / EMBEDDINGS)  # read with pread: the pages read do not stay resident
+    for _, block in X.iter_blocks(65536, start=n_old, stop=n_all):
+        idx.add(block)
     if idx.ntotal != n_all:
-        raise CorruptPoolError(f"{path / store.INDEX}: holds {idx.ntotal} vectors after the append, expected {n_all}")
+        raise CorruptPoolError(f"{path / INDEX}: holds {idx.ntotal} vectors after the append, expected {n_all}")
     tuned = fmal_index.tune(idx, X, str(info.get("type", "flat")), int(info.get("nlist") or 0), factory=str(info.get("factory", "")))
     if warning := tuned.pop("recall_warning"):
         info["warnings"] = [*info.get("warnings", []), warning]
     info.update(tuned)
     info["ntotal"] = int(idx.ntotal)
     del X
-    fmal_index.save_index(idx, stage / store.INDEX)
-    return info
+    fmal_index.save_index(idx, stage / INDEX)
+    return IndexRecord.from_json(info)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fmal import pool_check, store
+from fmal.pool import Manifest, open_pool, pool_path, read_manifest
+from fmal.pool import check as pool_check
 from fmal.session import backup as human_work
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class StatusRows:
     :func:`round_rows` (so ``fmal status --json`` prints the same document)."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     n_labels: int
     rounds: list[dict[str, Any]]
     advice: str | None = None
@@ -59,7 +60,7 @@ def status_rows(pool: str | PathLike, *, index_dir: PathLike | None = None) -> S
     """A pool's manifest, label count and rounds: the manifest, the files' headers and the labels store."""
     from fmal.session import Session
 
-    p = store.open_pool(pool, index_dir)  # no ids, texts or embeddings read
+    p = open_pool(pool, index_dir)  # no ids, texts or embeddings read
     s = Session(p.path)
     return StatusRows(p.path, p.manifest, len(s.labels), round_rows(s.rounds), last_advice(s.rounds))
 
@@ -70,7 +71,7 @@ class PoolInfo:
     them (empty when nothing) and how many labels and rounds it holds."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     file_bytes: dict[str, int]
     problems: tuple[str, ...] = ()
     repair_hint: str = ""
@@ -87,10 +88,10 @@ def info(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolInfo
     """Describe a built pool: model, rows, dtype, the index chosen (with its parameters and
     measured recall@10), the size of its files, and what is damaged (files missing, unreadable,
     of the wrong size or shape; checksums are for ``fmal embed --repair``)."""
-    path = store.pool_path(pool, index_dir)
-    m = store.read_manifest(path)
+    path = pool_path(pool, index_dir)
+    m = read_manifest(path)
     if m is None:
-        store.open_pool(pool, index_dir)  # the usual "no pool there" error
+        open_pool(pool, index_dir)  # the usual "no pool there" error
     problems = tuple(map(str, pool_check.check_pool(path, m, checksums=False)))
     sizes = {f.name: f.stat().st_size for f in sorted(path.iterdir()) if f.is_file()}
     return PoolInfo(path, m, sizes, problems, pool_check.repair_hint(path, m) if problems else "",

@@ -20,12 +20,13 @@ infinite values, all-zero rows (cannot be normalised), ragged or differing dimen
 ids unlike the count of vectors, blank or duplicate ids: one-line errors naming the file and row.
 
 Rows are L2-normalised unless ``normalize=False`` (rows already of unit length, within 1e-6, are
-stored bit for bit). The pool's files are the usual ones (:mod:`fmal.store`), its manifest says
+stored bit for bit). The pool's files are the usual ones (:mod:`fmal.pool`), its manifest says
 ``model: external`` with the source and a fingerprint of the vectors, ids and texts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -39,6 +40,8 @@ import numpy as np
 
 from fmal._faults import crash_point
 from fmal.exceptions import InvalidInputError
+from fmal.pool.files import EMBEDDINGS, INDEX, ROWS
+from fmal.pool.manifest import BuildSettings, InputRecord, Manifest, ModelRecord
 
 log = logging.getLogger(__name__)
 
@@ -159,14 +162,14 @@ def _float_dtype(dtype: np.dtype, where: str) -> np.dtype:
 
 def _file_digest(path: Path) -> Callable[[], str]:
     def digest() -> str:
-        from fmal.pool_check import sha256_file
+        from fmal.pool.check import sha256_file
 
         return f"{path.name}:{sha256_file(path)}"
     return digest
 
 
 def _npy_part(path: Path) -> _Part:
-    from fmal.pool_check import npy_header
+    from fmal.pool.check import npy_header
 
     try:
         shape, dtype, expected = npy_header(path)
@@ -495,21 +498,23 @@ class ExternalModel:
         return f"{MODEL_NAME}:{'l2' if self.normalize else 'raw'}"
 
 
-def is_external(m: dict[str, Any] | None) -> bool:
+def is_external(m: Manifest | None) -> bool:
     """Whether a pool manifest is of embeddings made outside fmal."""
-    return bool(m) and (m.get("model") or {}).get("name") == MODEL_NAME
+    return m is not None and m.model.name == MODEL_NAME
 
 
-def model_info(source: ExternalSource, model: ExternalModel) -> dict[str, Any]:
-    return {"name": MODEL_NAME, "fingerprint": model.fingerprint, "backend": MODEL_NAME, "source": str(source.path),
-            "source_format": source.format, "ids_source": source.ids_source, "max_seq_length": None, "threads": None,
-            "onnx_file": None}
+def model_info(source: ExternalSource, model: ExternalModel) -> ModelRecord:
+    return ModelRecord.from_json({
+        "name": MODEL_NAME, "fingerprint": model.fingerprint, "backend": MODEL_NAME, "source": str(source.path),
+        "source_format": source.format, "ids_source": source.ids_source, "max_seq_length": None, "threads": None,
+        "onnx_file": None})
 
 
-def input_info(source: ExternalSource) -> dict[str, Any]:
-    return {"path": str(source.path), "format": source.format, "fingerprint": source.fingerprint,
-            "text_col": source.text_col, "id_col": source.id_col, "ids_generated": source.ids_generated,
-            "ids_source": source.ids_source, "embeddings": True}
+def input_info(source: ExternalSource) -> InputRecord:
+    return InputRecord.from_json({
+        "path": str(source.path), "format": source.format, "fingerprint": source.fingerprint,
+        "text_col": source.text_col, "id_col": source.id_col, "ids_generated": source.ids_generated,
+        "ids_source": source.ids_source, "embeddings": True})
 
 
 @dataclass(frozen=True)
@@ -546,28 +551,30 @@ def build(
     Resumable: once the embeddings file is written, ``.partial`` records it, and a rerun after
     an interruption goes on with the rows and the index."""
     from fmal import index as fmal_index
-    from fmal import pool_check, store
+    from fmal.pool import build as pool_build
+    from fmal.pool import check as pool_check
+    from fmal.pool import write as pool_write
 
-    precision = store.check_precision(precision)
-    budget = fmal_index.parse_memory(max_index_memory)
     model = ExternalModel(source.dim, normalize)
+    settings = BuildSettings(batch_size=block_rows(source.dim), chunk_size=block_rows(source.dim), index_kind=index_kind,
+                             max_index_memory=fmal_index.parse_memory(max_index_memory), precision=precision,
+                             overwrite=overwrite, labels=labels)
     path.mkdir(parents=True, exist_ok=True)
-    with store._pool_lock(path):
-        start = store._start_build(path, source, model, overwrite=overwrite, backend=MODEL_NAME, precision=precision,  # type: ignore[arg-type]
-                                   labels=labels, repair=repair)
+    with pool_build._pool_lock(path):
+        start = pool_build._start_build(path, source, model, settings, repair=repair)  # type: ignore[arg-type]
         repaired: tuple[str, ...] = ()
         if (m := start.manifest) is not None:
             if not repair:
-                return ExternalBuild(path, int(m["n_rows"]), 0, skipped=True)
+                return ExternalBuild(path, m.n_rows, 0, skipped=True)
             problems = pool_check.check_pool(path, m, n=source.n, dim=source.dim, checksums=True)
             if not problems:
-                return ExternalBuild(path, int(m["n_rows"]), 0, skipped=True)
+                return ExternalBuild(path, m.n_rows, 0, skipped=True)
             repaired = tuple(sorted({p.file for p in problems}))
-            index_kind = str(m.get("index", {}).get("type") or index_kind)  # the pool's own choice
-            for name in (store.EMBEDDINGS, store.INDEX, store.ROWS):
+            settings = dataclasses.replace(settings, index_kind=m.index.type or index_kind)  # the pool's own choice
+            for name in (EMBEDDINGS, INDEX, ROWS):
                 (path / name).unlink(missing_ok=True)
-        partial = store._open_partial(path, {"engine": "external", "input_fingerprint": source.fingerprint,
-                                             "normalize": normalize, "precision": precision, "dim": source.dim})
+        partial = pool_write.open_partial(path, {"engine": "external", "input_fingerprint": source.fingerprint,
+                                                  "normalize": normalize, "precision": precision, "dim": source.dim})
         want = {"n": source.n, "dim": source.dim, "dtype": precision}
         resumed = _embeddings_done(path, partial, want)
         written = 0
@@ -581,30 +588,29 @@ def build(
                     on_progress(written)
 
         if not resumed:
-            store._write_embeddings_stream(path, source.n, source.dim, precision, blocks())
+            pool_write.write_embeddings_stream(path, source.n, source.dim, precision, blocks())
             from fmal._atomic import write_json
 
-            write_json(partial / _DONE, {**want, "size": (path / store.EMBEDDINGS).stat().st_size})
+            write_json(partial / _DONE, {**want, "size": (path / EMBEDDINGS).stat().st_size})
             crash_point("external.embeddings-written")
         elif on_progress:
             on_progress(source.n)
-        store._write_pool(
-            path, ids=source.ids, texts=source.texts, n_unique=len(set(source.texts)), fill=None, encoder=model,  # type: ignore[arg-type]
-            backend=MODEL_NAME, precision=precision, input_info=input_info(source), batch_size=block_rows(source.dim),
-            chunk_size=block_rows(source.dim), index_kind=index_kind, max_index_memory=budget, normalized=normalize,
-            model_info=model_info(source, model), read_in_blocks=True,
+        pool_write.write_pool(
+            path, ids=source.ids, texts=source.texts, n_unique=len(set(source.texts)), dim=source.dim,
+            model=model_info(source, model), input=input_info(source), settings=settings, normalized=normalize,
+            read_in_blocks=True,
         )
         return ExternalBuild(path, source.n, written, skipped=False, resumed=resumed, repaired=repaired, backup=start.backup)
 
 
 def _embeddings_done(path: Path, partial: Path, want: dict[str, Any]) -> bool:
     """Whether an interrupted run of the same build already wrote the whole embeddings file."""
-    from fmal import pool_check, store
+    from fmal.pool.check import npy_header
 
     try:
         done = json.loads((partial / _DONE).read_text(encoding="utf-8"))
-        shape, dtype, expected = pool_check.npy_header(path / store.EMBEDDINGS)
+        shape, dtype, expected = npy_header(path / EMBEDDINGS)
     except (OSError, ValueError, EOFError):
         return False
-    size = (path / store.EMBEDDINGS).stat().st_size
+    size = (path / EMBEDDINGS).stat().st_size
     return done == {**want, "size": size} and shape == (want["n"], want["dim"]) and str(dtype) == want["dtype"] and size == expected

@@ -21,12 +21,15 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from fmal._validation import cut
 from fmal.exceptions import InvalidInputError
 from fmal.io import READ_FORMATS, ShardJoiner, TextTable, read_shard
+
+if TYPE_CHECKING:
+    from fmal.pool.manifest import Manifest
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 ON_BAD = ("stop", "skip")
@@ -248,10 +251,10 @@ def check_backend(backend: str | None) -> str:
 # ----------------------------------------------------------------------------- exports
 
 
-def pool_image_root(manifest: dict[str, Any]) -> Path | None:
+def pool_image_root(manifest: Manifest) -> Path | None:
     """The folder an image pool's paths are relative to; None for a text pool."""
-    inp = manifest.get("input", {})
-    return Path(inp["image_root"]) if inp.get("modality") == "image" else None
+    inp = manifest.input
+    return Path(inp.image_root) if inp is not None and inp.modality == "image" and inp.image_root else None
 
 
 def image_sources(rels: list[str], root: Path, *, image_root: str | os.PathLike[str] | None = None,

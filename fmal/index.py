@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from fmal import pool_check
+from fmal.pool import check as pool_check
 from fmal._atomic import atomic_path
 from fmal._lazy import lazy_module
 from fmal._parallel import n_workers, parallel_map, single_blas
@@ -156,7 +156,7 @@ def choose_index(n: int, d: int, kind: str = "auto", max_memory: int = DEFAULT_M
 def _sample(X: np.ndarray, size: int, random_state: int) -> np.ndarray:
     n = X.shape[0]
     if n <= size:
-        return np.ascontiguousarray(X, dtype=np.float32)
+        return np.ascontiguousarray(X[:n], dtype=np.float32)  # a slice: a BlockMatrix is read, never converted whole
     rows = np.sort(np.random.default_rng(random_state).choice(n, size=size, replace=False))
     return np.ascontiguousarray(X[rows], dtype=np.float32)
 

@@ -143,7 +143,7 @@ class _TableEncoder:
 def vector_pool(index_dir: Path, name: str, X: np.ndarray, texts: list[str] | None = None, ids: list[str] | None = None) -> Path:
     """Build pool ``name`` under ``index_dir`` whose embeddings are exactly ``X`` (unit rows)."""
     from fmal.io import TextTable
-    from fmal.store import build_pool
+    from fmal.pool import build_pool
 
     n = X.shape[0]
     texts = texts or [f"text {i}" for i in range(n)]

@@ -86,7 +86,7 @@ def test_rerunning_the_last_round_reuses_it(tiny_pool, tmp_path):
     other = fmal.seed(name, 7, "kmeans", index_dir=index_dir)
     assert not other.reused and other.round == 2
     st = fmal.status(name, index_dir=index_dir)
-    assert st.rounds["round"].tolist() == [1, 2] and st.manifest["n_rows"] == 200
+    assert st.rounds["round"].tolist() == [1, 2] and st.manifest.n_rows == 200
 
 
 def _label(src, ids, path, blank=()):

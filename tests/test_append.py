@@ -61,9 +61,9 @@ def test_append_keeps_labels_and_extends_index(cli, tmp_path, tiny_model_dir, in
     assert _sha(path / "labels.db") == db and sorted(p.name for p in (path / "probes").iterdir()) == probes
     p = fmal.open_pool("p", ix)
     m = p.manifest
-    assert m["n_rows"] == 200 and m["index"]["type"] == index and m["index"]["ntotal"] == 200
-    assert m["additions"][0]["n_rows_added"] == 100 and m["additions"][0]["path"].endswith("new.csv")
-    assert m["file_checks"]["embeddings.npy"]["shape"] == [200, 32]
+    assert m.n_rows == 200 and m.index.type == index and m.index.ntotal == 200
+    assert m.additions[0]["n_rows_added"] == 100 and m.additions[0]["path"].endswith("new.csv")
+    assert m.file_checks["embeddings.npy"]["shape"] == [200, 32]
     new_rows = np.arange(100, 200)
     _, found = p.index.search(np.ascontiguousarray(p.embeddings[new_rows]), 1)
     assert (found[:, 0] == new_rows).mean() >= 0.95  # the new rows are searchable
@@ -71,7 +71,7 @@ def test_append_keeps_labels_and_extends_index(cli, tmp_path, tiny_model_dir, in
         idx_after = faiss.read_index(str(path / "index.faiss"))
         q_after = faiss.extract_index_ivf(idx_after).quantizer
         assert np.array_equal(q_after.reconstruct_n(0, q_after.ntotal), centroids)  # the trained quantiser is kept
-        assert "recall_at_10" in m["index"] and m["additions"][0]["recall_at_10"] == m["index"]["recall_at_10"]
+        assert m.index.recall_at_10 is not None and m.additions[0]["recall_at_10"] == m.index.recall_at_10
     else:  # the same pool as one build of the whole input
         assert cli("embed", tmp_path / "all.csv", "--pool", "whole", "--index-dir", ix, "--model", tiny_model_dir,
                    "--chunk-size", 50, "--index", index).exit_code == 0

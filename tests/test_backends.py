@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 import fmal
-from fmal import _onnx, store
+from fmal import _onnx
+from fmal.pool import open_pool
+from fmal.pool.files import EMBEDDINGS, MANIFEST
 from fmal.encoders import BACKENDS, DEFAULT_BACKEND, load_encoder
 from fmal.exceptions import InvalidInputError, ModelMismatchError
 
@@ -206,7 +208,7 @@ def test_bad_backend_and_precision_are_named(small_csv: Path, index_dir: Path) -
 
 def test_backend_is_part_of_the_pool_identity(small_csv: Path, index_dir: Path, tiny_model_dir: Path) -> None:
     res = fmal.embed(small_csv, "p", index_dir=index_dir, model=tiny_model_dir, backend="onnx")
-    m = json.loads((res.pool_path / store.MANIFEST).read_text())
+    m = json.loads((res.pool_path / MANIFEST).read_text())
     assert m["model"]["backend"] == "onnx" and m["model"]["threads"] >= 1 and m["model"]["max_seq_length"] == 128
     again = fmal.embed(small_csv, "p", index_dir=index_dir, model=tiny_model_dir)  # no --backend: keep the pool's
     assert again.skipped and again.backend == "onnx"
@@ -221,12 +223,12 @@ def test_float16_pool_works_with_seed_and_query(small_csv: Path, index_dir: Path
     r16 = fmal.embed(small_csv, "h", index_dir=index_dir, model=tiny_model_dir, backend="torch", precision="float16")
     r32 = fmal.embed(small_csv, "f", index_dir=index_dir, model=tiny_model_dir, backend="torch", precision="float32")
     assert r16.precision == "float16"
-    f16, f32 = (r.pool_path / store.EMBEDDINGS for r in (r16, r32))
+    f16, f32 = (r.pool_path / EMBEDDINGS for r in (r16, r32))
     assert f16.stat().st_size < 0.6 * f32.stat().st_size
-    pool = store.open_pool(r16.pool_path)
-    assert pool.manifest["dtype"] == "float16" and pool.stored_embeddings.dtype == np.float16
+    pool = open_pool(r16.pool_path)
+    assert pool.manifest.dtype == "float16" and pool.stored_embeddings.dtype == np.float16
     assert pool.embeddings.dtype == np.float32
-    np.testing.assert_allclose(pool.embeddings, store.open_pool(r32.pool_path).embeddings, atol=2e-3)
+    np.testing.assert_allclose(pool.embeddings, open_pool(r32.pool_path).embeddings, atol=2e-3)
     sel = fmal.seed(r16.pool_path, 12, "kmeans")
     assert len(sel.ids) == 12
     df = pd.read_csv(small_csv, dtype=str).set_index("id")

@@ -122,3 +122,26 @@ def test_two_level_kmeans_over_ivf_lists_finds_the_clusters(tmp_path: Path) -> N
     assert adjusted_rand_score(y, two.assign) > 0.9 and adjusted_rand_score(y, exact) > 0.9
     assert not pool_kmeans(X, 8, index=index).two_level  # an array in RAM: exact
     assert not pool_kmeans(B, 100, index=index).two_level  # too few lists per cluster: exact
+
+
+def test_block_matrix_reads_through_iter_blocks_and_take(tmp_path: Path, monkeypatch) -> None:
+    from fmal._matrix import in_blocks, iter_blocks, take
+
+    A = np.random.default_rng(1).normal(size=(1000, 8)).astype(np.float16)
+    np.save(tmp_path / "a.npy", A)
+    B, R = BlockMatrix(tmp_path / "a.npy"), A.astype(np.float32)
+    for X in (B, R):  # the module functions take a BlockMatrix or an array alike
+        blocks = list(iter_blocks(X, 300))
+        assert [s for s, _ in blocks] == [0, 300, 600, 900] and all(b.dtype == np.float32 for _, b in blocks)
+        assert np.array_equal(np.concatenate([b for _, b in blocks]), R)
+        assert [s for s, _ in iter_blocks(X, 300, start=250, stop=700)] == [250, 550]
+        assert np.array_equal(np.concatenate([b for _, b in iter_blocks(X, 300, start=250, stop=700)]), R[250:700])
+        assert np.array_equal(take(X, [7, 3, 7, -1]), R[[7, 3, 7, -1]])
+    assert in_blocks(B) and not in_blocks(R) and not in_blocks(np.load(tmp_path / "a.npy", mmap_mode="r"))
+    mask = np.zeros(1000, dtype=bool)
+    mask[[2, 500]] = True
+    assert np.array_equal(B.take(mask), R[mask])
+    monkeypatch.setenv(RAM_CAP_ENV, "16K")  # under the 31 KiB float32 matrix
+    with pytest.raises(InvalidInputError, match=r"a\.npy: 31\.2 KiB of float32 embeddings exceed the RAM cap \(16\.0 KiB, \$FMAL_MAX_RAM\)"):
+        np.asarray(B)
+    assert np.array_equal(B[10:20], R[10:20]) and np.array_equal(B.take([999]), R[[999]])  # explicit reads still work

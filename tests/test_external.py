@@ -41,8 +41,8 @@ def test_100k_npy_pool_picks_like_the_normal_path(cli, tmp_path):
     vector_pool(ix, "ref", X, texts=texts, ids=ids)  # the same matrix through the encoder path
 
     ext, ref = fmal.open_pool("ext", ix), fmal.open_pool("ref", ix)
-    assert ext.manifest["model"]["name"] == "external" and ext.manifest["input"]["fingerprint"].startswith("sha256:")
-    assert ext.manifest["index"]["type"] == ref.manifest["index"]["type"] == "flat"
+    assert ext.manifest.model.name == "external" and ext.manifest.input.fingerprint.startswith("sha256:")
+    assert ext.manifest.index.type == ref.manifest.index.type == "flat"
     assert (ix / "ext" / "embeddings.npy").read_bytes() == (ix / "ref" / "embeddings.npy").read_bytes()
     assert ext.ids.tolist() == ids and ext.texts[:2].tolist() == texts[:2]
 
@@ -80,14 +80,14 @@ def test_parquet_arrow_folder_and_array_sources(tmp_path):
     for p in pools:
         assert p.ids.tolist() == ids and p.texts[5] == "doc 5"
         assert np.array_equal(np.asarray(p.embeddings), np.asarray(pools[0].embeddings))
-    assert pools[1].manifest["input"]["format"] == "folder of 3 arrow files"
+    assert pools[1].manifest.input.format == "folder of 3 arrow files"
 
 
 def test_not_normalised_on_request(tmp_path):
     X = np.arange(1, 13, dtype=np.float32).reshape(4, 3)
     fmal.embed(None, "raw", index_dir=tmp_path, embeddings=X, ids=list("abcd"), normalize=False)
     p = fmal.open_pool("raw", tmp_path)
-    assert p.manifest["normalized"] is False and np.array_equal(np.asarray(p.embeddings), X)
+    assert p.manifest.normalized is False and np.array_equal(np.asarray(p.embeddings), X)
     fmal.embed(None, "l2", index_dir=tmp_path, embeddings=X, ids=list("abcd"))
     assert np.allclose(np.linalg.norm(np.asarray(fmal.open_pool("l2", tmp_path).embeddings), axis=1), 1)
 

@@ -25,7 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from fmal import api, store
+from fmal import api
+from fmal.pool import open_pool, pool_path
+from fmal.pool.files import MANIFEST
 from fmal._validation import MAX_LABEL_CHARS
 from fmal.cli import app
 from fmal.exceptions import CorruptPoolError, FmalError
@@ -249,7 +251,7 @@ def pool_dir(workdir: Path) -> Path:
 
 def _use_pool(path: Path) -> None:
     """What the commands read from a pool, through the API and the CLI (info, status)."""
-    p = store.open_pool(path)
+    p = open_pool(path)
     _ = p.index, p.embeddings, p.texts
     api.info(path)
     for cmd in ("info", "status"):
@@ -263,7 +265,7 @@ def _use_pool(path: Path) -> None:
 @settings(SETTINGS, max_examples=50)
 @given(data=st.data())
 def test_manifest_mutations(pool_dir: Path, data: st.DataObject) -> None:
-    f = pool_dir / store.MANIFEST
+    f = pool_dir / MANIFEST
     good = f.read_text(encoding="utf-8")
     kind = data.draw(st.sampled_from(["mutate", "mutate", "mutate", "truncate", "bytes"]))
     try:
@@ -281,14 +283,14 @@ def test_manifest_mutations(pool_dir: Path, data: st.DataObject) -> None:
 
 @pytest.mark.parametrize("params", [{"nprobe": "x"}, {"nprobe": -1}, {"efSearch": 1.5}, {"nprobe": 8}, [], "x", {"bogus": 3}])
 def test_manifest_bad_search_params_is_corrupt_pool(pool_dir: Path, params: Any) -> None:
-    f = pool_dir / store.MANIFEST
+    f = pool_dir / MANIFEST
     good = f.read_text(encoding="utf-8")
     m = json.loads(good)
     m["index"]["search_params"] = params
     f.write_text(json.dumps(m), encoding="utf-8")
     try:
         with pytest.raises(CorruptPoolError, match="search_params"):
-            store.open_pool(pool_dir).index
+            open_pool(pool_dir).index
     finally:
         f.write_text(good, encoding="utf-8")
 
@@ -356,7 +358,7 @@ WORST_IMPORTS = ["nested-json", "nested-jsonl", "ls-data-string", "ls-value-list
 @pytest.mark.parametrize("case", WORST_IMPORTS)
 def test_cli_worst_imports_are_one_line(cli, cli_error, tiny_pool, tmp_path, case):
     index_dir, name, _ = tiny_pool
-    rid = str(store.open_pool(name, index_dir).ids[0])
+    rid = str(open_pool(name, index_dir).ids[0])
     file, fmt = _worst_files(tmp_path, rid)[case]
     r = cli("import-labels", file, "--pool", name, "--index-dir", index_dir, "--format", fmt)
     assert r.exit_code == 2
@@ -484,11 +486,11 @@ def test_probe_wrong_shape_is_corrupt_pool_naming_the_file(workdir: Path, probe_
 def test_pool_name_or_path():
     from fmal.exceptions import InvalidInputError
 
-    assert store.pool_path("p", "idx") == Path("idx/p") and store.pool_path("../x") == Path("../x")
+    assert pool_path("p", "idx") == Path("idx/p") and pool_path("../x") == Path("../x")
     with pytest.raises(InvalidInputError, match="--index-dir applies to pool names only"):
-        store.pool_path("../x", "idx")
+        pool_path("../x", "idx")
     with pytest.raises(InvalidInputError, match="pool name must be"):
-        store.pool_path("..", "idx")
+        pool_path("..", "idx")
 
 
 def test_report_escapes_html_and_dollars(workdir: Path):

@@ -60,7 +60,7 @@ def test_pool_index_is_exact_inner_product(tiny_pool):
     index_dir, name, _ = tiny_pool
     pool = fmal.open_pool(name, index_dir)
     X = np.asarray(pool.embeddings)
-    assert pool.manifest["index"]["type"] == "flat" and pool.manifest["index"]["metric"] == "inner_product"
+    assert pool.manifest.index.type == "flat" and pool.manifest.index.metric == "inner_product"
     sims, ids = fmal_index.knn(pool.index, X[:20], 5)
     brute = X[:20] @ X.T
     np.testing.assert_allclose(sims, -np.sort(-brute, axis=1)[:, :5], rtol=1e-4, atol=1e-5)

@@ -131,7 +131,7 @@ def test_a_second_concurrent_build_of_a_pool_fails_at_once(tmp_path):
     import subprocess
     import sys
 
-    from fmal import store
+    from fmal.pool import build_pool
     from fmal.exceptions import PoolBusyError
 
     path = tmp_path / "p"
@@ -144,7 +144,7 @@ def test_a_second_concurrent_build_of_a_pool_fails_at_once(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(PoolBusyError, match="another fmal process is writing this pool"):
-            store.build_pool(None, None, path)  # type: ignore[arg-type]
+            build_pool(None, None, path)  # type: ignore[arg-type]
     finally:
         holder.communicate("")
     assert [f.name for f in path.iterdir() if f.name != ".lock"] == []

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 import fmal
-from fmal import store
+from fmal.pool import build as pool_build
+from fmal.pool import write as pool_write
+from fmal.pool.files import MANIFEST, PARTIAL
 from fmal.encoders import load_encoder
 from fmal.exceptions import InvalidInputError
 from fmal.io import list_shards
@@ -44,8 +46,8 @@ def _assert_same_pool(a_path, b_path) -> None:
     cos = (np.asarray(a.embeddings) * np.asarray(b.embeddings)).sum(axis=1)
     assert cos.min() >= 0.999
     for key in ("n_rows", "n_unique_texts", "dim", "dtype"):
-        assert a.manifest[key] == b.manifest[key], key
-    assert a.manifest["input"] == b.manifest["input"]
+        assert getattr(a.manifest, key) == getattr(b.manifest, key), key
+    assert a.manifest.input == b.manifest.input
 
 
 def test_ray_reads_a_folder_of_mixed_shards_like_the_local_engine(ray_local, tiny_model_dir, small_csv, tmp_path):
@@ -71,8 +73,8 @@ def test_ray_reads_a_folder_of_mixed_shards_like_the_local_engine(ray_local, tin
         assert fmal.embed(src, f"ray-{name}", index_dir=tmp_path, model=tiny_model_dir, engine="local").skipped
         assert fmal.embed(src, f"local-{name}", index_dir=tmp_path, model=tiny_model_dir, engine="ray").skipped
     gen = fmal.open_pool("ray-gen", tmp_path)
-    assert gen.manifest["input"]["ids_generated"] and gen.ids[150].startswith(gen.ids[0] + "-")
-    assert fmal.open_pool("ray-ids", tmp_path).manifest["input"]["format"] == "folder of 3 csv/jsonl/parquet files"
+    assert gen.manifest.input.ids_generated and gen.ids[150].startswith(gen.ids[0] + "-")
+    assert fmal.open_pool("ray-ids", tmp_path).manifest.input.format == "folder of 3 csv/jsonl/parquet files"
     sel = fmal.seed("ray-ids", 5, "kmeans", index_dir=tmp_path)
     assert len(sel.ids) == 5 and set(sel.ids) <= set(df["id"])
     # a Ray-built pool is repaired in this process (no Ray run), its round kept
@@ -97,24 +99,24 @@ def test_ray_resumes_per_shard(ray_local, tiny_model_dir, small_csv, tmp_path, m
         pass
 
     saved: list[str] = []
-    save = store.save_shard
+    save = pool_write.save_shard
 
     def save_then_die(partial, res):
         save(partial, res)
         saved.append(res.key)
         raise Killed  # the driver dies right after the first shard is saved
 
-    monkeypatch.setattr(store, "save_shard", save_then_die)
+    monkeypatch.setattr(pool_write, "save_shard", save_then_die)
     with pytest.raises(Killed):
-        store.build_pool_from_shards(source, encoder, path, engine=RayEngine(kwargs, workers=1))
-    monkeypatch.setattr(store, "save_shard", save)
-    assert not (path / store.MANIFEST).exists() and len(saved) == 1
+        pool_build.build_pool_from_shards(source, encoder, path, engine=RayEngine(kwargs, workers=1))
+    monkeypatch.setattr(pool_write, "save_shard", save)
+    assert not (path / MANIFEST).exists() and len(saved) == 1
 
     redone: list[str] = []
-    monkeypatch.setattr(store, "save_shard", lambda partial, res: (redone.append(res.key), save(partial, res)))
-    res = store.build_pool_from_shards(source, encoder, path, engine=RayEngine(kwargs, workers=1))
+    monkeypatch.setattr(pool_write, "save_shard", lambda partial, res: (redone.append(res.key), save(partial, res)))
+    res = pool_build.build_pool_from_shards(source, encoder, path, engine=RayEngine(kwargs, workers=1))
     assert res.n_chunks_reused == 1 and saved[0] not in redone and len(redone) == 2
-    assert not (path / store.PARTIAL).exists()
+    assert not (path / PARTIAL).exists()
     _assert_same_pool(clean.pool_path, path)
 
 
@@ -130,7 +132,7 @@ def test_ray_bad_row_in_a_shard_is_the_local_engines_one_line_error(ray_local, t
     assert all("(raylet)" in line for line in r.stdout.splitlines()), r.stdout
     # after the progress bar (other shards may have been embedded and saved): the local engine's error, on one line
     assert r.stderr.strip().splitlines()[-1] == f"error: {local.value}"
-    assert {p.name for p in (tmp_path / "r").iterdir()} <= {store.PARTIAL, ".lock"}  # nothing written but resumable partials
+    assert {p.name for p in (tmp_path / "r").iterdir()} <= {PARTIAL, ".lock"}  # nothing written but resumable partials
 
 
 def test_ray_duplicate_ids_across_shards_are_the_local_engines_error(ray_local, tiny_model_dir, tmp_path):

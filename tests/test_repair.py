@@ -14,7 +14,9 @@ import pandas as pd
 import pytest
 
 import fmal
-from fmal import pool_check, store
+from fmal.session import backup as human_work
+from fmal.pool import check as pool_check
+from fmal.pool import open_pool, read_manifest
 from fmal.exceptions import CorruptPoolError
 from fmal.session import Session
 
@@ -49,7 +51,7 @@ def labeled(tiny_pool, tmp_path):
     pool = index_dir / name
     human = _human(pool)
     assert {"labels.csv", "labels.db"} <= set(human) and any(k.startswith("probes/") for k in human)
-    assert store.has_human_work(pool) == 20 + 2
+    assert human_work.has_human_work(pool) == 20 + 2
     return index_dir, name, src, pool, human
 
 
@@ -91,7 +93,7 @@ def test_damage_is_reported_then_repaired_keeping_labels(cli, cli_error, labeled
 
     # a plain rerun does not say "nothing to do": one line naming the damage and the repair
     line = cli_error(cli(*embed), str(pool), needle, "--repair", "labels and rounds are kept")
-    assert f"fmal embed {store.read_manifest(pool)['input']['path'] if what != 'manifest-dim' else ''}" in line
+    assert f"fmal embed {read_manifest(pool).input.path if what != 'manifest-dim' else ''}" in line
     assert f" --pool {pool} --model {tiny_model_dir}" in line
     # seed / query / info say it too
     cli_error(cli("seed", "--pool", name, "--index-dir", index_dir, "--budget", 3), needle, "--repair")
@@ -139,7 +141,7 @@ def test_files_newer_than_the_manifest_are_hashed_once(cli, labeled, tiny_model_
     embed = ["embed", src, "--pool", name, "--index-dir", index_dir, "--model", tiny_model_dir]
     for n in ("rows.parquet", "embeddings.npy", "index.faiss"):  # as after a copy without -p
         os.utime(pool / n, ns=(1, (pool / "manifest.json").stat().st_mtime_ns + 10**9))
-    m = store.read_manifest(pool)
+    m = read_manifest(pool)
     assert pool_check.needs_checksum(pool, m)
     assert "nothing to do" in cli(*embed).stdout
     assert not pool_check.needs_checksum(pool, m)  # verified: the manifest's mtime moved, not its bytes
@@ -157,7 +159,7 @@ def test_old_manifest_without_checksums_is_checked_by_shape(cli, cli_error, labe
     (pool / "index.faiss").unlink()
     cli_error(cli(*embed), "index.faiss: missing", "--repair")
     assert cli(*embed, "--repair").exit_code == 0
-    assert "file_checks" in store.read_manifest(pool) and _human(pool) == human  # recorded from now on
+    assert read_manifest(pool).file_checks and _human(pool) == human  # recorded from now on
 
 
 def test_unreadable_manifest_is_repaired_from_the_input(cli, cli_error, labeled, tiny_model_dir):
@@ -203,7 +205,7 @@ def test_overwrite_keep_labels(cli, labeled, tiny_model_dir, tmp_path):
     res = cli("embed", other, "--pool", name, "--index-dir", index_dir, "--model", tiny_model_dir, "--overwrite", "--keep-labels")
     assert res.exit_code == 0 and "labels and rounds kept: 20 labeled id(s)" in res.stdout, res.output
     assert _human(pool) == human and not (pool / "reports").exists()  # derived reports are stale: gone
-    assert store.read_manifest(pool)["input"]["path"] == str(other)
+    assert read_manifest(pool).input.path == str(other)
     nxt = fmal.query(name, None, 3, "margin", index_dir=index_dir)
     assert nxt.round == 3 and not set(nxt.ids) & set(pd.read_csv(pool / "labels.csv", dtype=str)["id"])
 
@@ -213,7 +215,7 @@ def test_overwrite_keep_labels_refuses_when_labeled_ids_vanish(cli, cli_error, l
     other = _other_input(src, tmp_path / "other.csv", drop_first=3)  # 3 labeled ids gone
     embed = ["embed", other, "--pool", name, "--index-dir", index_dir, "--model", tiny_model_dir, "--overwrite", "--keep-labels"]
     cli_error(cli(*embed), "3 labeled id(s) are not in", "--drop-labels")
-    assert _human(pool) == human and store.read_manifest(pool)["input"]["path"] != str(other)
+    assert _human(pool) == human and read_manifest(pool).input.path != str(other)
 
     res = cli(*embed, "--drop-labels")
     assert res.exit_code == 0 and "17 labeled id(s); 3 whose id is not in the new input moved to" in res.stdout, res.output
@@ -236,25 +238,25 @@ def test_overwrite_drop_labels_moves_them_to_a_backup(cli, labeled, tiny_model_d
     assert res.exit_code == 0 and "moved to" in res.stdout, res.output
     (backup,) = pool.glob("backup-*")
     assert _human(backup) == human  # every label, round, pick and probe, byte for byte
-    assert _human(pool) == {} and store.has_human_work(pool) == 0
+    assert _human(pool) == {} and human_work.has_human_work(pool) == 0
     assert fmal.seed(name, 3, "kmeans", index_dir=index_dir).round == 1
 
 
 def test_has_human_work_reads_a_labels_db(tmp_path):
-    assert store.has_human_work(tmp_path) == 0
+    assert human_work.has_human_work(tmp_path) == 0
     db = tmp_path / "labels.db"
     sqlite3.connect(db).close()  # the empty file of a first write killed before its commit
-    assert store.has_human_work(tmp_path) == 0
+    assert human_work.has_human_work(tmp_path) == 0
     db.unlink()
     Session(tmp_path).add_labels({"a": "x", "b": "y"}, source="test")
-    assert store.has_human_work(tmp_path) == 2
+    assert human_work.has_human_work(tmp_path) == 2
     db.write_bytes(b"not a database at all" * 100)
-    assert store.has_human_work(tmp_path) == 1  # unreadable: may hold labels, never counted as empty
+    assert human_work.has_human_work(tmp_path) == 1  # unreadable: may hold labels, never counted as empty
 
 
 def test_open_pool_error_is_one_line_with_repair(labeled):
     index_dir, name, src, pool, _ = labeled
     (pool / "index.faiss").unlink()
     with pytest.raises(CorruptPoolError) as exc:
-        store.open_pool(name, index_dir)
+        open_pool(name, index_dir)
     assert "\n" not in str(exc.value) and "index.faiss: missing" in str(exc.value) and "--repair" in str(exc.value)

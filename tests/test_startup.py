@@ -50,14 +50,16 @@ def test_status_and_info_read_no_ids_and_print_the_same_as_the_api(tiny_pool, cl
     """The light path (fmal.describe, the rows' shape from the manifest's record) says what the API says."""
     import pyarrow.parquet as pq
 
-    from fmal import api, pool_check, store
+    from fmal import api
+    from fmal.pool import check as pool_check
+    from fmal.pool import open_pool
 
     index_dir, name, _ = tiny_pool
-    p = store.open_pool(name, index_dir)
+    p = open_pool(name, index_dir)
     assert "ids" not in p.__dict__ and len(p.ids) == p.n  # read on first use only
     meta = pq.read_metadata(p.path / "rows.parquet")
     since = (p.path / "manifest.json").stat().st_mtime_ns
-    rec = p.manifest["file_checks"]["rows.parquet"]
+    rec = p.manifest.file_checks["rows.parquet"]
     assert pool_check.rows_shape(p.path / "rows.parquet", rec, since) == (meta.num_rows, meta.num_columns)
     assert pool_check.rows_shape(p.path / "rows.parquet") == (meta.num_rows, meta.num_columns)  # no record: pyarrow
     st = api.status(name, index_dir=index_dir)

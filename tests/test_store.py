@@ -1,4 +1,4 @@
-"""fmal.store: the pool folder, resumable chunked embedding, duplicate texts, and every way a pool
+"""fmal.pool: the pool folder, resumable chunked embedding, duplicate texts, and every way a pool
 folder can be missing or corrupt. Uses a fast deterministic encoder (vectors from a text hash)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fmal import store
+from fmal.engines.shards import ShardResult
+from fmal.pool import BuildSettings, build_pool, build_pool_from_shards, check_existing, open_pool, pool_path
 from fmal._version import __version__
 from fmal.exceptions import (
     CorruptPoolError,
@@ -58,7 +59,7 @@ TEXTS = [f"sentence number {i % 23}" for i in range(40)]  # 23 distinct texts, 4
 def built(tmp_path):
     table = _table(tmp_path, TEXTS)
     enc = HashEncoder()
-    res = store.build_pool(table, enc, tmp_path / "pools" / "p", chunk_size=5)
+    res = build_pool(table, enc, tmp_path / "pools" / "p", BuildSettings(chunk_size=5))
     return table, enc, res, tmp_path / "pools" / "p"
 
 
@@ -72,7 +73,7 @@ def test_pool_folder_holds_manifest_rows_embeddings_index(built):
     assert m["model"]["name"] == "hash" and m["model"]["fingerprint"] == "hash:8"
     assert m["input"]["fingerprint"] == table.fingerprint and m["input"]["text_col"] == "text"
     assert m["index"]["type"] == "flat" and m["index"]["ntotal"] == 40
-    pool = store.open_pool(path)
+    pool = open_pool(path)
     assert pool.ids.tolist() == table.ids and pool.texts.tolist() == TEXTS
     X = np.asarray(pool.embeddings)
     assert X.dtype == np.float32 and X.shape == (40, 8)
@@ -83,7 +84,7 @@ def test_pool_folder_holds_manifest_rows_embeddings_index(built):
 def test_identical_texts_are_embedded_once_yet_every_row_has_its_vector(built):
     _, enc, _, path = built
     assert sorted(enc.seen) == sorted(set(TEXTS))  # each distinct text exactly once
-    X = np.asarray(store.open_pool(path).embeddings)
+    X = np.asarray(open_pool(path).embeddings)
     ref = HashEncoder().encode(TEXTS)
     np.testing.assert_array_equal(X, ref)  # rows 0 and 23 share a text, and a vector
 
@@ -92,7 +93,7 @@ def test_rerun_of_a_finished_pool_is_a_no_op(built):
     table, _, _, path = built
     before = {f: (path / f).read_bytes() for f in POOL_FILES}
     enc = HashEncoder()
-    res = store.build_pool(table, enc, path, chunk_size=5)
+    res = build_pool(table, enc, path, BuildSettings(chunk_size=5))
     assert res.skipped and res.n_embedded == 0 and enc.calls == 0
     assert before == {f: (path / f).read_bytes() for f in POOL_FILES}
 
@@ -101,28 +102,28 @@ def test_other_input_or_model_is_refused_unless_overwrite(built, tmp_path):
     table, _, _, path = built
     other = _table(tmp_path, TEXTS[:10], "other.csv")
     with pytest.raises(PoolExistsError, match="built from other input.*--overwrite"):
-        store.build_pool(other, HashEncoder(), path)
+        build_pool(other, HashEncoder(), path)
     with pytest.raises(ModelMismatchError, match=r"built with model 'hash'.*not 'hash2'.*--overwrite"):
-        store.build_pool(table, HashEncoder(name="hash2"), path)
+        build_pool(table, HashEncoder(name="hash2"), path)
     (path / "session.json").write_text("{}")
-    res = store.build_pool(other, HashEncoder(name="hash2"), path, overwrite=True)
+    res = build_pool(other, HashEncoder(name="hash2"), path, BuildSettings(overwrite=True))
     assert res.n_rows == 10 and not (path / "session.json").exists()
-    assert store.open_pool(path).manifest["model"]["name"] == "hash2"
+    assert open_pool(path).manifest.model.name == "hash2"
 
 
 def test_interrupted_build_resumes_byte_identical(tmp_path):
     table = _table(tmp_path, TEXTS)
     ref = tmp_path / "ref"
-    store.build_pool(table, HashEncoder(), ref, chunk_size=5)
+    build_pool(table, HashEncoder(), ref, BuildSettings(chunk_size=5))
     path = tmp_path / "p"
     with pytest.raises(KeyboardInterrupt):
-        store.build_pool(table, HashEncoder(fail_after_chunks=2), path, chunk_size=5)
+        build_pool(table, HashEncoder(fail_after_chunks=2), path, BuildSettings(chunk_size=5))
     assert not (path / "manifest.json").exists()
     assert sorted(p.name for p in (path / ".partial").iterdir()) == ["chunk-000000.npy", "chunk-000001.npy", "progress.json"]
     with pytest.raises(PoolNotFoundError, match="interrupted: rerun it"):
-        store.open_pool(path)
+        open_pool(path)
     enc = HashEncoder()
-    res = store.build_pool(table, enc, path, chunk_size=5)
+    res = build_pool(table, enc, path, BuildSettings(chunk_size=5))
     assert res.n_chunks_reused == 2 and res.n_embedded == 23 - 10 and len(enc.seen) == 13
     for f in POOL_FILES:
         assert (path / f).read_bytes() == (ref / f).read_bytes(), f
@@ -134,12 +135,12 @@ def test_temp_files_of_a_run_killed_while_assembling_are_removed(tmp_path):
     table = _table(tmp_path, TEXTS)
     path = tmp_path / "p"
     with pytest.raises(KeyboardInterrupt):
-        store.build_pool(table, HashEncoder(fail_after_chunks=2), path, chunk_size=5)
+        build_pool(table, HashEncoder(fail_after_chunks=2), path, BuildSettings(chunk_size=5))
     stale = [path / ".embeddings.npy.k1ll3d.tmp", path / ".index.faiss.k1ll3d.tmp"]  # what SIGKILL mid-write leaves
     for f in stale:
         f.write_bytes(b"half")
     (path / "notes.txt").write_text("mine")  # a user's file is left alone
-    store.build_pool(table, HashEncoder(), path, chunk_size=5)
+    build_pool(table, HashEncoder(), path, BuildSettings(chunk_size=5))
     assert not any(f.exists() for f in stale) and (path / "notes.txt").exists()
 
 
@@ -147,8 +148,8 @@ def test_unfinished_work_for_other_settings_is_discarded(tmp_path):
     table = _table(tmp_path, TEXTS)
     path = tmp_path / "p"
     with pytest.raises(KeyboardInterrupt):
-        store.build_pool(table, HashEncoder(fail_after_chunks=2), path, chunk_size=5)
-    res = store.build_pool(table, HashEncoder(), path, chunk_size=7)  # another chunk size: start over
+        build_pool(table, HashEncoder(fail_after_chunks=2), path, BuildSettings(chunk_size=5))
+    res = build_pool(table, HashEncoder(), path, BuildSettings(chunk_size=7))  # another chunk size: start over
     assert res.n_chunks_reused == 0 and res.n_embedded == 23
 
 
@@ -156,32 +157,32 @@ def test_a_corrupt_chunk_is_embedded_again(tmp_path):
     table = _table(tmp_path, TEXTS)
     path = tmp_path / "p"
     with pytest.raises(KeyboardInterrupt):
-        store.build_pool(table, HashEncoder(fail_after_chunks=2), path, chunk_size=5)
+        build_pool(table, HashEncoder(fail_after_chunks=2), path, BuildSettings(chunk_size=5))
     (path / ".partial" / "chunk-000001.npy").write_bytes(b"\x93NUMPY garbage")
-    res = store.build_pool(table, HashEncoder(), path, chunk_size=5)
+    res = build_pool(table, HashEncoder(), path, BuildSettings(chunk_size=5))
     assert res.n_chunks_reused == 1
-    np.testing.assert_array_equal(np.asarray(store.open_pool(path).embeddings), HashEncoder().encode(TEXTS))
+    np.testing.assert_array_equal(np.asarray(open_pool(path).embeddings), HashEncoder().encode(TEXTS))
 
 
 # ----------------------------------------------------------------------------- opening
 
 
 def test_pool_path_from_name_or_folder(tmp_path):
-    assert store.pool_path("demo") == Path("indexes") / "demo"
-    assert store.pool_path("demo", tmp_path) == tmp_path / "demo"
-    assert store.pool_path(tmp_path / "x" / "demo") == tmp_path / "x" / "demo"
+    assert pool_path("demo") == Path("indexes") / "demo"
+    assert pool_path("demo", tmp_path) == tmp_path / "demo"
+    assert pool_path(tmp_path / "x" / "demo") == tmp_path / "x" / "demo"
     for bad in ("a b", ".hidden", "", "x" * 200):
         with pytest.raises(InvalidInputError, match="pool name must be"):
-            store.pool_path(bad, tmp_path)
+            pool_path(bad, tmp_path)
 
 
 def test_missing_pool(tmp_path):
     with pytest.raises(PoolNotFoundError, match=r"no pool there; build it with: fmal embed INPUT --pool nope"):
-        store.open_pool("nope", tmp_path)
+        open_pool("nope", tmp_path)
 
 
 def test_rows_of_names_unknown_ids(built):
-    pool = store.open_pool(built[3])
+    pool = open_pool(built[3])
     assert pool.rows_of(["r3", "r0"]).tolist() == [3, 0]
     with pytest.raises(LabelsError, match=r"lab.csv: 2 id\(s\) are not in pool 'p' \('zz', 'yy'\)"):
         pool.rows_of(["r1", "zz", "yy"], source="lab.csv")
@@ -218,7 +219,7 @@ def _corrupt(path: Path, what: str) -> None:
         b = (path / "index.faiss").read_bytes()
         (path / "index.faiss").write_bytes(b[: len(b) // 2])
     elif what == "index-other":
-        store.build_pool(_table(path.parent, TEXTS[:5], "five.csv"), HashEncoder(), path.parent / "five")
+        build_pool(_table(path.parent, TEXTS[:5], "five.csv"), HashEncoder(), path.parent / "five")
         (path / "index.faiss").write_bytes((path.parent / "five" / "index.faiss").read_bytes())
 
 
@@ -244,7 +245,7 @@ def test_corrupt_pool_is_a_clear_error(built, what, needle):
     path = built[3]
     _corrupt(path, what)
     with pytest.raises(CorruptPoolError) as exc:
-        pool = store.open_pool(path)
+        pool = open_pool(path)
         pool.texts, pool.embeddings, pool.index  # noqa: B018  (load every part)
     assert needle in str(exc.value) and "\n" not in str(exc.value)
     assert "--repair (labels and rounds are kept)" in str(exc.value) and "--overwrite" not in str(exc.value)
@@ -259,13 +260,13 @@ def test_check_existing_matches_a_shard_list_of_the_same_input(tmp_path):
     src.write_text("id,uid,text\n1,a,one\n2,b,two\n", encoding="utf-8")
     for id_col in ("id", "uid"):
         path = tmp_path / id_col
-        store.build_pool(load_texts(src, id_col=id_col), HashEncoder(), path)
-        assert store.check_existing(path, list_shards(src, id_col=id_col), "hash", None) is not None
-    assert store.check_existing(tmp_path / "id", list_shards(src), "hash", None) is not None
+        build_pool(load_texts(src, id_col=id_col), HashEncoder(), path)
+        assert check_existing(path, list_shards(src, id_col=id_col), "hash", None) is not None
+    assert check_existing(tmp_path / "id", list_shards(src), "hash", None) is not None
     with pytest.raises(PoolExistsError):
-        store.check_existing(tmp_path / "uid", list_shards(src), "hash", None)
+        check_existing(tmp_path / "uid", list_shards(src), "hash", None)
     with pytest.raises(PoolExistsError):
-        store.check_existing(tmp_path / "id", list_shards(src, id_col="uid"), "hash", None)
+        check_existing(tmp_path / "id", list_shards(src, id_col="uid"), "hash", None)
 
 
 class _ShardsHere:
@@ -280,7 +281,7 @@ class _ShardsHere:
         for t in tasks:
             s = read_shard(t.file, text_col=text_col, id_col=id_col)
             self.read.append(t.file.name)
-            yield store.ShardResult(t.key, s.texts, s.ids, self.encoder.encode(s.texts), len(s.texts))
+            yield ShardResult(t.key, s.texts, s.ids, self.encoder.encode(s.texts), len(s.texts))
 
 
 def test_build_pool_from_shards_writes_the_local_engines_pool_and_reuses_finished_shards(tmp_path):
@@ -291,7 +292,7 @@ def test_build_pool_from_shards_writes_the_local_engines_pool_and_reuses_finishe
     (d / "a.csv").write_text("text\none\ntwo\none\n", encoding="utf-8")
     (d / "b.jsonl").write_text('{"text": "two"}\n{"text": "three"}\n', encoding="utf-8")
     (d / "c.txt").write_text("one\n", encoding="utf-8")
-    local = store.build_pool(load_texts(d), HashEncoder(), tmp_path / "local")
+    local = build_pool(load_texts(d), HashEncoder(), tmp_path / "local")
     path = tmp_path / "shard"
     engine = _ShardsHere(HashEncoder())
 
@@ -299,12 +300,24 @@ def test_build_pool_from_shards_writes_the_local_engines_pool_and_reuses_finishe
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        store.build_pool_from_shards(list_shards(d), HashEncoder(), path, engine=engine, on_progress=die_after_one)
-    res = store.build_pool_from_shards(list_shards(d), HashEncoder(), path, engine=engine)
+        build_pool_from_shards(list_shards(d), HashEncoder(), path, engine=engine, on_progress=die_after_one)
+    res = build_pool_from_shards(list_shards(d), HashEncoder(), path, engine=engine)
     assert engine.read == ["a.csv", "b.jsonl", "c.txt"] and res.n_chunks_reused == 1
     assert (res.n_rows, res.n_unique) == (local.n_rows, local.n_unique) == (6, 3)
-    a, b = store.open_pool(local.path), store.open_pool(path)
+    a, b = open_pool(local.path), open_pool(path)
     assert list(a.ids) == list(b.ids) and a.ids[2].endswith("-2") and a.ids[5].endswith("-3")
     np.testing.assert_array_equal(np.asarray(a.embeddings), np.asarray(b.embeddings))
-    assert a.manifest["input"] == b.manifest["input"] and a.manifest["n_unique_texts"] == b.manifest["n_unique_texts"]
-    assert store.build_pool_from_shards(list_shards(d), HashEncoder(), path, engine=engine).skipped
+    assert a.manifest.input == b.manifest.input and a.manifest.n_unique_texts == b.manifest.n_unique_texts
+    assert build_pool_from_shards(list_shards(d), HashEncoder(), path, engine=engine).skipped
+
+
+def test_a_new_build_writes_the_keys_the_previous_code_wrote(built):
+    """Same manifest layout as before fmal.pool (tests/test_manifest.py holds one verbatim)."""
+    from test_manifest import DEMO
+
+    m = json.loads((built[3] / "manifest.json").read_text())
+    assert set(m) == set(DEMO)
+    for section in ("model", "input", "embedding", "files", "file_checks"):
+        assert set(m[section]) == set(DEMO[section]), section
+    assert set(m["index"]) == set(DEMO["index"])
+    assert m["model"]["onnx_file"] is None and m["model"]["threads"] is None  # written as null, as before

@@ -68,7 +68,7 @@ app = typer.Typer(
 )
 
 
-#: the --pool option's help, the same in every command (fmal.store.pool_path is the rule)
+#: the --pool option's help, the same in every command (fmal.pool.pool_path is the rule)
 POOL_HELP = ("Pool: a name (a folder under --index-dir, default ./indexes), or a folder path with a '/' "
              "(./p, ../p, /data/p), used as it is and not combined with --index-dir.")
 

@@ -20,8 +20,8 @@ def status_cmd(
 
     st = status_rows(pool, index_dir=index_dir)
     m = st.manifest
-    typer.echo(f"pool {st.path}: {m['n_rows']:,} rows, dim {m['dim']}, model {m['model']['name']}")
-    typer.echo(f"  index: {m['index']['type']} ({m['index']['metric']}), {m['index']['ntotal']:,} vectors")
+    typer.echo(f"pool {st.path}: {m.n_rows:,} rows, dim {m.dim}, model {m.model.name}")
+    typer.echo(f"  index: {m.index.type} ({m.index.metric or 'unknown'}), {m.index.ntotal:,} vectors")
     typer.echo(f"  labels: {st.n_labels:,}")
     if st.rounds:
         _print.table(st.rounds, list(st.rounds[0]), limit=1000)

@@ -3,7 +3,7 @@ shards (``fmal.io.list_shards``); Ray tasks read and validate each unfinished sh
 own reader (``fmal.io.read_shard``, the local engine's, so errors are the same), cut it into
 pieces of ``chunk_size`` texts, and a pool of stateful encoder actors (one model per actor, loaded
 once) embeds them. Pieces come back to the driver, which saves each shard once all its pieces
-are in (``fmal.store.save_shard``): a killed driver or worker loses only unfinished shards.
+are in (``fmal.pool.write.save_shard``): a killed driver or worker loses only unfinished shards.
 
 Workers read the input by path (the same machine, or a filesystem every node sees); embeddings
 travel back to the driver as .npy bytes, so the pool needs no shared filesystem.
@@ -23,7 +23,7 @@ import numpy as np
 
 from fmal import exceptions as fmal_exceptions
 from fmal.exceptions import FmalError, InvalidInputError
-from fmal.store import ShardResult, ShardTask
+from fmal.engines.shards import ShardResult, ShardTask, unique_texts
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,6 @@ class _EmbedActor:
             self.error = exc
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from fmal.store import _unique
-
         out = {k: batch[k] for k in _PIECE}
         if self.error is not None:
             n = len(batch["task"])
@@ -88,7 +86,7 @@ class _EmbedActor:
                 embs.append(b"")
                 counts.append(0)
                 continue
-            uniq, inverse = _unique(json.loads(str(texts_json)))
+            uniq, inverse = unique_texts(json.loads(str(texts_json)))
             emb = self.encoder.encode(uniq, batch_size=self.batch_size, normalize=True)[inverse]
             buf = io.BytesIO()
             np.save(buf, np.ascontiguousarray(emb, dtype=np.float32), allow_pickle=False)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from fmal._lazy import lazy_module
-from fmal._matrix import BlockMatrix
+from fmal._matrix import in_blocks
 from fmal._parallel import n_workers, parallel_map, single_blas
 from fmal._validation import check_budget, check_embeddings, check_indices, check_positive
 from fmal.seed.base import SEED_STRATEGIES, SeedResult
@@ -80,7 +80,7 @@ def kmeans_pp_init(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarra
 def train_kmeans(X: np.ndarray, k: int, *, random_state: int = 0, niter: int = 20) -> np.ndarray:
     """FAISS (Euclidean) k-means, greedy k-means++ seeded, trained on at most
     KMEANS_POINTS_PER_CENTROID rows per centroid (a seeded sample). Returns the centroids [k, d]."""
-    X = X if isinstance(X, (np.memmap, BlockMatrix)) else check_embeddings(X)  # never read a big pool whole
+    X = X if isinstance(X, np.memmap) or in_blocks(X) else check_embeddings(X)  # never read a big pool whole
     n, d = X.shape
     k = int(min(k, n))
     km = faiss.Kmeans(d, k, niter=niter, seed=int(random_state) % (2**31), verbose=False)
@@ -91,7 +91,7 @@ def train_kmeans(X: np.ndarray, k: int, *, random_state: int = 0, niter: int = 2
         rows = np.sort(np.random.default_rng(random_state).choice(n, size=max_train, replace=False))
         train = np.ascontiguousarray(X[rows], dtype=np.float32)
     else:
-        train = np.ascontiguousarray(X, dtype=np.float32)
+        train = np.ascontiguousarray(X[:n], dtype=np.float32)  # a slice: a BlockMatrix is read, never converted whole
     rng = np.random.default_rng(random_state)
     init_rows = np.sort(rng.choice(train.shape[0], size=min(train.shape[0], max(KMEANS_INIT_SAMPLE, 4 * k)), replace=False))
     with single_blas():
@@ -111,7 +111,7 @@ def kmeans(
     """FAISS (Euclidean) k-means, greedy k-means++ seeded (:func:`train_kmeans`), then every row
     to its nearest centroid in one streamed pass. Returns (centroids [k, d], assignment [n], sim
     to own centroid [n])."""
-    X = X if isinstance(X, (np.memmap, BlockMatrix)) else check_embeddings(X)
+    X = X if isinstance(X, np.memmap) or in_blocks(X) else check_embeddings(X)
     centroids = train_kmeans(X, k, random_state=random_state, niter=niter)
     ((sim, assign),) = nearest_rows(X, [(centroids, assign_bias(centroids))])
     return centroids, assign, sim
@@ -197,7 +197,7 @@ def pool_kmeans(X: Any, k: int, *, index: Any = None, random_state: int = 0, ass
     ``assign=False``: on the exact path, only train; ``assign`` and ``sim`` are left None for the
     caller to fill in a pass it makes anyway (see fmal.seed.diagnostics)."""
     n = X.shape[0]
-    coarse = ivf_lists(index, n) if isinstance(X, BlockMatrix) else None
+    coarse = ivf_lists(index, n) if in_blocks(X) else None
     if coarse is not None and coarse[0].shape[0] >= TWO_LEVEL_LISTS_PER_CLUSTER * k:
         centroids, assign = two_level_kmeans(coarse, k, random_state=random_state)
         info = {"two_level": f"k-means of the index's {coarse[0].shape[0]:,} IVF lists (trained on a sample at "

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fmal._matrix import BlockMatrix
+from fmal._matrix import in_blocks, take
 from fmal._validation import check_indices
 from fmal.seed.clustering import assign_bias, pool_kmeans
 from fmal.seed.coverage import probcover_delta
@@ -59,13 +59,13 @@ def diagnose(
         out["coverage_delta_rule"] = "auto (" + d["delta_rule"] + ")"
     delta = check_delta(delta)
     C = np.asarray(X[chosen])
-    sampled = sample and isinstance(X, BlockMatrix) and n > COVERAGE_SAMPLE
+    sampled = sample and in_blocks(X) and n > COVERAGE_SAMPLE
     if assign is None:  # the report's own clusters; on the exact path assigned in the pass below
         pc = pool_kmeans(X, min(chosen.size, n), index=index, random_state=random_state, assign=sampled)
         assign = pc.assign
     if sampled:
         rows = np.sort(np.random.default_rng(random_state).choice(n, size=COVERAGE_SAMPLE, replace=False))
-        sim = np.concatenate([nearest_sim(X[rows[s : s + _GATHER]], C)[0] for s in range(0, rows.size, _GATHER)])
+        sim = np.concatenate([nearest_sim(take(X, rows[s : s + _GATHER]), C)[0] for s in range(0, rows.size, _GATHER)])
         out["coverage_sample"] = f"distances estimated on {COVERAGE_SAMPLE:,} random rows of {n:,}"
     elif assign is None:
         (sim, _), (_, assign) = nearest_rows(X, [(C, None), (pc.centroids, assign_bias(pc.centroids))])

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fmal import frames, store
+from fmal import frames
+from fmal.pool import open_pool
 from fmal._defaults import DEFAULT_C
 from fmal._validation import check_label, check_seed
 from fmal.api import embed
@@ -141,16 +142,16 @@ def simulate(
     pool_name = pool or (default_pool_name(data) if frames.is_path(source) else f"data-{table.fingerprint.split(':')[-1][:12]}")
     emb = embed(source, pool_name, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
                 on_start=on_embed_start, on_progress=on_embed_progress)
-    p = store.open_pool(emb.pool_path)
+    p = open_pool(emb.pool_path)
     rows = p.rows_of(table.ids, source=str(data))
     train = np.nonzero(has_label & ~is_test_all)[0]
     test = np.nonzero(has_label & is_test_all)[0]
     Xall = p.embeddings
     X = np.asarray(Xall[rows[train]], dtype=np.float32)
     X_test = np.asarray(Xall[rows[test]], dtype=np.float32)
-    model_info = p.manifest.get("model") or {}
-    info = {"data": str(data), "pool": str(p.path), "model": model_info.get("name"),
-            "backend": model_info.get("backend"), "model_fingerprint": model_info.get("fingerprint"),
+    model_info = p.manifest.model
+    info = {"data": str(data), "pool": str(p.path), "model": model_info.name,
+            "backend": model_info.backend, "model_fingerprint": model_info.fingerprint,
             "label_col": label_col, "split": split_info, "n_rows": len(frame),
             "n_unlabeled_left_out": int((~has_label).sum()), "embedded_now": int(emb.n_embedded),
             "seconds_embed": round(emb.seconds, 3)}

@@ -399,7 +399,7 @@ def sync(
     client: Client | None = None,
 ) -> SyncResult:
     """One pass of the loop against Label Studio at ``url`` (see the module docstring)."""
-    from fmal import store
+    from fmal.pool import open_pool
     from fmal.api import _declare
     from fmal.export.consensus import POLICIES
 
@@ -408,7 +408,7 @@ def sync(
         raise InvalidInputError(f"--on-conflict must be one of {', '.join(POLICIES)}, got {on_conflict!r}")
     if every is not None and every < 1:
         raise InvalidInputError(f"--every must be a positive number of labels, got {every}")
-    p = store.open_pool(pool, index_dir)
+    p = open_pool(pool, index_dir)
     session = Session(p.path)
     if classes is not None:
         _declare(session, classes)

@@ -16,14 +16,15 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-ROWS = "rows.parquet"
-EMBEDDINGS = "embeddings.npy"
-INDEX = "index.faiss"
-MANIFEST = "manifest.json"
+from fmal.pool.files import EMBEDDINGS, INDEX, MANIFEST, ROWS
+
+if TYPE_CHECKING:
+    from fmal.pool.manifest import Manifest
+
 DERIVED = (ROWS, EMBEDDINGS, INDEX)
 _BLOCK = 4 << 20  # sha256 is streamed in 4 MiB blocks: bounded memory for any file size
 
@@ -59,10 +60,11 @@ def rows_shape(f: Path, rec: Any = None, since: int = 0) -> tuple[int, int]:
     and is not newer than the manifest (``since``), the recorded shape stands: importing
     pyarrow.parquet to read the footer costs ~0.3 s, most of ``fmal status``. Otherwise pyarrow
     reads the footer."""
-    if isinstance(rec, dict) and isinstance(rec.get("shape"), list) and len(rec["shape"]) == 2:
+    shape = rec.get("shape") if isinstance(rec, dict) else None
+    if isinstance(shape, list) and len(shape) == 2 and all(type(x) is int for x in shape):  # a hand-edited record: read the footer
         st = f.stat()
         if rec.get("size") == st.st_size and st.st_mtime_ns <= since:
-            return int(rec["shape"][0]), int(rec["shape"][1])
+            return shape[0], shape[1]
     import pyarrow.parquet as pq
 
     meta = pq.read_metadata(f)
@@ -98,22 +100,22 @@ def index_shape(f: Path) -> tuple[int, int]:
     return ntotal, d
 
 
-def check_pool(path: Path, m: dict[str, Any], *, n: int | None = None, dim: int | None = None,
+def check_pool(path: Path, m: Manifest, *, n: int | None = None, dim: int | None = None,
                checksums: bool | None = None) -> list[Problem]:
     """What is wrong with the derived files of the pool at ``path`` (manifest ``m``); [] when nothing.
 
     ``n`` and ``dim`` are the true row count and dimension when known (the input's and the model's,
     during a repair); else the manifest's. ``checksums``: True always streams the recorded sha256,
     False never, None only for files newer than the manifest."""
-    m_n, m_dim = m.get("n_rows"), m.get("dim")
+    m_n, m_dim = m.n_rows, m.dim
     n = m_n if n is None else n
     dim = m_dim if dim is None else dim
     problems: list[Problem] = []
     if (m_n, m_dim) != (n, dim):
         problems.append(Problem(MANIFEST, f"says {m_n} rows of dim {m_dim}, the input and model give {n} of dim {dim}"))
-    records = m.get("file_checks") if isinstance(m.get("file_checks"), dict) else {}
+    records = m.file_records
     since = _manifest_mtime(path)
-    dtype = str(m.get("dtype", "float32"))
+    dtype = m.precision
     for name in DERIVED:
         f = path / name
         if not f.is_file():
@@ -160,9 +162,9 @@ def _against_record(f: Path, rec: Any, checksums: bool | None, since: int) -> st
     return None
 
 
-def needs_checksum(path: Path, m: dict[str, Any]) -> bool:
+def needs_checksum(path: Path, m: Manifest) -> bool:
     """Whether a derived file with a recorded checksum is newer than the manifest (a check hashes it)."""
-    records = m.get("file_checks") if isinstance(m.get("file_checks"), dict) else {}
+    records = m.file_records
     since = _manifest_mtime(path)
     for name in records:
         try:
@@ -178,20 +180,19 @@ def mark_verified(path: Path) -> None:
     os.utime(path / MANIFEST)
 
 
-def repair_hint(path: Path, m: dict[str, Any] | None = None) -> str:
+def repair_hint(path: Path, m: Manifest | None = None) -> str:
     """The command that repairs the pool at ``path``, keeping its labels and rounds."""
     from fmal.encoders import DEFAULT_MODEL
 
-    inp = str((m or {}).get("input", {}).get("path") or "INPUT")
-    model = (m or {}).get("model", {}).get("name")
-    if model == "external":  # embeddings made elsewhere: rebuilt from their source, no encoder
-        src = (m or {}).get("model", {})
-        ids = f" --ids {src['ids_source']}" if src.get("ids_source") else ""
-        return f"repair it with: fmal embed --embeddings {src.get('source') or 'FILE'}{ids} --pool {path} --repair (labels and rounds are kept)"
+    inp = str((m.input.path if m else None) or "INPUT")
+    model = m.model.name if m else None
+    if m and model == "external":  # embeddings made elsewhere: rebuilt from their source, no encoder
+        ids = f" --ids {m.model.ids_source}" if m.model.ids_source else ""
+        return f"repair it with: fmal embed --embeddings {m.model.source or 'FILE'}{ids} --pool {path} --repair (labels and rounds are kept)"
     flag = f" --model {model}" if model and model != DEFAULT_MODEL else ""
     return f"repair it with: fmal embed {inp} --pool {path}{flag} --repair (labels and rounds are kept)"
 
 
-def describe(path: Path, problems: list[Problem], m: dict[str, Any] | None = None) -> str:
+def describe(path: Path, problems: list[Problem], m: Manifest | None = None) -> str:
     """One line: what is wrong with the pool and how to repair it."""
     return f"{path}: damaged pool: {'; '.join(map(str, problems))}; {repair_hint(path, m)}"
