@@ -1,0 +1,81 @@
+"""Looking at a pool: ``status`` (its session), ``info`` (its files: :mod:`fmal.describe`, light
+enough for ``fmal status``/``fmal info`` without this package) and ``report`` (class balance,
+unlabeled clusters: :mod:`fmal.report`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fmal._validation import check_positive, check_seed
+from fmal.api.annotation import _stored_labels
+from fmal.api.results import PoolStatus
+from fmal.api.rounds import _proba_batched
+from fmal.describe import PoolInfo, info
+from fmal.exceptions import InvalidInputError
+from fmal.pool import open_pool
+from fmal.report import (
+    DEFAULT_CLUSTERS,
+    DEFAULT_RARE_RATIO,
+    BiasReport,
+    class_balance,
+    rounds_balance,
+    unlabeled_clusters,
+)
+from fmal.report import write as write_report
+from fmal.seed.clustering import kmeans as fmal_seed_kmeans
+from fmal.session import Session
+
+__all__ = ["PoolInfo", "info", "report", "status"]  # info: fmal.describe's, which fmal info runs without this package
+
+PathLike = str | os.PathLike[str]
+
+
+def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolStatus:
+    """Describe a pool and its session: rows, model, index, labels and rounds so far (each round's
+    labels per class, probe C and cross-validated accuracy, and the stopping signal for query rounds)."""
+    from fmal.describe import status_rows
+
+    st = status_rows(pool, index_dir=index_dir)
+    return PoolStatus(st.path, st.manifest, st.n_labels, pd.DataFrame(st.rounds), st.advice)
+
+
+def report(
+    pool: str | PathLike,
+    *,
+    index_dir: PathLike | None = None,
+    output: PathLike | None = None,
+    n_clusters: int = DEFAULT_CLUSTERS,
+    rare_ratio: float = DEFAULT_RARE_RATIO,
+    random_state: int = 0,
+) -> BiasReport:
+    """Labeled class distribution vs the probe's predicted distribution over the pool (with a
+    warning per class far rarer among the labels than predicted), k-means clusters holding no
+    label, and the class balance round by round; written as markdown (``output``, default the
+    pool's ``reports/report.md``) and a PNG beside it."""
+    check_positive(n_clusters, "n_clusters", integer=True)
+    check_positive(rare_ratio, "rare_ratio")
+    random_state = check_seed(random_state)
+    p = open_pool(pool, index_dir)
+    session = Session(p.path)
+    ids, rows, y = _stored_labels(p, session)
+    out = Path(output) if output is not None else p.path / "reports" / "report.md"
+    if out.suffix.lower() != ".md":
+        raise InvalidInputError(f"--output {out}: the report is markdown, use a .md file name (the PNG goes beside it)")
+    from fmal.probe import LinearProbe
+
+    probe = LinearProbe(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))
+    proba = _proba_batched(probe, p.embeddings, np.arange(p.n))
+    predicted = probe.classes_[proba.argmax(axis=1)]
+    balance, warns = class_balance(y, predicted, rare_ratio)
+    k = int(min(n_clusters, p.n))
+    _, assign, sim = fmal_seed_kmeans(p.embeddings, k, random_state=random_state)
+    clusters = unlabeled_clusters(assign, sim, rows, predicted, p.texts, k)
+    rounds = rounds_balance(session.rounds, session.labels, balance["class"].tolist())
+    picked = {i for r in session.rounds for i in r.ids}
+    rep = BiasReport(balance, clusters, rounds, warns, p.n, len(ids), k, sum(i not in picked for i in ids))
+    write_report(rep, out, p.name)
+    return rep
