@@ -32,7 +32,7 @@ def _check_output(fmt_name: str, output: PathLike | None, default: Path) -> Path
     fmt = FORMATS.get(fmt_name)
     out = Path(output) if output is not None else default.with_suffix(fmt.suffixes[0])
     if out.suffix.lower() not in fmt.suffixes:
-        raise InvalidInputError(f"--output {out}: a {fmt.name} file must end in {' or '.join(fmt.suffixes)}")
+        raise InvalidInputError(f"output {out}: a {fmt.name} file must end in {' or '.join(fmt.suffixes)}", param="output")
     return out
 
 
@@ -64,24 +64,59 @@ def export(
     image_root: PathLike | None = None,
     image_url_prefix: str | None = None,
 ) -> ExportResult:
-    """Write the picks of round ``round`` (default: the last) for an annotation tool.
+    """Write a round's picks as an annotation tool's import file.
 
     Every task lists every class (Prodigy ``options``; the Label Studio config and Argilla
     question from :func:`fmal.export.labelstudio.label_config` / the Argilla settings): the pool's
-    declared classes (``classes`` declares them, stored in labels.db), else every class seen so
-    far, with a warning when there are none (a seed round before ``--classes``).
-    Query rounds carry the probe's suggested label and probability, written as the tool's
-    pre-annotation (Label Studio predictions, Prodigy preselected option and score, Argilla
-    suggestions, ``predicted_label``/``predicted_proba`` columns in CSV/JSONL). ``with_vectors``:
-    Argilla records carry the pool's embedding of each text (vector ``embedding``).
-    Default output: the pool's ``exports/round-NNN-FORMAT.EXT``.
+    declared classes, else every class seen so far, with a warning when there are none (a seed
+    round before any ``classes``). Query rounds carry the probe's suggested label and
+    probability, written as the tool's pre-annotation (Label Studio predictions, Prodigy
+    preselected option and score, Argilla suggestions, ``predicted_label``/``predicted_proba``
+    columns in CSV/JSONL). An image pool's tasks show the image
+    (:func:`fmal.images.image_sources`). Read the answers back with :func:`import_labels`.
 
-    An image pool's tasks show the image (:func:`fmal.images.image_sources`): its file path under
-    the pool's image folder, or under ``image_root``, or ``image_url_prefix`` + its relative path.
+    Parameters
+    ----------
+    pool : str or path
+        The pool: a name (a folder under ``index_dir``) or a folder path with a '/'.
+    round : int, optional
+        The round to export (default: the last).
+    format : str
+        A name in ``fmal.export.FORMATS``: csv, jsonl, label-studio, prodigy, argilla.
+    index_dir : path, optional
+        Where named pools live (default ``./indexes``).
+    output : path, optional
+        The file to write, with the format's extension (default: the pool's
+        ``exports/round-NNN-FORMAT.EXT``).
+    classes : str or list of str, optional
+        Declare the pool's label set ("A,B,C" or a list; stored in labels.db, once is enough).
+    with_vectors : bool
+        Argilla: each record carries the pool's embedding of its text (vector ``embedding``).
+    image_root : path, optional
+        Image pools: the folder the tool reads the images from (default: the folder they were
+        embedded from); tasks carry ``image_root`` / relative path.
+    image_url_prefix : str, optional
+        Image pools: tasks carry this prefix + the URL-quoted relative path.
+
+    Returns
+    -------
+    ExportResult
+        The round, format and file written, the number of tasks and of suggestions, the classes
+        listed (and whether declared), and the warning given, if any.
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown format or round, no round yet, an ``output`` name without the format's
+        extension, bad ``classes``, or an option the format or pool has no use for
+        (``with_vectors``, ``image_root``, ``image_url_prefix``).
+    PoolNotFoundError
+        No pool at ``pool``.
     """
     fmt = FORMATS.get(format)
     if with_vectors and fmt.name != "argilla":
-        raise InvalidInputError(f"--with-vectors adds the embeddings to Argilla records; {fmt.name} has no place for them")
+        raise InvalidInputError(f"with_vectors adds the embeddings to Argilla records; {fmt.name} has no place for them",
+                                param="with_vectors")
     p = open_pool(pool, index_dir)
     session = Session(p.path)
     if session.refresh_views():  # a writer killed after its commit left a view stale
@@ -95,7 +130,7 @@ def export(
         round = numbers[-1]
     rec = next((r for r in session.rounds if r.round == round), None)
     if rec is None:
-        raise InvalidInputError(f"--round must be one of the pool's rounds ({', '.join(map(str, numbers))}), got {round}")
+        raise InvalidInputError(f"round must be one of the pool's rounds ({', '.join(map(str, numbers))}), got {round}", param="round")
     frame = _frame_of_round(p, rec)
     # --- images (fmal.images): where the tool loads each pick's image from
     if (root := images.pool_image_root(p.manifest)) is not None:
@@ -103,7 +138,8 @@ def export(
                                               url_prefix=image_url_prefix)
         frame.attrs["modality"] = "image"
     elif image_root is not None or image_url_prefix is not None:
-        raise InvalidInputError(f"--image-root and --image-url-prefix say where an image pool's images are; pool {p.name!r} holds texts")
+        raise InvalidInputError(f"image_root and image_url_prefix say where an image pool's images are; pool {p.name!r} holds texts",
+                                param=("image_root", "image_url_prefix"))
     # ---
     if with_vectors:
         frame.attrs["vectors"] = np.asarray(p.embeddings[p.rows_of(rec.ids, source="session")], dtype=np.float32)
@@ -128,12 +164,13 @@ def _no_usable_answer(path: Path, fmt: str, got: Any, detected: bool) -> LabelsE
     why = "; ".join(f"{n} x {w}" for w, n in Counter(w for _, w in got.skipped).most_common(3))
     other = None if detected else guess(path)
     if other is not None and other != fmt:
-        hint = f"it looks like a {other} export: pass --format {other} (or leave --format out)"
+        hint = f"it looks like a {other} export: pass format {other} (or leave format out)"
     elif any("not annotated" in w or "no response" in w or "no label yet" in w or "no answer" in w for _, w in got.skipped):
         hint = "annotate some tasks, export again and import that file"
     else:
-        hint = "check that the file is the tool's export of tasks fmal wrote, and --format"
-    return LabelsError(f"{path}: {got.n_records} record(s) read as {fmt}, none holds a usable answer ({why or 'no answer field'}); {hint}")
+        hint = "check that the file is the tool's export of tasks fmal wrote, and format"
+    return LabelsError(f"{path}: {got.n_records} record(s) read as {fmt}, none holds a usable answer ({why or 'no answer field'}); {hint}",
+                       param="format")
 
 
 def import_labels(
@@ -146,31 +183,66 @@ def import_labels(
     control: str | None = None,
     classes: str | list[str] | None = None,
 ) -> ImportResult:
-    """Read an annotation tool's export and merge its answers into the pool's labels.
+    """Merge the answers of an annotation tool's export into the pool's labels.
 
-    ``format`` None: read from the content (:func:`fmal.export.detect.detect`). A file whose
-    records hold no usable answer (the wrong format, nothing annotated) is a LabelsError saying
-    why. Answers for ids not in the pool are reported, not imported; labels outside the pool's
-    declared classes (``classes`` declares them) are imported and reported. A file that answers
-    an id twice differently, or answers a labeled id differently from the stored label, is a
-    conflict: ``on_conflict`` = ``error`` (default: nothing is written), ``keep`` (the stored /
-    first answer wins), ``replace`` (the file's / last answer wins; the old label is kept in the
-    pool's labels.db: ``relabels`` and ``answers``), ``majority`` (most annotators' label; a tie
-    imports nothing for that id) or ``crowdlab`` (cleanlab's CROWDLAB consensus, with each
-    annotator's estimated quality); a consensus replaces a differing stored label. Every answer of
-    an id answered several times is kept in ``answers`` (outcome ``vote``, with its annotator).
-    ``control``: the Label Studio choices control to read (default ``label``, else the only one).
-    Importing the same file again changes no label. The file is read before the pool's write lock
+    Nothing stored is lost, answers for ids not in the pool are reported (not imported), and
+    importing the same file again changes no label. Labels outside the pool's declared classes are
+    imported and reported. A file that answers an id twice differently, or answers a labeled id
+    differently from the stored label, is a conflict, settled by ``on_conflict``; every answer of
+    an id answered several times is kept in labels.db's ``answers`` (outcome ``vote``, with its
+    annotator), and a replaced label in ``relabels``. The file is read before the pool's write lock
     is taken; the merge is one transaction.
-    ``file`` may also be the answers themselves (a DataFrame with id and label columns, a dict, a
-    Series, (id, label) pairs: :mod:`fmal.frames`; ``format`` and ``control`` are then not used).
+
+    Parameters
+    ----------
+    file : path, DataFrame, dict, Series or (id, label) pairs
+        The tool's export (Label Studio JSON/JSON_MIN/CSV, Prodigy db-out JSONL, Argilla records,
+        CSV, JSONL), or the answers themselves in memory (:mod:`fmal.frames`; ``format`` and
+        ``control`` are then not used).
+    pool : str or path
+        The pool: a name (a folder under ``index_dir``) or a folder path with a '/'.
+    format : str, optional
+        A name in ``fmal.export.FORMATS``; None: read from the content
+        (:func:`fmal.export.detect.detect`).
+    on_conflict : {"error", "keep", "replace", "majority", "crowdlab"}
+        ``error``: write nothing; ``keep``: the stored / first answer wins; ``replace``: the
+        file's / last answer wins; ``majority``: most annotators' label (a tie imports nothing for
+        that id); ``crowdlab``: cleanlab's CROWDLAB consensus, with each annotator's estimated
+        quality. A consensus replaces a differing stored label.
+    index_dir : path, optional
+        Where named pools live (default ``./indexes``).
+    control : str, optional
+        label-studio: the choices control to read (default ``label``, else the only one).
+    classes : str or list of str, optional
+        Declare the pool's label set ("A,B,C" or a list); answers outside it are reported.
+
+    Returns
+    -------
+    ImportResult
+        Records and answers read; labels added, changed, unchanged and kept; the conflicts,
+        disagreements, unknown ids, skipped records, labels outside the classes, ties and
+        annotator qualities.
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown format or ``on_conflict``, ``control`` on a format that has none, bad
+        ``classes``.
+    LabelsError
+        The file cannot be read, holds no usable answer (the message says why: the wrong format,
+        nothing annotated), answers none of the pool's ids, or conflicts with the stored labels
+        (or with itself) under ``on_conflict="error"``.
+    PoolNotFoundError
+        No pool at ``pool``.
+    PoolBusyError
+        Another process holds the pool's session lock.
     """
     from fmal.export import consensus
     from fmal.export import labelstudio as ls_format
     from fmal.export.detect import detect
 
     if on_conflict not in consensus.POLICIES:
-        raise InvalidInputError(f"--on-conflict must be one of {', '.join(consensus.POLICIES)}, got {on_conflict!r}")
+        raise InvalidInputError(f"on_conflict must be one of {', '.join(consensus.POLICIES)}, got {on_conflict!r}", param="on_conflict")
     p = open_pool(pool, index_dir)
     session = Session(p.path)
     if frames.is_path(file):
@@ -178,7 +250,7 @@ def import_labels(
         detected = format is None
         fmt = FORMATS.get(detect(path) if format is None else format)
         if control is not None and fmt.name != "label-studio":
-            raise InvalidInputError(f"--control names a Label Studio control; the file is read as {fmt.name}")
+            raise InvalidInputError(f"control names a Label Studio control; the file is read as {fmt.name}", param="control")
         got = ls_format.read(path, control) if fmt.name == "label-studio" else fmt.read(path)
         if got.n_records and not got.answers:
             raise _no_usable_answer(path, fmt.name, got, detected)
@@ -233,12 +305,47 @@ def audit(
     n_folds: int = DEFAULT_FOLDS,
     random_state: int = 0,
 ) -> AuditResult:
-    """Cross-validated probe probabilities on every labeled row, then cleanlab's label-issue
-    detection: the likely wrong labels, most suspicious first, each with a suggested label.
+    """Find labels that look wrong: cross-validated probe probabilities + cleanlab.
 
-    With ``output``, the flagged rows (all audited rows with ``include_all``) are written for
-    re-review in ``format`` (default: from the extension, .csv -> csv, .jsonl -> jsonl), with the
-    suggestion as pre-annotation and the given label as ``given_label``.
+    Every labeled row gets the probability of each class from a probe that did not see it
+    (``n_folds``-fold cross-validation); cleanlab's label-issue detection ranks the labels most
+    likely wrong, each with a suggested label. With ``output``, the flagged rows (every audited
+    row with ``include_all``) are written for re-review, the suggestion as the pre-annotation and
+    the given label as ``given_label``; import the reviewed file with
+    ``import_labels(..., on_conflict="replace")``.
+
+    Parameters
+    ----------
+    pool : str or path
+        The pool: a name (a folder under ``index_dir``) or a folder path with a '/'.
+    index_dir : path, optional
+        Where named pools live (default ``./indexes``).
+    output : path, optional
+        Write the flagged labels for re-review to this file.
+    format : str, optional
+        The format of ``output`` (a name in ``fmal.export.FORMATS``); None: from its extension
+        (.csv, .tsv: csv; .jsonl: jsonl).
+    include_all : bool
+        Write every audited label, ranked, not only the flagged ones.
+    n_folds : int
+        Cross-validation folds (fewer when a class has fewer labels).
+    random_state : int
+        Seed of the folds and the probe.
+
+    Returns
+    -------
+    AuditResult
+        ``audit.table``: every audited label ranked (rank, id, given_label, predicted_label,
+        predicted_proba, label_quality, is_issue); ``output`` and ``format`` when written; ``info``.
+
+    Raises
+    ------
+    LabelsError
+        The pool has no labels yet, or fewer than two classes with at least 2 labels each.
+    InvalidInputError
+        An ``output`` extension with no ``format``, an unknown format, a bad seed.
+    PoolNotFoundError
+        No pool at ``pool``.
     """
     random_state = check_seed(random_state)
     p = open_pool(pool, index_dir)
@@ -250,7 +357,8 @@ def audit(
         if format is None:
             format = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl"}.get(Path(output).suffix.lower())
             if format is None:
-                raise InvalidInputError(f"--output {output}: pass --format ({', '.join(FORMATS.names())}) for this extension")
+                raise InvalidInputError(f"output {output}: pass format ({', '.join(FORMATS.names())}) for this extension",
+                                        param=("output", "format"))
         out = _check_output(format, output, Path(output))
         table = res.table if include_all else res.issues
         frame = table.assign(text=p.texts[p.rows_of(table["id"].tolist(), source="labels")], audit_rank=table["rank"])

@@ -65,40 +65,116 @@ def embed(
     image_col: str | None = None,
     bad_images: str = "stop",
 ) -> EmbedResult:
-    """Read ``input``, embed its texts (each distinct text once) and write the pool folder.
+    """Embed texts into a pool: L2-normalised embeddings, ids, texts and a FAISS index.
 
-    Resumes an interrupted run with the same arguments; a finished pool built from the same input
-    and model is left as it is (``skipped=True``). ``backend`` (torch, onnx, onnx-int8) and
-    ``precision`` (float32, float16) left as None mean: the existing pool's (or the interrupted
-    run's), else ``fmal.encoders.DEFAULT_BACKEND`` and float32.
+    Identical texts are embedded once. Work is saved chunk by chunk: a rerun with the same
+    arguments resumes an interrupted run, and a finished pool built from the same input and model
+    is checked (files present, sizes and shapes as the manifest records, checksums of files
+    changed since) and left as it is (``skipped=True``).
 
-    ``engine="ray"``: Ray workers read the input (each file of a folder of shards, or the one
-    file) and embed it; work is saved and resumed per shard, texts repeated across shards are
-    embedded once per shard, and the pool is the local engine's. ``on_start(total)`` gets the
-    row count, or None on Ray (rows are counted as they are read).
+    Parameters
+    ----------
+    input : path, DataFrame, Series, list, dict or None
+        The texts: a .csv, .tsv, .jsonl, .json, .parquet or .txt file, a folder of such shards,
+        a Hugging Face datasets folder, or the texts in memory (:mod:`fmal.frames`). Images: a
+        folder of images, one image, or a table with ``image_col``. With ``embeddings``: the file
+        of ids (and texts) of the vectors, like ``ids``. None only with ``embeddings``.
+    pool : str
+        The pool: a name (a folder under ``index_dir``) or a folder path with a '/'.
+    index_dir : path, optional
+        Where named pools live (default ``./indexes``).
+    text_col, id_col : str, optional
+        The columns holding the texts (default ``text``) and unique ids (default ``id`` if
+        present, else stable ids made from the text).
+    model : str or path, optional
+        A sentence-transformers model: a local folder or a hub name (default: the bundled
+        all-MiniLM-L6-v2). For images, a CLIP-style model, run on torch.
+    batch_size : int
+        Texts per forward pass.
+    chunk_size : int
+        Distinct texts per saved chunk: an interrupted run loses at most one chunk.
+    overwrite : bool
+        Rebuild the pool from this input even if it exists. A pool with labels or rounds needs
+        ``keep_labels`` or ``drop_labels`` too.
+    repair : bool
+        Rebuild exactly the damaged files of the existing pool (embeddings through the encoder, in
+        this process, resumable; the index from the embeddings; rows from the input), keeping
+        labels and rounds. Not with ``overwrite``.
+    keep_labels : bool
+        With ``overwrite``: keep labels, answers and rounds; refused if a labeled id is not in
+        the new input, unless ``drop_labels`` too (those labels are removed after a backup).
+    drop_labels : bool
+        With ``overwrite``: move labels, rounds and probes to ``backup-<time>/`` in the pool
+        folder (never deleted).
+    trust_remote_code : bool
+        Let the model run code from its folder.
+    backend : {"torch", "onnx", "onnx-int8"}, optional
+        Encoder runtime; None: the existing pool's (or the interrupted run's), else
+        ``fmal.encoders.DEFAULT_BACKEND``.
+    precision : {"float32", "float16"}, optional
+        Stored embedding dtype; None: the existing pool's, else float32.
+    max_seq_length : int, optional
+        Truncate texts to this many tokens (default: the model's own limit).
+    threads : int, optional
+        CPU threads for the encoder (default: the cores available to this process).
+    index : str
+        FAISS index: ``auto`` (chosen from the pool's size and ``max_index_memory``), ``flat``,
+        ``hnsw``, ``ivfflat``, ``ivfsq`` or ``ivfpq``.
+    max_index_memory : str or int, optional
+        Memory budget of the index for ``index="auto"``, e.g. ``"512M"``, ``"4G"``.
+    engine : {"local", "ray"}
+        ``ray``: Ray workers read the input (each file of a folder of shards, or the one file)
+        and embed it; work is saved and resumed per shard, texts repeated across shards are
+        embedded once per shard, and the pool is the local engine's. Data in memory and
+        ``repair`` run locally.
+    ray_address : str, optional
+        With ``engine="ray"``: the cluster to join (default: a local Ray).
+    workers : int, optional
+        With ``engine="ray"``: the number of encoder actors.
+    on_start : callable, optional
+        Called once with the row count (None on Ray: rows are counted as they are read).
+    on_progress : callable, optional
+        Called with the rows done so far.
+    embeddings : array, path, optional
+        Vectors made elsewhere instead of texts to embed: an array, or an .npy / Parquet / Arrow
+        file or folder (:mod:`fmal.external`). The pool records model ``external``.
+    ids : list or path, optional
+        With ``embeddings``: one id per vector (a list or a file; ``input`` may be that file).
+    texts : list, optional
+        With ``embeddings``: one text per vector, shown in exports.
+    embedding_col : str, optional
+        With ``embeddings`` in a Parquet/Arrow table: the column of vectors.
+    normalize : bool
+        With ``embeddings``: L2-normalise the vectors.
+    append : bool
+        Add the rows of ``input`` (or ``embeddings``) that the finished pool lacks, keeping every
+        label, round and probe (:mod:`fmal.append`). Not with ``overwrite`` or ``repair``.
+    image_col : str, optional
+        Images: the column of a table ``input`` holding image paths.
+    bad_images : {"stop", "skip"}
+        Images: a bad image file stops the run, or is left out and listed in
+        ``EmbedResult.bad_images``.
 
-    A finished pool is checked first (files present, sizes and shapes as the manifest records,
-    checksums of files changed since): a damaged one is a CorruptPoolError unless ``repair``,
-    which rebuilds exactly the damaged files (embeddings through the encoder, in this process,
-    resumable; the index from the embeddings; rows from the input) and keeps labels and rounds.
+    Returns
+    -------
+    EmbedResult
+        Where the pool is, how many rows, and how much work was (re)done.
 
-    ``overwrite`` on a pool with labels or rounds needs ``keep_labels`` (the labels stay; refused
-    if a labeled id is not in the new input, unless ``drop_labels`` too: those labels are removed
-    after a backup) or ``drop_labels`` alone (labels, rounds and probes move to
-    ``backup-<time>/`` in the pool folder). Nothing a person made is deleted.
-
-    ``embeddings``: vectors made elsewhere (an array, or an .npy / Parquet / Arrow file or folder:
-    :mod:`fmal.external`) instead of texts to embed; ``ids`` (a list or a file; ``input`` may be
-    that file) and ``texts`` (shown in exports) give one per row, ``embedding_col`` / ``id_col`` /
-    ``text_col`` name their columns in a table file. Normalised unless ``normalize=False``.
-
-    ``append``: add the rows of ``input`` (or ``embeddings``) that the pool lacks to the finished
-    pool ``pool``, keeping every label, round and probe (:mod:`fmal.append`).
-
-    Images (:mod:`fmal.images`): ``input`` a folder of images, one image, or a table whose
-    ``image_col`` holds image paths; ``model`` a CLIP-style sentence-transformers model, run on
-    torch. A bad image file stops the run unless ``bad_images="skip"`` (left out, listed in
-    ``EmbedResult.bad_images``).
+    Raises
+    ------
+    InvalidInputError
+        A bad argument or combination of arguments, or input that cannot be read.
+    CorruptPoolError
+        The finished pool's files are damaged (pass ``repair``).
+    PoolExistsError
+        The pool was built from other input (pass ``overwrite``), or ``overwrite`` would lose
+        labels (pass ``keep_labels`` or ``drop_labels``).
+    ModelMismatchError
+        The pool was built with another model, or holds vectors made elsewhere.
+    PoolBusyError
+        Another process is building the pool.
+    ModelLoadError
+        The encoder cannot be loaded.
     """
     t0 = time.perf_counter()
     # --- images (fmal.images): the checks an image input adds
@@ -107,11 +183,13 @@ def embed(
         images.check_on_bad(bad_images)
         backend = images.check_backend(backend)
         if engine != "local":
-            raise InvalidInputError("--engine ray reads text shards; embed images with --engine local")
+            raise InvalidInputError("engine ray reads text shards; embed images with engine local", param="engine")
         if max_seq_length is not None:
-            raise InvalidInputError("--max-seq-length truncates texts; an image pool has none to truncate: leave it out")
+            raise InvalidInputError("max_seq_length truncates texts; an image pool has none to truncate: leave it out",
+                                    param="max_seq_length")
     elif append and images.is_image_input(input, image_col):
-        raise InvalidInputError("--append adds texts; growing an image pool is not supported yet: rebuild it with --overwrite --keep-labels")
+        raise InvalidInputError("append adds texts; growing an image pool is not supported yet: rebuild it with overwrite and "
+                                "keep_labels", param=("append", "overwrite", "keep_labels"))
     # ---
     if embeddings is not None or append:
         return _embed_more(input, pool, t0, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
@@ -124,9 +202,11 @@ def embed(
     if input is None:
         raise InvalidInputError("input: give the texts to embed (a file, folder, DataFrame or list), or embeddings=")
     if repair and overwrite:
-        raise InvalidInputError("--repair keeps the pool and rebuilds its damaged files, --overwrite rebuilds it all: pass one")
+        raise InvalidInputError("repair keeps the pool and rebuilds its damaged files, overwrite rebuilds it all: pass one",
+                                param=("repair", "overwrite"))
     if (keep_labels or drop_labels) and not overwrite:
-        raise InvalidInputError("--keep-labels and --drop-labels say what --overwrite does with the labels: pass --overwrite too")
+        raise InvalidInputError("keep_labels and drop_labels say what overwrite does with the labels: pass overwrite too",
+                                param=("keep_labels", "drop_labels", "overwrite"))
     labels_policy = "keep" if keep_labels else "drop" if drop_labels else None
     check_positive(batch_size, "batch_size", integer=True)
     check_positive(chunk_size, "chunk_size", integer=True)
@@ -137,7 +217,7 @@ def embed(
     check_index_kind(index)
     index_budget = fmal_index.parse_memory(max_index_memory)
     if engine not in ENGINES:
-        raise InvalidInputError(f"engine must be one of [{', '.join(ENGINES)}], got {engine!r}")
+        raise InvalidInputError(f"engine must be one of [{', '.join(ENGINES)}], got {engine!r}", param="engine")
     path = pool_path(pool, index_dir)
     if not overwrite:
         _refuse_texts_into_external(path)
@@ -160,8 +240,9 @@ def embed(
     kept, vanished = _labels_kept(path, input, source, text_col, id_col) if keep_labels else (0, set())
     if vanished and not drop_labels:
         raise PoolExistsError(
-            f"{path}: {len(vanished)} labeled id(s) are not in {frames.describe(input, 'input')} (e.g. {sorted(vanished)[0]!r}) and --keep-labels "
-            "would lose them; fix the input, or add --drop-labels to move those labels to a backup in the pool folder"
+            f"{path}: {len(vanished)} labeled id(s) are not in {frames.describe(input, 'input')} (e.g. {sorted(vanished)[0]!r}) and keep_labels "
+            "would lose them; fix the input, or add drop_labels to move those labels to a backup in the pool folder",
+            param=("keep_labels", "drop_labels"),
         )
     name, folder = fmal_encoders.resolve_model(model)
     if not overwrite and (backend is None or precision is None):
@@ -242,9 +323,11 @@ def _embed_more(input: Any, pool: str, t0: float, *, index_dir: PathLike | None,
     from fmal import external
 
     if (keep_labels or drop_labels) and not overwrite:
-        raise InvalidInputError("--keep-labels and --drop-labels say what --overwrite does with the labels: pass --overwrite too")
+        raise InvalidInputError("keep_labels and drop_labels say what overwrite does with the labels: pass overwrite too",
+                                param=("keep_labels", "drop_labels", "overwrite"))
     if append and (overwrite or repair):
-        raise InvalidInputError("--append adds rows to the pool as it is: leave out --overwrite and --repair")
+        raise InvalidInputError("append adds rows to the pool as it is: leave out overwrite and repair",
+                                param=("append", "overwrite", "repair"))
     if precision is not None:
         check_precision(precision)
     check_index_kind(index)
@@ -253,7 +336,7 @@ def _embed_more(input: Any, pool: str, t0: float, *, index_dir: PathLike | None,
     if overwrite:
         human_work.refuse_overwrite(path, "keep" if keep_labels else "drop" if drop_labels else None)
     if embeddings is not None and input is not None and ids is not None:
-        raise InvalidInputError("give the ids once: as --ids FILE (ids=) or as the INPUT file, not both")
+        raise InvalidInputError("give the vectors' identifiers once: in ids or in the input file, not both", param="ids")
     if append:
         return fmal_append.append(input, path, t0, text_col=text_col, id_col=id_col, embeddings=embeddings,
                                   ids=ids if ids is not None else input if embeddings is not None else None, texts=texts,
@@ -263,8 +346,9 @@ def _embed_more(input: Any, pool: str, t0: float, *, index_dir: PathLike | None,
                                text_col=text_col, embedding_col=embedding_col)
     if keep_labels and (gone := human_work.labeled_ids(path) - set(src.ids)) and not drop_labels:
         raise PoolExistsError(
-            f"{path}: {len(gone)} labeled id(s) are not in {src.path} (e.g. {sorted(gone)[0]!r}) and --keep-labels "
-            "would lose them; fix the ids, or add --drop-labels to move those labels to a backup in the pool folder"
+            f"{path}: {len(gone)} labeled id(s) are not in {src.path} (e.g. {sorted(gone)[0]!r}) and keep_labels "
+            "would lose them; fix the ids, or add drop_labels to move those labels to a backup in the pool folder",
+            param=("keep_labels", "drop_labels"),
         )
     backup = human_work.drop_vanished(path, human_work.labeled_ids(path) - set(src.ids)) if keep_labels and drop_labels else None
     started = False

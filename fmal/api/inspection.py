@@ -35,8 +35,32 @@ PathLike = str | os.PathLike[str]
 
 
 def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolStatus:
-    """Describe a pool and its session: rows, model, index, labels and rounds so far (each round's
-    labels per class, probe C and cross-validated accuracy, and the stopping signal for query rounds)."""
+    """Show a pool: rows, model, index, labels, and the history of rounds.
+
+    Each round's labels per class, probe C and cross-validated accuracy, and for query rounds the
+    stopping signal. Reads the manifest, the files' headers and the labels store only (as
+    ``fmal status`` does, :func:`fmal.describe.status_rows`).
+
+    Parameters
+    ----------
+    pool : str or path
+        The pool: a name (a folder under ``index_dir``) or a folder path with a '/'.
+    index_dir : path, optional
+        Where named pools live (default ``./indexes``).
+
+    Returns
+    -------
+    PoolStatus
+        The pool's path and manifest, its label count, its rounds (a DataFrame, one row each) and
+        the last query round's stopping advice.
+
+    Raises
+    ------
+    PoolNotFoundError
+        No pool at ``pool``.
+    CorruptPoolError
+        The manifest cannot be read.
+    """
     from fmal.describe import status_rows
 
     st = status_rows(pool, index_dir=index_dir)
@@ -52,10 +76,43 @@ def report(
     rare_ratio: float = DEFAULT_RARE_RATIO,
     random_state: int = 0,
 ) -> BiasReport:
-    """Labeled class distribution vs the probe's predicted distribution over the pool (with a
-    warning per class far rarer among the labels than predicted), k-means clusters holding no
-    label, and the class balance round by round; written as markdown (``output``, default the
-    pool's ``reports/report.md``) and a PNG beside it."""
+    """Report what was labeled against what the pool holds: class balance vs the probe's
+    predictions, clusters with no label, and the balance round by round (markdown + PNG).
+
+    A probe fitted on every label predicts each row's class; a class far rarer among the labels
+    than predicted gets a warning. k-means clusters of the pool holding no label are listed,
+    largest first. Written as markdown to ``output`` with a PNG beside it.
+
+    Parameters
+    ----------
+    pool : str or path
+        The pool: a name (a folder under ``index_dir``) or a folder path with a '/'.
+    index_dir : path, optional
+        Where named pools live (default ``./indexes``).
+    output : path, optional
+        The markdown file (.md; default: the pool's ``reports/report.md``).
+    n_clusters : int
+        k-means clusters to look for unlabeled regions (at most the pool's rows).
+    rare_ratio : float
+        Warn where a class's labeled share is below this times its predicted share.
+    random_state : int
+        Seed of the probe and k-means.
+
+    Returns
+    -------
+    BiasReport
+        The balance per class, the unlabeled clusters, the balance per round, the warnings and
+        the counts behind them.
+
+    Raises
+    ------
+    LabelsError
+        The pool has no labels yet, or a single class.
+    InvalidInputError
+        A bad ``n_clusters``, ``rare_ratio`` or seed, an ``output`` that is not .md.
+    PoolNotFoundError
+        No pool at ``pool``.
+    """
     check_positive(n_clusters, "n_clusters", integer=True)
     check_positive(rare_ratio, "rare_ratio")
     random_state = check_seed(random_state)
@@ -64,7 +121,8 @@ def report(
     ids, rows, y = _stored_labels(p, session)
     out = Path(output) if output is not None else p.path / "reports" / "report.md"
     if out.suffix.lower() != ".md":
-        raise InvalidInputError(f"--output {out}: the report is markdown, use a .md file name (the PNG goes beside it)")
+        raise InvalidInputError(f"output {out}: the report is markdown, use a .md file name (the PNG goes beside it)",
+                                param="output")
     from fmal.probe import LinearProbe
 
     probe = LinearProbe(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))

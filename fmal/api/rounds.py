@@ -81,7 +81,7 @@ def _finish_round(
     commit (a failure there records nothing) and recorded as not the pool's (never deleted).
     """
     if output is not None and Path(output).suffix.lower() not in {".csv", ".jsonl", ".tsv", ".parquet"}:
-        raise InvalidInputError(f"--output {output}: use a .csv, .tsv, .jsonl or .parquet file name")
+        raise InvalidInputError(f"output {output}: use a .csv, .tsv, .jsonl or .parquet file name", param="output")
     prev = session.last_round_like(key)
     if prev is not None:
         frame = _frame_of_round(pool, prev)
@@ -118,12 +118,53 @@ def seed(
     classes: str | list[str] | None = None,
     **params: Any,
 ) -> Selection:
-    """Choose a cold-start set of ``budget`` rows with a seed strategy (no labels needed).
+    """Pick a diverse, typical cold-start set to label first: no labels needed.
 
-    Rows labeled so far (stored in the pool, and ``labels``) count as already chosen. The selection is written to
-    ``output`` (default: the pool's ``rounds/`` folder) and recorded as a round of the session;
-    the same arguments give the same selection, and rerunning the last round reuses it.
-    ``classes`` ("A,B,C" or a list) declares the pool's label set, stored with the pool.
+    Rows labeled so far (stored in the pool, and ``labels``) count as already chosen. The picks
+    are recorded as a round of the pool's session and written as its ``rounds/`` view (and to
+    ``output``); the same arguments give the same picks, and rerunning the last round reuses it.
+
+    Parameters
+    ----------
+    pool : str or path
+        The pool: a name (a folder under ``index_dir``) or a folder path with a '/'.
+    budget : int
+        How many rows to pick: at least 1, at most the unlabeled rows.
+    strategy : str
+        A name in ``fmal.SEED_STRATEGIES`` (default ``fmal.api.DEFAULT_SEED_STRATEGY``).
+    index_dir : path, optional
+        Where named pools live (default ``./indexes``).
+    labels : path, DataFrame, dict, ..., optional
+        Rows already labeled (id and label columns, :func:`fmal.frames.labels_mapping`): merged
+        into the pool's labels with the round; the picks extend that set.
+    output : path, optional
+        A copy of the picks (.csv, .tsv, .jsonl or .parquet), never deleted by ``undo``.
+    random_state : int
+        Seed of every random choice.
+    classes : str or list of str, optional
+        The label set ("A,B,C" or a list), stored with the pool in the round's transaction.
+    **params
+        The strategy's own keywords (e.g. ``delta``, ``n_classes``, ``exact``); an unknown one is
+        an error naming the accepted ones.
+
+    Returns
+    -------
+    Selection
+        The round: its number, the picks (id, text, strategy, score, cluster), where they were
+        written, whether the round was reused, and the strategy's diagnostics (``info``).
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown strategy or keyword, a bad seed, budget, ``classes`` or ``output`` name.
+    PoolExhaustedError
+        ``budget`` is larger than the rows left to pick.
+    LabelsError
+        ``labels`` cannot be read or names ids not in the pool.
+    PoolNotFoundError
+        No pool at ``pool``.
+    PoolBusyError
+        Another process holds the pool's session lock.
     """
     check_seed_params(strategy, params)  # an unknown name or parameter fails before any work
     random_state = check_seed(random_state)
@@ -209,14 +250,64 @@ def query(
     class_weight: str | None = None,
     **params: Any,
 ) -> Selection:
-    """Fit a linear probe on every label the pool has (``labels`` are merged in first), score the
-    unlabeled rows with ``strategy`` and pick the next ``budget`` rows.
+    """Fit a linear probe on the labels so far and pick the rows it is least sure about.
 
-    Labeled rows are never picked; rows queued by earlier rounds and not yet labeled are skipped
-    unless ``allow_requeue``. ``candidates="knn:K"`` scores only the K nearest neighbours of the
-    labeled rows (SEALS) instead of ``"all"`` rows. The picks carry the probe's suggested label
-    and its probability; the fitted probe is stored as ``probes/round-NNN.json`` and compared with
-    the previous round's probe on a fixed sample of the pool (the stopping signal, in ``info``).
+    Every label the pool holds counts (``labels`` are merged in first, in the round's
+    transaction). Labeled rows are never picked; rows queued by earlier rounds and not yet labeled
+    are skipped unless ``allow_requeue``. The picks carry the probe's suggested label and its
+    probability; the fitted probe is stored as ``probes/round-NNN.json`` and compared with the
+    previous query round's probe on a fixed sample of the pool (the stopping signal,
+    ``Selection.stop``). The same arguments and labels give the same picks, and rerunning the
+    last round reuses it.
+
+    Parameters
+    ----------
+    pool : str or path
+        The pool: a name (a folder under ``index_dir``) or a folder path with a '/'.
+    labels : path, DataFrame, dict, ... or None
+        New labels (id and label columns, :func:`fmal.frames.labels_mapping`; rows with an empty
+        label are skipped), merged into the pool's labels; None: the stored labels only.
+    budget : int
+        How many rows to pick: at least 1, at most the rows neither labeled nor queued.
+    strategy : str
+        A name in ``fmal.QUERY_STRATEGIES`` (default ``fmal.api.DEFAULT_QUERY_STRATEGY``).
+    index_dir : path, optional
+        Where named pools live (default ``./indexes``).
+    output : path, optional
+        A copy of the picks (.csv, .tsv, .jsonl or .parquet), never deleted by ``undo``.
+    random_state : int
+        Seed of ties, random strategies and the probe.
+    allow_requeue : bool
+        Allow picking rows queued in earlier rounds and not labeled yet.
+    candidates : str
+        The rows scored: ``"all"``, or ``"knn:K"``: the K nearest neighbours of the labeled rows
+        (SEALS), fast on big pools.
+    class_weight : {"balanced"}, optional
+        Reweight classes by inverse frequency in the probe.
+    **params
+        The strategy's own keywords; an unknown one is an error naming the accepted ones.
+
+    Returns
+    -------
+    Selection
+        The round: its number, the picks (id, text, strategy, score, predicted_label,
+        predicted_proba), where they were written, whether the round was reused, the probe's
+        measures (``info``: C, cross-validated accuracy, class counts) and ``stop``.
+
+    Raises
+    ------
+    InvalidInputError
+        An unknown strategy or keyword, a bad seed, ``candidates``, ``class_weight``, budget or
+        ``output`` name.
+    LabelsError
+        The pool has no labels (pass ``labels``), a single class, or ``labels`` names ids not in
+        the pool.
+    PoolExhaustedError
+        ``budget`` is larger than the rows left to pick.
+    PoolNotFoundError
+        No pool at ``pool``.
+    PoolBusyError
+        Another process holds the pool's session lock.
     """
     from fmal.probe import LinearProbe
 
@@ -240,7 +331,8 @@ def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels:
 
     known, merge_info = _labels_into_session(session, new, labels)
     if not known:
-        raise LabelsError(f"pool {p.name!r} has no labels yet; pass --labels FILE with id,label columns")
+        raise LabelsError(f"pool {p.name!r} has no labeled rows yet; pass labels (id,label columns: a file or a table)",
+                          param="labels")
     ids_sorted = sorted(known)
     labeled_rows = p.rows_of(ids_sorted, source="labels")
     y = np.asarray([known[i] for i in ids_sorted])
@@ -288,10 +380,33 @@ def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels:
 
 
 def undo(pool: str | PathLike, *, index_dir: PathLike | None = None) -> UndoResult:
-    """Remove the last round from the session in one transaction: its picks are no longer queued,
-    and the files the pool wrote for it (its ``rounds/`` view, its stored probe: recorded in the
-    database, inside the pool folder) are deleted. A user's own ``--output`` copy is never
-    deleted. Labels are kept."""
+    """Undo the last round: its picks are no longer queued; labels are kept.
+
+    One transaction removes the round from the session and deletes the files the pool wrote for
+    it (its ``rounds/`` view, its stored probe: recorded in the database, inside the pool folder).
+    A user's own ``output`` copy is never deleted. ``fmal query --undo`` runs this.
+
+    Parameters
+    ----------
+    pool : str or path
+        The pool: a name (a folder under ``index_dir``) or a folder path with a '/'.
+    index_dir : path, optional
+        Where named pools live (default ``./indexes``).
+
+    Returns
+    -------
+    UndoResult
+        The round removed (number, kind, strategy, picks) and the files removed with it.
+
+    Raises
+    ------
+    InvalidInputError
+        The pool has no rounds.
+    PoolNotFoundError
+        No pool at ``pool``.
+    PoolBusyError
+        Another process holds the pool's session lock.
+    """
     p = open_pool(pool, index_dir)
     session = Session(p.path)
     rec = session.undo_last_round()
