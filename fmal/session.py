@@ -234,6 +234,7 @@ class Session:
         self.views_generation = int(_meta(conn, "views_generation", "-1"))
         self.classes: list[str] = ([n for (n,) in conn.execute("SELECT name FROM classes ORDER BY pos")]
                                    if _table_exists(conn, "classes") else [])
+        self.task: str = _meta(conn, "task", "single-label")  # multi-label pools: fmal.multilabel
 
     def _load_legacy(self) -> None:
         """Read an unmigrated pool's session.json and labels.csv, checked, without writing."""
@@ -242,6 +243,7 @@ class Session:
         self.relabels = data["relabels"]
         self._labels = _read_legacy_labels(self.dir / LABELS)
         self.classes = []
+        self.task = "single-label"
         self.generation = 0
         self.views_generation = 0
 
@@ -454,11 +456,29 @@ class Session:
             raise InvalidInputError(f"--classes names {', '.join(map(repr, dup))} twice; give each class once")
         with self.transaction("declare classes"):
             assert self._conn is not None
+            if self.task == "multi-label":  # multi-label hook: "|" separates the classes of an answer
+                from fmal.multilabel import check_class_names
+
+                check_class_names(names)
             if names != self.classes:
                 self._conn.execute("DELETE FROM classes")
                 self._conn.executemany("INSERT INTO classes(pos, name) VALUES (?, ?)", list(enumerate(names)))
                 self.classes = names
         return sorted({lab for lab, _ in self._labels.values()} - set(names))
+
+    # -- multi-label hook (fmal.multilabel): the task type is one row of meta, the schema is unchanged
+    def set_task(self, task: str) -> None:
+        """Record the pool's task type (``single-label`` / ``multi-label``); a switch that would
+        reinterpret a stored label is refused (:func:`fmal.multilabel.can_switch`)."""
+        from fmal.multilabel import can_switch, check_task
+
+        task = check_task(task)
+        with self.transaction("set task"):
+            assert self._conn is not None
+            if task != self.task:
+                can_switch(self.labels, task)
+                self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('task', ?)", (task,))
+                self.task = task
 
     def sync_tasks(self, target: str) -> dict[str, str]:
         """{fmal id: the tool's task id} of the tasks pushed to ``target`` (empty before schema 2)."""
