@@ -1053,7 +1053,11 @@ def audit(
     p = store.open_pool(pool, index_dir)
     session = Session(p.path)
     ids, rows, y = _stored_labels(p, session)
-    res = audit_labels(np.asarray(p.embeddings[rows]), ids, y, n_folds=n_folds, random_state=random_state)
+    if session.task == multilabel.MULTI:  # multi-label hook: cleanlab's multi_label=True on one-vs-rest probabilities
+        from fmal.audit_multilabel import audit_multilabel as audit_labels_of
+    else:
+        audit_labels_of = audit_labels
+    res = audit_labels_of(np.asarray(p.embeddings[rows]), ids, y, n_folds=n_folds, random_state=random_state)
     out = None
     if output is not None:
         if format is None:

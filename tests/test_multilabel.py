@@ -287,3 +287,28 @@ def test_cli_multi_label_flag(pool, tmp_path):
     assert out.exit_code == 0, out.output
     out = runner.invoke(app, ["query", "--pool", "p", "--budget", "3", "--strategy", "margin", "--index-dir", str(index_dir)])
     assert out.exit_code != 0 and "multi-label pool runs one of" in out.output and "Traceback" not in out.output
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+def test_audit_finds_flipped_multilabel_answers(tmp_path):
+    X, y = clustered(n=150, d=16, k=3, seed=4)
+    index_dir = tmp_path / "indexes"
+    vector_pool(index_dir, "p", X)
+    gold = _gold(X, y)
+    noisy = dict(gold)
+    flipped = [f"r{i}" for i in range(0, 150, 15)]  # 10 answers: a wrong cluster class
+    for i in flipped:
+        cls = next(c for c in CLASSES if c not in split(gold[i]))
+        noisy[i] = "|".join(sorted([cls] + [c for c in split(gold[i]) if c == "big"]))
+    api.import_labels(noisy, "p", index_dir=index_dir, multi_label=True)
+    res = api.audit("p", index_dir=index_dir, output=tmp_path / "audit.csv")
+    table = res.audit.table
+    assert set(table.columns) >= {"rank", "id", "given_label", "predicted_label", "label_quality", "is_issue"}
+    top = set(table["id"].head(15))
+    assert len(top & set(flipped)) >= 8  # most flips rank first
+    assert set(res.audit.issues["id"]) & set(flipped)
+    fixed = table.set_index("id").loc[flipped, "predicted_label"]
+    assert (fixed == pd.Series({i: gold[i] for i in flipped})).mean() >= 0.8  # the suggestion is the right set
+    assert (tmp_path / "audit.csv").exists()
