@@ -312,3 +312,58 @@ def test_audit_finds_flipped_multilabel_answers(tmp_path):
     fixed = table.set_index("id").loc[flipped, "predicted_label"]
     assert (fixed == pd.Series({i: gold[i] for i in flipped})).mean() >= 0.8  # the suggestion is the right set
     assert (tmp_path / "audit.csv").exists()
+
+
+# ----------------------------------------------------------------------------- simulate
+
+
+def test_simulate_embeddings_multilabel_scores_micro_macro_and_subset():
+    from fmal.simulate import simulate_embeddings
+
+    X, y = clustered(n=300, d=16, k=3, seed=5)
+    gold = np.asarray(list(_gold(X, y).values()))
+    r = simulate_embeddings(X[:200], gold[:200], X[200:], gold[200:], multi_label=True, seeds=3, initial=10, step=10,
+                            max_labels=40, strategies="random,typiclust+mean-margin,typiclust+max-entropy,auto")
+    assert [s.name for s in r.strategies] == ["random", "typiclust+mean-margin", "typiclust+max-entropy", "auto"]
+    assert {"accuracy", "macro_f1", "subset_accuracy"} <= set(r.curves.columns)
+    assert r.info["task"] == "multi-label" and r.info["accuracy_is"] == "micro-F1"
+    assert r.full_accuracy > 0.9 and r.info["full_data_subset_accuracy"] > 0.8
+    assert r.classes == ["big", "eggs", "ham", "spam"]
+    last = r.curves[r.curves.n_labels == 40]
+    assert (last["accuracy"] > 0.6).all()  # learnable: micro-F1 well above chance at 40 labels
+    assert all(not np.isnan(s.diff_lo) for s in r.summaries if s.strategy != "random")  # paired vs random
+    with pytest.raises(InvalidInputError, match="'typiclust\\+margin'.*multi-label pool runs one of"):
+        simulate_embeddings(X[:200], gold[:200], X[200:], gold[200:], multi_label=True, seeds=2, initial=10, step=10,
+                            max_labels=20, strategies="typiclust+margin")
+
+
+def _multilabel_csv(tmp_path: Path, n: int = 160) -> Path:
+    """A small slice of the benchmarks' multi-label set (benchmarks/_multilabel_data.py)."""
+    import importlib.util
+
+    from conftest import BENCH_DATA, REPO
+
+    spec = importlib.util.spec_from_file_location("_multilabel_data", REPO / "benchmarks" / "_multilabel_data.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    df = pd.read_csv(BENCH_DATA / "trec6.csv.gz", dtype=str)
+    df = pd.concat([df[df.split == "train"].head(n), df[df.split == "test"].head(n // 2)])
+    f = tmp_path / "trec6_ml.csv"
+    mod.derive(df).to_csv(f, index=False)
+    return f
+
+
+def test_simulate_cli_on_a_multilabel_csv(tmp_path, tiny_model_dir):
+    f = _multilabel_csv(tmp_path)
+    assert pd.read_csv(f)["label"].str.contains("|", regex=False).any()
+    common = [str(f), "--label-col", "label", "--test-col", "split", "--seeds", "2", "--initial", "10", "--step", "10",
+              "--max", "30", "--index-dir", str(tmp_path / "ix"), "--model", str(tiny_model_dir)]
+    out = CliRunner().invoke(app, ["simulate", *common])
+    assert out.exit_code != 0 and "pass --multi-label to simulate a multi-label task" in out.output
+    out = CliRunner().invoke(app, ["simulate", *common, "--multi-label", "--output", str(tmp_path / "sim")])
+    assert out.exit_code == 0, out.output
+    assert "full-data micro-F1" in out.output
+    sim = json.loads((tmp_path / "sim" / "simulation.json").read_text())
+    assert [s["name"] for s in sim["strategies"]] == ["random", "typiclust+mean-margin", "typiclust+max-entropy", "auto"]
+    assert "has_number" in sim["classes"] and "long" in sim["classes"]
+    assert "subset_accuracy" in pd.read_csv(tmp_path / "sim" / "curves.csv").columns
