@@ -106,7 +106,10 @@ def render_simulate_multilabel(name: str) -> str:
 
     out = ["| strategy | AULC micro-F1 | vs random (paired) | AULC macro-F1 | vs random (paired) | "
            f"at {mb} labels: micro-F1 / macro-F1 / subset acc. |", "|---|---|---|---|---|---|"]
-    for s, r in n["strategies"].items():
+    given = d["settings"].get("strategies", [])
+    order = ["random"] + [s for s in given if s != "random"] + sorted(set(n["strategies"]) - set(given) - {"random"})
+    for s in [s for s in order if s in n["strategies"]]:
+        r = n["strategies"][s]
         v = r.get("vs_random") or {}
         at = r["at_max"]
         out.append(f"| {s} | {_pm(r['aulc_micro_f1'])} | {vs(v.get('aulc_micro_f1'))} | {_pm(r['aulc_macro_f1'])} | "
