@@ -701,6 +701,7 @@ class PoolStatus:
     n_labels: int
     rounds: pd.DataFrame
     advice: str | None = None  # the last query round's stopping recommendation
+    task: str = "single-label"  # or multi-label (fmal.multilabel)
 
     def to_frame(self) -> pd.DataFrame:
         """The rounds, one row each (a copy)."""
@@ -713,7 +714,7 @@ def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolSt
     from fmal.describe import status_rows
 
     st = status_rows(pool, index_dir=index_dir)
-    return PoolStatus(st.path, st.manifest, st.n_labels, pd.DataFrame(st.rounds), st.advice)
+    return PoolStatus(st.path, st.manifest, st.n_labels, pd.DataFrame(st.rounds), st.advice, st.task)
 
 
 # ----------------------------------------------------------------------------- the annotation loop
@@ -993,7 +994,9 @@ def import_labels(
         merge = session.add_labels(res.labels, source=source, on_conflict=consensus.merge_policy(on_conflict),
                                    annotators=res.annotators, votes=res.votes)
     declared = set(session.classes)
-    outside = tuple(sorted({lab for lab in res.labels.values() if declared and lab not in declared}))
+    named = (multilabel.classes_of(res.labels.values()) if session.task == multilabel.MULTI  # multi-label hook: per class
+             else set(res.labels.values()))
+    outside = tuple(sorted({lab for lab in named if declared and lab not in declared}))
     return ImportResult(path, fmt.name, on_conflict, got.n_records, len(got.answers), merge.added, merge.changed,
                         merge.unchanged, merge.kept, merge.conflicts, tuple(res.disagreements), unknown, tuple(got.skipped),
                         outside, tuple(res.ties), res.annotator_quality, res.annotator_answers, detected)
@@ -1096,16 +1099,19 @@ def report(
     out = Path(output) if output is not None else p.path / "reports" / "report.md"
     if out.suffix.lower() != ".md":
         raise InvalidInputError(f"--output {out}: the report is markdown, use a .md file name (the PNG goes beside it)")
-    from fmal.probe import LinearProbe
-
-    probe = LinearProbe(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))
+    multi = session.task == multilabel.MULTI  # multi-label hook: one-vs-rest probe, shares per class named
+    probe = multilabel.probe_class(session.task)(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))
     proba = _proba_batched(probe, p.embeddings, np.arange(p.n))
-    predicted = probe.classes_[proba.argmax(axis=1)]
-    balance, warns = class_balance(y, predicted, rare_ratio)
+    predicted = multilabel.predicted_sets(proba, probe.classes_)[0] if multi else probe.classes_[proba.argmax(axis=1)]
+    if multi:
+        balance, warns = class_balance([c for lab in y for c in multilabel.split(lab)],
+                                       np.asarray([c for lab in predicted for c in multilabel.split(lab)]), rare_ratio)
+    else:
+        balance, warns = class_balance(y, predicted, rare_ratio)
     k = int(min(n_clusters, p.n))
     _, assign, sim = fmal_seed_kmeans(p.embeddings, k, random_state=random_state)
     clusters = unlabeled_clusters(assign, sim, rows, predicted, p.texts, k)
-    rounds = rounds_balance(session.rounds, session.labels, balance["class"].tolist())
+    rounds = rounds_balance(session.rounds, session.labels, balance["class"].tolist(), multi_label=multi)
     picked = {i for r in session.rounds for i in r["ids"]}
     rep = BiasReport(balance, clusters, rounds, warns, p.n, len(ids), k, sum(i not in picked for i in ids))
     write_report(rep, out, p.name)

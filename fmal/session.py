@@ -464,7 +464,8 @@ class Session:
                 self._conn.execute("DELETE FROM classes")
                 self._conn.executemany("INSERT INTO classes(pos, name) VALUES (?, ?)", list(enumerate(names)))
                 self.classes = names
-        return sorted({lab for lab, _ in self._labels.values()} - set(names))
+        stored = {c for lab, _ in self._labels.values() for c in (lab.split("|") if self.task == "multi-label" else [lab])}
+        return sorted(stored - set(names))
 
     # -- multi-label hook (fmal.multilabel): the task type is one row of meta, the schema is unchanged
     def set_task(self, task: str) -> None:

@@ -367,3 +367,36 @@ def test_simulate_cli_on_a_multilabel_csv(tmp_path, tiny_model_dir):
     assert [s["name"] for s in sim["strategies"]] == ["random", "typiclust+mean-margin", "typiclust+max-entropy", "auto"]
     assert "has_number" in sim["classes"] and "long" in sim["classes"]
     assert "subset_accuracy" in pd.read_csv(tmp_path / "sim" / "curves.csv").columns
+
+
+def test_argilla_flat_records_map_through_log(query_round, tmp_path, offline_argilla):
+    """The .jsonl records for Dataset.records.log: the suggestion of a MultiLabelQuestion is a list."""
+    from argilla.records._mapping._mapper import IngestedRecordMapper
+
+    from fmal.export.argilla import LOG_MAPPING
+
+    rg = offline_argilla
+    index_dir, _, q = query_round
+    res = api.export("p", q.round, "argilla", index_dir=index_dir, output=tmp_path / "r.jsonl")
+    settings = rg.Settings.from_json(tmp_path / "r.settings.json")
+    mapper = IngestedRecordMapper(dataset=rg.Dataset(name="fmal", settings=settings), user_id=None, mapping=LOG_MAPPING)
+    for line in res.output.read_text().splitlines():
+        d = json.loads(line)
+        assert isinstance(d["label"], list) and mapper(d).suggestions["label"].value == d["label"]
+
+
+# ----------------------------------------------------------------------------- status, report, declared classes
+
+
+def test_status_report_and_classes_outside_per_class(query_round, tmp_path):
+    index_dir, gold, q = query_round
+    assert api.status("p", index_dir=index_dir).task == "multi-label"
+    out = CliRunner().invoke(app, ["status", "--pool", "p", "--index-dir", str(index_dir)])
+    assert "multi-label" in out.output
+    classes, outside = api.declare_classes("p", "ham,eggs,spam", index_dir=index_dir)
+    assert outside == ["big"]  # per class named, not per answer ("big|ham" is not a class)
+    r = api.import_labels({i: gold[i] for i in q.ids}, "p", index_dir=index_dir)
+    assert set(r.outside) <= {"big"}
+    rep = api.report("p", index_dir=index_dir, output=tmp_path / "r.md")
+    assert set(rep.balance["class"]) == {"big", "eggs", "ham", "spam"}
+    assert rep.balance["labeled"].sum() >= len(Session(index_dir / "p").labels)  # several classes a row
