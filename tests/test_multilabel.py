@@ -400,3 +400,14 @@ def test_status_report_and_classes_outside_per_class(query_round, tmp_path):
     rep = api.report("p", index_dir=index_dir, output=tmp_path / "r.md")
     assert set(rep.balance["class"]) == {"big", "eggs", "ham", "spam"}
     assert rep.balance["labeled"].sum() >= len(Session(index_dir / "p").labels)  # several classes a row
+
+
+def test_majority_of_annotators_is_the_most_chosen_set(query_round, tmp_path):
+    index_dir, _, q = query_round
+    rid = q.ids[0]
+    votes = pd.DataFrame({"id": [rid] * 3, "label": ["ham|big", "big|ham", "ham"], "annotator": ["a", "b", "c"]})
+    votes.to_csv(tmp_path / "votes.csv", index=False)
+    r = api.import_labels(tmp_path / "votes.csv", "p", "csv", index_dir=index_dir, on_conflict="majority")
+    assert r.added == 1 and Session(index_dir / "p").labels[rid] == "big|ham"
+    with pytest.raises(InvalidInputError, match="crowdlab weighs single-label answers"):
+        api.import_labels(tmp_path / "votes.csv", "p", "csv", index_dir=index_dir, on_conflict="crowdlab")
