@@ -411,3 +411,14 @@ def test_majority_of_annotators_is_the_most_chosen_set(query_round, tmp_path):
     assert r.added == 1 and Session(index_dir / "p").labels[rid] == "big|ham"
     with pytest.raises(InvalidInputError, match="crowdlab weighs single-label answers"):
         api.import_labels(tmp_path / "votes.csv", "p", "csv", index_dir=index_dir, on_conflict="crowdlab")
+
+
+def test_label_studio_json_min_multiple_choices(query_round, tmp_path):
+    index_dir, gold, q = query_round
+    recs = [{"id": k, "text": "t", "fmal_id": i, "label": {"choices": split(gold[i])}, "annotator": 1, "annotation_id": k}
+            for k, i in enumerate(q.ids)]
+    (tmp_path / "min.json").write_text(json.dumps(recs))
+    r = api.import_labels(tmp_path / "min.json", "p", "label-studio", index_dir=index_dir)
+    assert r.added == 6 and not r.skipped
+    labels = Session(index_dir / "p").labels
+    assert {i: labels[i] for i in q.ids} == {i: gold[i] for i in q.ids}

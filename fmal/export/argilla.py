@@ -11,6 +11,8 @@ log them with ``mapping={"suggestion_score": "label.suggestion.score", "suggesti
 Beside either, ``NAME.settings.json`` (``rg.Settings.from_json``): a text field ``text``, a label
 question ``label`` listing every class, the ``fmal_id`` metadata, and with vectors the vector field
 ``embedding`` of the pool's dimension. Vectors are written when asked (``--with-vectors``).
+A multi-label pool's question is a ``MultiLabelQuestion`` (``multi_label_selection``) and its
+suggestions and answers are lists of classes.
 
 In (JSON list or JSONL):
   * 2.x ``Record.to_dict()`` / ``records.to_json``: ``responses.label`` = [{"value", "user_id",

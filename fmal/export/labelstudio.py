@@ -9,7 +9,9 @@ the only ``choices`` result, or the control named by ``control``) is the answer,
 annotation's ``completed_by`` its annotator. A JSON_MIN export (flat records) and a CSV export are
 read too: the answer is the field ``label`` (or ``control``, or the one field that is neither a
 task field fmal wrote nor one Label Studio adds); several choices (``{"choices": [...]}``) are
-skipped with the reason, never stored as a label. The id comes from ``data.fmal_id`` (JSON_MIN,
+skipped with the reason in a single-label pool, never stored as a label, and are one answer in a
+multi-label pool (whose export writes ``NAME.config.xml`` with ``choice="multiple"`` beside the
+tasks). The id comes from ``data.fmal_id`` (JSON_MIN,
 CSV: ``fmal_id``), never from Label Studio's own task ``id``.
 """
 

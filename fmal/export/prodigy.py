@@ -2,11 +2,14 @@
 
 Out: ``{"text", "options": [{"id", "text"}...], "accept": [suggested], "meta": {"score", ...},
 "fmal_id"}`` a line: the ``choice`` interface (as in ``textcat.manual`` with several labels) shows
-the options with the probe's suggestion preselected and its probability in the meta panel.
+the options with the probe's suggestion preselected and its probability in the meta panel. A
+multi-label pool's tasks carry ``"config": {"choice_style": "multiple"}`` and accept every
+suggested class.
 
 In: every line's ``answer``: ``accept`` with exactly one option in ``accept`` (choice tasks) or with
 a ``label`` (binary ``textcat.teach``-style tasks) is a label; ``reject`` and ``ignore`` are
-reported as skipped, since a rejected label does not say which class is right. The id comes from
+reported as skipped, since a rejected label does not say which class is right. Several accepted
+options are one answer in a multi-label pool (skipped with the reason in a single-label one). The id comes from
 ``fmal_id`` (or ``meta.fmal_id``, then ``meta.id``), which Prodigy keeps in its saved tasks.
 """
 
