@@ -456,19 +456,19 @@ def _finish_round(
             session.record_file(out, prev["round"], "output", owned=False)
         session.rerender_round(prev["round"])
         return Selection(prev["round"], kind, strategy, frame, out, True, prev.get("info", {}))
-    frame, info = compute()
+    frame, measured = compute()
     crash_point(f"{kind}.computed")
     round_no = session.next_round
     frame["round"] = round_no
     columns = {c: [None if pd.isna(v) else v for v in frame[c].tolist()] for c in frame.columns if c not in {"id", "text", "round"}}
     out = Path(output) if output else session.round_view({"round": round_no, "kind": kind, "strategy": strategy})
     session.add_round({"kind": kind, "strategy": strategy, "key": key, **record, "ids": frame["id"].tolist(),
-                       "texts": frame["text"].tolist(), "columns": columns, "output": str(out), "info": info})
+                       "texts": frame["text"].tolist(), "columns": columns, "output": str(out), "info": measured})
     if output is not None:
         write_table(frame, out)
         crash_point("output.written")
         session.record_file(out, round_no, "output", owned=False)
-    return Selection(round_no, kind, strategy, frame, out, False, info)
+    return Selection(round_no, kind, strategy, frame, out, False, measured)
 
 
 def seed(
@@ -651,11 +651,11 @@ def _query_locked(p: store.Pool, session: Session, new: dict[str, str] | None, l
         probe.save(_probe_path(p, round_no))
         session.record_file(_probe_path(p, round_no), round_no, "probe", owned=True)
         crash_point("query.probe-written")
-        info = {**res.info, **merge_info, "n_labels": int(y.size), "class_counts": probe.class_counts_,
-                "probe_C": probe.C_, **multilabel.cv_info(probe),
-                "candidates_scored": int(cand.size), **stop,
-                "probe_file": str(_probe_path(p, round_no)), **_blocks_note(p)}
-        return frame, info
+        measured = {**res.info, **merge_info, "n_labels": int(y.size), "class_counts": probe.class_counts_,
+                    "probe_C": probe.C_, **multilabel.cv_info(probe),
+                    "candidates_scored": int(cand.size), **stop,
+                    "probe_file": str(_probe_path(p, round_no)), **_blocks_note(p)}
+        return frame, measured
 
     return _finish_round(p, session, "query", strategy, key, {"budget": budget, "random_state": random_state,
                         "n_labeled": int(labeled_rows.size), "params": params, "candidates": candidates}, compute, output)
