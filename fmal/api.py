@@ -18,7 +18,7 @@ import pandas as pd
 from fmal import encoders as fmal_encoders
 from fmal import index as fmal_index
 from fmal.engines import ENGINES
-from fmal import frames, images
+from fmal import frames, images, multilabel
 from fmal.pool import BuildSettings, Manifest, Pool, open_pool, pool_path, read_manifest
 from fmal.pool import check as pool_check
 from fmal.pool.build import build_pool, build_pool_from_shards, check_existing
@@ -488,6 +488,7 @@ def seed(
     output: PathLike | None = None,
     random_state: int = 0,
     classes: str | list[str] | None = None,
+    multi_label: bool = False,
     **params: Any,
 ) -> Selection:
     """Choose a cold-start set of ``budget`` rows with a seed strategy (no labels needed).
@@ -496,6 +497,7 @@ def seed(
     ``output`` (default: the pool's ``rounds/`` folder) and recorded as a round of the session;
     the same arguments give the same selection, and rerunning the last round reuses it.
     ``classes`` ("A,B,C" or a list) declares the pool's label set, stored with the pool.
+    ``multi_label`` makes the pool multi-label (recorded; :mod:`fmal.multilabel`).
     """
     check_seed_params(strategy, params)  # an unknown name or parameter fails before any work
     random_state = check_seed(random_state)
@@ -505,6 +507,7 @@ def seed(
     with session.transaction("seed"):
         if classes is not None:  # declared with the round, in its transaction
             _declare(session, classes)
+        new = multilabel.prepare(session, p.name, new, frames.describe(labels, "labels"), multi_label=multi_label)
         return _seed_locked(p, session, new, labels, budget, strategy, output, random_state, params)
 
 
@@ -556,9 +559,9 @@ def _stop_info(pool: Pool, session: Session, probe: LinearProbe, n_labels: int) 
         return {"stop_advice": stop_advice([])}
     if prev[-1].info.get("n_labels") == n_labels:
         return {"stop_advice": f"no new labels since round {prev[-1].round}: label its picks, then query again"}
-    from fmal.probe import LinearProbe
+    from fmal.probe_multilabel import load_probe
 
-    old = LinearProbe.load(_probe_path(pool, prev[-1].round), n_features=pool.dim)
+    old = load_probe(_probe_path(pool, prev[-1].round), n_features=pool.dim)  # single- or multi-label
     rows = stop_sample(pool.n)
     X = np.asarray(pool.embeddings[rows])
     earlier = [r.stop_kappa for r in prev if r.stop_kappa is not None]
@@ -579,6 +582,7 @@ def query(
     allow_requeue: bool = False,
     candidates: str = "all",
     class_weight: str | None = None,
+    multi_label: bool = False,
     **params: Any,
 ) -> Selection:
     """Fit a linear probe on every label the pool has (``labels`` are merged in first), score the
@@ -589,6 +593,8 @@ def query(
     labeled rows (SEALS) instead of ``"all"`` rows. The picks carry the probe's suggested label
     and its probability; the fitted probe is stored as ``probes/round-NNN.json`` and compared with
     the previous round's probe on a fixed sample of the pool (the stopping signal, in ``info``).
+    A multi-label pool (``multi_label`` makes one: :mod:`fmal.multilabel`) fits a one-vs-rest
+    probe and runs the multi-label strategies (mean-margin, max-entropy, auto, random).
     """
     from fmal.probe import LinearProbe
 
@@ -601,6 +607,8 @@ def query(
     new = _read_labels_file(p, labels)
     session = Session(p.path)
     with session.transaction("query"):
+        new = multilabel.prepare(session, p.name, new, frames.describe(labels, "labels"), multi_label=multi_label)
+        params = multilabel.query_params(session.task, strategy, params)
         return _query_locked(p, session, new, labels, budget, strategy, output, random_state, allow_requeue, spec,
                              candidates, class_weight, fn, params)
 
@@ -608,8 +616,6 @@ def query(
 def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels: PathLike | None, budget: int,
                   strategy: str, output: PathLike | None, random_state: int, allow_requeue: bool, spec: Any,
                   candidates: str, class_weight: str | None, fn: Callable[..., Any], params: dict[str, Any]) -> Selection:
-    from fmal.probe import LinearProbe
-
     known, merge_info = _labels_into_session(session, new, labels)
     if not known:
         raise LabelsError(f"pool {p.name!r} has no labels yet; pass --labels FILE with id,label columns")
@@ -630,7 +636,9 @@ def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels:
 
     def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
         round_no = session.next_round
-        probe = LinearProbe(class_weight=class_weight, random_state=random_state).fit(np.asarray(p.embeddings[labeled_rows]), y)
+        multi = session.task == multilabel.MULTI  # multi-label hook: a one-vs-rest probe, per-class probabilities
+        probe_cls = multilabel.probe_class(session.task)
+        probe = probe_cls(class_weight=class_weight, random_state=random_state).fit(np.asarray(p.embeddings[labeled_rows]), y)
         if spec.kind == "knn":
             cand = knn_candidates(p.index, p.embeddings, labeled_rows, excluded, spec.k, budget)
         else:
@@ -642,15 +650,17 @@ def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels:
         res = fn(ctx, budget, **params)
         pos = np.searchsorted(cand, res.indices)
         pick_proba = proba[pos]
+        pred_label, pred_p = (multilabel.predicted_sets(pick_proba, probe.classes_) if multi else
+                              (probe.classes_[pick_proba.argmax(axis=1)], pick_proba.max(axis=1)))
         frame = pd.DataFrame({"id": p.ids[res.indices], "text": p.texts[res.indices], "strategy": strategy,
-                              "score": res.scores, "predicted_label": probe.classes_[pick_proba.argmax(axis=1)],
-                              "predicted_proba": pick_proba.max(axis=1).round(4)})
+                              "score": res.scores, "predicted_label": pred_label,
+                              "predicted_proba": np.round(pred_p.astype(np.float64), 4)})
         stop = _stop_info(p, session, probe, int(y.size))
         probe.save(_probe_path(p, round_no))
         session.record_file(_probe_path(p, round_no), round_no, "probe", owned=True)
         crash_point("query.probe-written")
         measured = {**res.info, **merge_info, "n_labels": int(y.size), "class_counts": probe.class_counts_,
-                    "probe_C": probe.C_, "probe_cv_accuracy": None if np.isnan(probe.cv_accuracy_) else round(probe.cv_accuracy_, 4),
+                    "probe_C": probe.C_, **multilabel.cv_info(probe),
                     "candidates_scored": int(cand.size), **stop,
                     "probe_file": str(_probe_path(p, round_no)), **_blocks_note(p)}
         return frame, measured
@@ -699,6 +709,7 @@ class PoolStatus:
     n_labels: int
     rounds: pd.DataFrame
     advice: str | None = None  # the last query round's stopping recommendation
+    task: str = "single-label"  # or multi-label (fmal.multilabel)
 
     def to_frame(self) -> pd.DataFrame:
         """The rounds, one row each (a copy)."""
@@ -711,7 +722,7 @@ def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolSt
     from fmal.describe import status_rows
 
     st = status_rows(pool, index_dir=index_dir)
-    return PoolStatus(st.path, st.manifest, st.n_labels, pd.DataFrame(st.rounds), st.advice)
+    return PoolStatus(st.path, st.manifest, st.n_labels, pd.DataFrame(st.rounds), st.advice, st.task)
 
 
 # ----------------------------------------------------------------------------- the annotation loop
@@ -776,6 +787,8 @@ def _classes(session: Session, *extra: Any) -> list[str]:
             seen |= {str(c) for c in json.loads(probes[-1].read_text(encoding="utf-8")).get("classes", [])}
         except (OSError, ValueError, AttributeError):
             pass  # an unreadable probe adds nothing: the labels still list the classes
+    if session.task == multilabel.MULTI:  # multi-label hook: the classes named in the answers, not the answers
+        seen = set(multilabel.classes_of(seen))
     declared = list(session.classes)
     return declared + sorted(seen - set(declared))
 
@@ -851,6 +864,8 @@ def export(
     elif image_root is not None or image_url_prefix is not None:
         raise InvalidInputError(f"--image-root and --image-url-prefix say where an image pool's images are; pool {p.name!r} holds texts")
     # ---
+    if session.task == multilabel.MULTI:  # multi-label hook: the formats write multiple-choice questions
+        frame.attrs["multi_label"] = True
     if with_vectors:
         frame.attrs["vectors"] = np.asarray(p.embeddings[p.rows_of(rec.ids, source="session")], dtype=np.float32)
     out = _check_output(fmt.name, output, p.path / "exports" / f"round-{round:03d}-{fmt.name}")
@@ -926,6 +941,7 @@ def import_labels(
     index_dir: PathLike | None = None,
     control: str | None = None,
     classes: str | list[str] | None = None,
+    multi_label: bool = False,
 ) -> ImportResult:
     """Read an annotation tool's export and merge its answers into the pool's labels.
 
@@ -945,6 +961,8 @@ def import_labels(
     is taken; the merge is one transaction.
     ``file`` may also be the answers themselves (a DataFrame with id and label columns, a dict, a
     Series, (id, label) pairs: :mod:`fmal.frames`; ``format`` and ``control`` are then not used).
+    ``multi_label`` makes the pool multi-label (:mod:`fmal.multilabel`); a multi-label pool reads
+    several chosen classes (a list, ``a|b``) as one answer.
     """
     from fmal.export import consensus
     from fmal.export import labelstudio as ls_format
@@ -961,25 +979,32 @@ def import_labels(
         if control is not None and fmt.name != "label-studio":
             raise InvalidInputError(f"--control names a Label Studio control; the file is read as {fmt.name}")
         got = ls_format.read(path, control) if fmt.name == "label-studio" else fmt.read(path)
+        got = multilabel.read_answers(got, session.task, multi_label, on_conflict, path, p.name)
         if got.n_records and not got.answers:
-            raise _no_usable_answer(path, fmt.name, got, detected)
+            raise multilabel.switch_hint(_no_usable_answer(path, fmt.name, got, detected), got, p.name)
     else:  # the answers themselves: an id,label table in memory
         path, detected = Path(frames.describe(file, "file")), False
         fmt = FORMATS.get("csv")
         got = Answers([Answer(i, lab, f"row {r}") for r, i, lab in frames.label_answers(file, "file")], [], len(file))
+        got = multilabel.read_answers(got, session.task, multi_label, on_conflict, path, p.name)
     in_pool = set(p.in_pool([a.id for a in got.answers]))
     unknown = tuple(a for a in got.answers if a.id not in in_pool)
     if got.answers and len(unknown) == len(got.answers):
         shown = ", ".join(repr(a.id) for a in unknown[:5])
         raise LabelsError(f"{path}: none of the {len(unknown)} answered ids are in pool {p.name!r} ({shown}); check the file belongs to this pool")
-    if classes is not None:
-        _declare(session, classes)
     source = f"{fmt.name}:{path.name}" if frames.is_path(file) else str(path)
-    res = _resolve_answers(p, session, [a for a in got.answers if a.id in in_pool], on_conflict, str(path))
-    merge = session.add_labels(res.labels, source=source, on_conflict=consensus.merge_policy(on_conflict),
-                               annotators=res.annotators, votes=res.votes)
+    with session.transaction("import labels"):  # the task type, classes and labels in one transaction
+        if classes is not None:
+            _declare(session, classes)
+        multilabel.prepare(session, p.name, None, str(path), multi_label=multi_label)
+        res = _resolve_answers(p, session, [a for a in got.answers if a.id in in_pool], on_conflict, str(path))
+        res.labels = multilabel.prepare(session, p.name, res.labels, str(path)) or {}
+        merge = session.add_labels(res.labels, source=source, on_conflict=consensus.merge_policy(on_conflict),
+                                   annotators=res.annotators, votes=res.votes)
     declared = set(session.classes)
-    outside = tuple(sorted({lab for lab in res.labels.values() if declared and lab not in declared}))
+    named = (multilabel.classes_of(res.labels.values()) if session.task == multilabel.MULTI  # multi-label hook: per class
+             else set(res.labels.values()))
+    outside = tuple(sorted({lab for lab in named if declared and lab not in declared}))
     return ImportResult(path, fmt.name, on_conflict, got.n_records, len(got.answers), merge.added, merge.changed,
                         merge.unchanged, merge.kept, merge.conflicts, tuple(res.disagreements), unknown, tuple(got.skipped),
                         outside, tuple(res.ties), res.annotator_quality, res.annotator_answers, detected)
@@ -1039,7 +1064,11 @@ def audit(
     p = open_pool(pool, index_dir)
     session = Session(p.path)
     ids, rows, y = _stored_labels(p, session)
-    res = audit_labels(np.asarray(p.embeddings[rows]), ids, y, n_folds=n_folds, random_state=random_state)
+    if session.task == multilabel.MULTI:  # multi-label hook: cleanlab's multi_label=True on one-vs-rest probabilities
+        from fmal.audit_multilabel import audit_multilabel as audit_labels_of
+    else:
+        audit_labels_of = audit_labels
+    res = audit_labels_of(np.asarray(p.embeddings[rows]), ids, y, n_folds=n_folds, random_state=random_state)
     out = None
     if output is not None:
         if format is None:
@@ -1050,6 +1079,8 @@ def audit(
         table = res.table if include_all else res.issues
         frame = table.assign(text=p.texts[p.rows_of(table["id"].tolist(), source="labels")], audit_rank=table["rank"])
         frame = frame[["id", "text", "predicted_label", "predicted_proba", "given_label", "label_quality", "audit_rank"]]
+        if session.task == multilabel.MULTI:
+            frame.attrs["multi_label"] = True
         FORMATS.get(format).write(frame, out, _classes(session))
     return AuditResult(res, out, format if out else None, audit_info(res))
 
@@ -1076,16 +1107,19 @@ def report(
     out = Path(output) if output is not None else p.path / "reports" / "report.md"
     if out.suffix.lower() != ".md":
         raise InvalidInputError(f"--output {out}: the report is markdown, use a .md file name (the PNG goes beside it)")
-    from fmal.probe import LinearProbe
-
-    probe = LinearProbe(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))
+    multi = session.task == multilabel.MULTI  # multi-label hook: one-vs-rest probe, shares per class named
+    probe = multilabel.probe_class(session.task)(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))
     proba = _proba_batched(probe, p.embeddings, np.arange(p.n))
-    predicted = probe.classes_[proba.argmax(axis=1)]
-    balance, warns = class_balance(y, predicted, rare_ratio)
+    predicted = multilabel.predicted_sets(proba, probe.classes_)[0] if multi else probe.classes_[proba.argmax(axis=1)]
+    if multi:
+        balance, warns = class_balance([c for lab in y for c in multilabel.split(lab)],
+                                       np.asarray([c for lab in predicted for c in multilabel.split(lab)]), rare_ratio)
+    else:
+        balance, warns = class_balance(y, predicted, rare_ratio)
     k = int(min(n_clusters, p.n))
     _, assign, sim = fmal_seed_kmeans(p.embeddings, k, random_state=random_state)
     clusters = unlabeled_clusters(assign, sim, rows, predicted, p.texts, k)
-    rounds = rounds_balance(session.rounds, session.labels, balance["class"].tolist())
+    rounds = rounds_balance(session.rounds, session.labels, balance["class"].tolist(), multi_label=multi)
     picked = {i for r in session.rounds for i in r.ids}
     rep = BiasReport(balance, clusters, rounds, warns, p.n, len(ids), k, sum(i not in picked for i in ids))
     write_report(rep, out, p.name)
