@@ -92,6 +92,38 @@ def render_simulate(name: str) -> str:
     return "\n".join(out)
 
 
+def render_simulate_multilabel(name: str) -> str:
+    """benchmarks/simulate_multilabel.py: AULC of micro- and macro-F1, each paired against random."""
+    d = load(name)
+    n = d["numbers"]
+    mb = n["max_budget"]
+
+    def vs(ci: dict | None) -> str:
+        if not ci:
+            return "-"
+        cell = _signed(ci)
+        return f"**{cell}** above" if ci["lo"] > 0 else f"**{cell}** below" if ci["hi"] < 0 else cell
+
+    out = ["| strategy | AULC micro-F1 | vs random (paired) | AULC macro-F1 | vs random (paired) | "
+           f"at {mb} labels: micro-F1 / macro-F1 / subset acc. |", "|---|---|---|---|---|---|"]
+    given = d["settings"].get("strategies", [])
+    order = ["random"] + [s for s in given if s != "random"] + sorted(set(n["strategies"]) - set(given) - {"random"})
+    for s in [s for s in order if s in n["strategies"]]:
+        r = n["strategies"][s]
+        v = r.get("vs_random") or {}
+        at = r["at_max"]
+        out.append(f"| {s} | {_pm(r['aulc_micro_f1'])} | {vs(v.get('aulc_micro_f1'))} | {_pm(r['aulc_macro_f1'])} | "
+                   f"{vs(v.get('aulc_macro_f1'))} | {at['micro_f1']['mean']:.1f} / {at['macro_f1']['mean']:.1f} / "
+                   f"{at['subset_accuracy']['mean']:.1f} |")
+    fd = n["full_data"]
+    counts = ", ".join(f"{c} {k:,}" for c, k in n["class_counts_train"].items())
+    out += ["", f"All {n['n_train']:,} train rows ({n['mean_classes_per_row_train']:.2f} classes a row; {counts}): "
+                f"micro-F1 {100 * fd['micro_f1']:.1f}, macro-F1 {100 * fd['macro_f1']:.1f}, subset accuracy "
+                f"{100 * fd['subset_accuracy']:.1f}; {n['n_test']:,} test rows; {n['seeds']} seeds; intervals: 95% "
+                f"t-intervals over seeds, in points. Verdict (micro-F1): *{n['verdict']}*.", "", provenance(d)]
+    return "\n".join(out)
+
+
 def render_seed_quality(name: str) -> str:
     d = load(name)
     n = d["numbers"]
@@ -269,6 +301,7 @@ def _steps_summary(name: str) -> str:
 
 RENDERERS: dict[str, Callable[[str], str]] = {
     "run_all": render_run_all,
+    "simulate_multilabel": render_simulate_multilabel,  # before "simulate_": the first matching prefix wins
     "simulate_": render_simulate,
     "seed_quality": render_seed_quality,
     "embed_backends": render_embed_backends,

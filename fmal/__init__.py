@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # what static tools see; at run time these come from __getatt
     )
     from fmal.encoders import SentenceTransformerEncoder, load_encoder
     from fmal.probe import LinearProbe
+    from fmal.probe_multilabel import MultiLabelProbe
     from fmal.query import QUERY_STRATEGIES, QueryContext, QueryResult
     from fmal.seed import SEED_STRATEGIES, SeedResult
     from fmal.simulate import SimulationResult, simulate
@@ -59,6 +60,7 @@ _LAZY = {
     "SentenceTransformerEncoder": "fmal.encoders",
     "load_encoder": "fmal.encoders",
     "LinearProbe": "fmal.probe",
+    "MultiLabelProbe": "fmal.probe_multilabel",
     "QUERY_STRATEGIES": "fmal.query",
     "QueryContext": "fmal.query",
     "QueryResult": "fmal.query",
@@ -115,6 +117,7 @@ __all__ = [
     "LinearProbe",
     "ModelLoadError",
     "ModelMismatchError",
+    "MultiLabelProbe",
     "Pool",
     "PoolBusyError",
     "PoolError",

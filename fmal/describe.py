@@ -54,6 +54,7 @@ class StatusRows:
     n_labels: int
     rounds: list[dict[str, Any]]
     advice: str | None = None
+    task: str = "single-label"  # or multi-label (fmal.multilabel)
 
 
 def status_rows(pool: str | PathLike, *, index_dir: PathLike | None = None) -> StatusRows:
@@ -62,7 +63,7 @@ def status_rows(pool: str | PathLike, *, index_dir: PathLike | None = None) -> S
 
     p = open_pool(pool, index_dir)  # no ids, texts or embeddings read
     s = Session(p.path)
-    return StatusRows(p.path, p.manifest, len(s.labels), round_rows(s.rounds), last_advice(s.rounds))
+    return StatusRows(p.path, p.manifest, len(s.labels), round_rows(s.rounds), last_advice(s.rounds), s.task)
 
 
 @dataclass(frozen=True)

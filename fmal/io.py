@@ -422,7 +422,12 @@ def label_rows(frame: pd.DataFrame, where: object, *, id_col: str = "id", label_
         rid = check_id(raw_id, f"{where}: row {i}", id_col, error=LabelsError)
         if rid is None:
             raise LabelsError(f"{where}: row {i}: empty id; every labeled row needs the id of a pool row")
-        lab = check_label(raw_lab, f"{where}: row {i}", label_col)
+        if isinstance(raw_lab, (list, tuple)) or type(raw_lab).__name__ == "ndarray":  # multi-label hook: a JSON list of classes -> "a|b"
+            from fmal.multilabel import canonical
+
+            lab = canonical(raw_lab, f"{where}: row {i}", label_col)
+        else:
+            lab = check_label(raw_lab, f"{where}: row {i}", label_col)
         if lab is not None:
             out.append((i, rid, lab))
     return out

@@ -90,13 +90,16 @@ def unlabeled_clusters(assign: np.ndarray, sim: np.ndarray, labeled_rows: np.nda
     return pd.DataFrame(out, columns=["cluster", "size", "share_of_pool", "top_predicted", "example"])
 
 
-def rounds_balance(rounds: list[Round], labels: dict[str, str], classes: list[str]) -> pd.DataFrame:
-    """Per round: picks, how many are labeled, labels per class, and cumulative class shares."""
+def rounds_balance(rounds: list[Round], labels: dict[str, str], classes: list[str],
+                   multi_label: bool = False) -> pd.DataFrame:
+    """Per round: picks, how many are labeled, labels per class, and cumulative class shares
+    (``multi_label``: an answer "a|b" counts once for each of its classes)."""
     rows = []
     cum = dict.fromkeys(classes, 0)
     for r in rounds:
         got = [labels[i] for i in r.ids if i in labels]
-        counts = {c: got.count(c) for c in classes}
+        named = [c for lab in got for c in lab.split("|")] if multi_label else got
+        counts = {c: named.count(c) for c in classes}
         for c in classes:
             cum[c] += counts[c]
         total = sum(cum.values())

@@ -16,7 +16,8 @@ import pytest
 from _clip import build_tiny_clip, write_digit_pngs
 from test_labelset import offline_argilla  # noqa: F401  (the real argilla client, offline)
 
-from fmal import api, store
+from fmal import api
+from fmal.pool import open_pool
 from fmal.exceptions import InvalidInputError
 
 CLASSES = [str(d) for d in range(10)]
@@ -44,10 +45,10 @@ def test_folder_of_images_embed_seed_query_export(cli, clip_dir, digits, index_d
     r = _embed(cli, folder, clip_dir, index_dir)
     assert r.exit_code == 0, r.output
     assert "40 rows (40 distinct images, 40 embedded now)" in r.stdout and "backend torch" in r.stdout
-    p = store.open_pool("im", index_dir)
+    p = open_pool("im", index_dir)
     assert p.ids.tolist() == sorted(gold)  # relative paths, in name order
-    assert p.manifest["input"]["modality"] == "image" and p.manifest["input"]["image_root"] == str(folder.resolve())
-    assert p.manifest["model"]["backend"] == "torch" and p.dim == 16
+    assert p.manifest.input.modality == "image" and p.manifest.input.image_root == str(folder.resolve())
+    assert p.manifest.model.backend == "torch" and p.dim == 16
     np.testing.assert_allclose(np.linalg.norm(p.embeddings, axis=1), 1.0, atol=1e-5)
     assert "nothing to do" in _embed(cli, folder, clip_dir, index_dir).stdout  # same images, same model: kept
 
@@ -102,7 +103,7 @@ def test_embeddings_are_sentence_transformers_own(clip_dir, digits, index_dir):
 
     folder, gold = digits
     api.embed(folder, "im", index_dir=index_dir, model=clip_dir, backend="torch")
-    p = store.open_pool("im", index_dir)
+    p = open_pool("im", index_dir)
     st = SentenceTransformer(str(clip_dir), device="cpu")
     ref = st.encode([Image.open(folder / i).convert("RGB") for i in p.ids], normalize_embeddings=True)
     np.testing.assert_allclose(p.embeddings, ref, atol=1e-5)
@@ -123,7 +124,7 @@ def test_interrupted_image_embed_resumes_chunk_by_chunk(clip_dir, digits, index_
     victim.write_bytes(saved)
     res = api.embed(folder, "im", index_dir=index_dir, model=clip_dir, chunk_size=8)
     assert res.n_chunks_reused == 2 and res.n_embedded == 24
-    np.testing.assert_array_equal(store.open_pool("im", index_dir).embeddings, store.open_pool(ref.pool_path).embeddings)
+    np.testing.assert_array_equal(open_pool("im", index_dir).embeddings, open_pool(ref.pool_path).embeddings)
 
 
 def _break(folder: Path, kind: str) -> Path:
@@ -167,9 +168,9 @@ def test_a_bad_image_stops_the_run_or_is_skipped(cli, cli_error, clip_dir, digit
     r = _embed(cli, folder, clip_dir, index_dir, "--bad-images", "skip")
     assert r.exit_code == 0, r.output
     assert f"skipped image {rel}: " in r.stderr and why in r.stderr.split(f"skipped image {rel}: ")[1]
-    p = store.open_pool("im", index_dir)
+    p = open_pool("im", index_dir)
     assert rel not in p.ids.tolist() and p.n == len([f for f in folder.rglob("*.png") if f.exists()]) - (kind != "broken-link")
-    assert p.manifest["input"]["n_bad_skipped"] == 1
+    assert p.manifest.input.n_bad_skipped == 1
     if not bad.is_symlink():
         bad.chmod(0o644)
 
@@ -189,9 +190,9 @@ def test_table_with_an_image_column(cli, cli_error, clip_dir, digits, index_dir,
                   "label": [gold[r] for r in rows]}).to_csv(table, index=False)
     r = _embed(cli, table, clip_dir, index_dir, "--image-col", "file", "--id-col", "doc")
     assert r.exit_code == 0, r.output
-    p = store.open_pool("im", index_dir)
+    p = open_pool("im", index_dir)
     assert p.ids.tolist() == [f"d{i}" for i in range(len(rows))] and p.texts.tolist() == [f"imgs/{r}" for r in rows]
-    assert p.manifest["input"]["image_root"] == str(tmp_path.resolve())
+    assert p.manifest.input.image_root == str(tmp_path.resolve())
     pd.DataFrame({"doc": ["a"], "file": ["imgs/nope.png"]}).to_csv(table, index=False)
     cli_error(_embed(cli, table, clip_dir, index_dir, "--image-col", "file", "--overwrite"), "imgs/nope.png", "file not found")
     cli_error(_embed(cli, table, clip_dir, index_dir, "--image-col", "path", "--overwrite"), "path")
@@ -227,7 +228,7 @@ def test_jpeg_webp_and_exif_orientation(clip_dir, index_dir, tmp_path):
     img.save(folder / ".hidden" / "e.png")
     (folder / "notes.md").write_text("not an image, not a table: ignored")
     api.embed(folder, "im", index_dir=index_dir, model=clip_dir)
-    p = store.open_pool("im", index_dir)
+    p = open_pool("im", index_dir)
     assert p.ids.tolist() == ["a-tagged.png", "b-upright.png", "c.jpg", "d.webp"]
     np.testing.assert_allclose(p.embeddings[0], p.embeddings[1], atol=1e-6)
     assert float(p.embeddings[0] @ p.embeddings[3]) < 0.9999  # the untagged copy is not turned
@@ -236,9 +237,9 @@ def test_jpeg_webp_and_exif_orientation(clip_dir, index_dir, tmp_path):
 def test_repair_rebuilds_damaged_embeddings_of_an_image_pool(cli, cli_error, clip_dir, digits, index_dir):
     folder, _ = digits
     assert _embed(cli, folder, clip_dir, index_dir).exit_code == 0
-    good = np.array(store.open_pool("im", index_dir).embeddings)
+    good = np.array(open_pool("im", index_dir).embeddings)
     (index_dir / "im" / "embeddings.npy").write_bytes(b"damaged")
     cli_error(_embed(cli, folder, clip_dir, index_dir), "--repair")
     r = _embed(cli, folder, clip_dir, index_dir, "--repair")
     assert r.exit_code == 0 and "repaired" in r.stdout, r.output
-    np.testing.assert_allclose(store.open_pool("im", index_dir).embeddings, good, atol=1e-6)
+    np.testing.assert_allclose(open_pool("im", index_dir).embeddings, good, atol=1e-6)

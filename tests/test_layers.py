@@ -58,6 +58,8 @@ DEFERRED = {
     ("fmal.pool.check", "fmal.encoders"): "pool.check's repair hint names encoders.DEFAULT_MODEL",
     # a strategy's select() ends with the coverage diagnostics, which use the strategies' modules
     ("fmal.seed.base", "fmal.seed.diagnostics"): "SeedStrategy.select runs seed.diagnostics.diagnose",
+    # the one-vs-rest probe imports scikit-learn: loaded only for a multi-label pool
+    ("fmal.multilabel", "fmal.probe_multilabel"): "multilabel.probe_class loads MultiLabelProbe when needed",
 }
 
 

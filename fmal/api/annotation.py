@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fmal import frames, images
+from fmal import frames, images, multilabel
 from fmal._validation import check_seed
 from fmal.api.labelset import _declare
 from fmal.api.results import AuditResult, ExportResult, ImportResult
@@ -48,6 +48,8 @@ def _classes(session: Session, *extra: Any) -> list[str]:
             seen |= {str(c) for c in json.loads(probes[-1].read_text(encoding="utf-8")).get("classes", [])}
         except (OSError, ValueError, AttributeError):
             pass  # an unreadable probe adds nothing: the labels still list the classes
+    if session.task == multilabel.MULTI:  # multi-label hook: the classes named in the answers, not the answers
+        seen = set(multilabel.classes_of(seen))
     declared = list(session.classes)
     return declared + sorted(seen - set(declared))
 
@@ -141,6 +143,8 @@ def export(
         raise InvalidInputError(f"image_root and image_url_prefix say where an image pool's images are; pool {p.name!r} holds texts",
                                 param=("image_root", "image_url_prefix"))
     # ---
+    if session.task == multilabel.MULTI:  # multi-label hook: the formats write multiple-choice questions
+        frame.attrs["multi_label"] = True
     if with_vectors:
         frame.attrs["vectors"] = np.asarray(p.embeddings[p.rows_of(rec.ids, source="session")], dtype=np.float32)
     out = _check_output(fmt.name, output, p.path / "exports" / f"round-{round:03d}-{fmt.name}")
@@ -182,6 +186,7 @@ def import_labels(
     index_dir: PathLike | None = None,
     control: str | None = None,
     classes: str | list[str] | None = None,
+    multi_label: bool = False,
 ) -> ImportResult:
     """Merge the answers of an annotation tool's export into the pool's labels.
 
@@ -215,6 +220,9 @@ def import_labels(
         label-studio: the choices control to read (default ``label``, else the only one).
     classes : str or list of str, optional
         Declare the pool's label set ("A,B,C" or a list); answers outside it are reported.
+    multi_label : bool
+        Make the pool multi-label (:mod:`fmal.multilabel`); a multi-label pool reads several
+        chosen classes (a list, ``a|b``) as one answer.
 
     Returns
     -------
@@ -252,25 +260,32 @@ def import_labels(
         if control is not None and fmt.name != "label-studio":
             raise InvalidInputError(f"control names a Label Studio control; the file is read as {fmt.name}", param="control")
         got = ls_format.read(path, control) if fmt.name == "label-studio" else fmt.read(path)
+        got = multilabel.read_answers(got, session.task, multi_label, on_conflict, path, p.name)
         if got.n_records and not got.answers:
-            raise _no_usable_answer(path, fmt.name, got, detected)
+            raise multilabel.switch_hint(_no_usable_answer(path, fmt.name, got, detected), got, p.name)
     else:  # the answers themselves: an id,label table in memory
         path, detected = Path(frames.describe(file, "file")), False
         fmt = FORMATS.get("csv")
         got = Answers([Answer(i, lab, f"row {r}") for r, i, lab in frames.label_answers(file, "file")], [], len(file))
+        got = multilabel.read_answers(got, session.task, multi_label, on_conflict, path, p.name)
     in_pool = set(p.in_pool([a.id for a in got.answers]))
     unknown = tuple(a for a in got.answers if a.id not in in_pool)
     if got.answers and len(unknown) == len(got.answers):
         shown = ", ".join(repr(a.id) for a in unknown[:5])
         raise LabelsError(f"{path}: none of the {len(unknown)} answered ids are in pool {p.name!r} ({shown}); check the file belongs to this pool")
-    if classes is not None:
-        _declare(session, classes)
     source = f"{fmt.name}:{path.name}" if frames.is_path(file) else str(path)
-    res = _resolve_answers(p, session, [a for a in got.answers if a.id in in_pool], on_conflict, str(path))
-    merge = session.add_labels(res.labels, source=source, on_conflict=consensus.merge_policy(on_conflict),
-                               annotators=res.annotators, votes=res.votes)
+    with session.transaction("import labels"):  # the task type, classes and labels in one transaction
+        if classes is not None:
+            _declare(session, classes)
+        multilabel.prepare(session, p.name, None, str(path), multi_label=multi_label)
+        res = _resolve_answers(p, session, [a for a in got.answers if a.id in in_pool], on_conflict, str(path))
+        res.labels = multilabel.prepare(session, p.name, res.labels, str(path)) or {}
+        merge = session.add_labels(res.labels, source=source, on_conflict=consensus.merge_policy(on_conflict),
+                                   annotators=res.annotators, votes=res.votes)
     declared = set(session.classes)
-    outside = tuple(sorted({lab for lab in res.labels.values() if declared and lab not in declared}))
+    named = (multilabel.classes_of(res.labels.values()) if session.task == multilabel.MULTI  # multi-label hook: per class
+             else set(res.labels.values()))
+    outside = tuple(sorted({lab for lab in named if declared and lab not in declared}))
     return ImportResult(path, fmt.name, on_conflict, got.n_records, len(got.answers), merge.added, merge.changed,
                         merge.unchanged, merge.kept, merge.conflicts, tuple(res.disagreements), unknown, tuple(got.skipped),
                         outside, tuple(res.ties), res.annotator_quality, res.annotator_answers, detected)
@@ -351,7 +366,11 @@ def audit(
     p = open_pool(pool, index_dir)
     session = Session(p.path)
     ids, rows, y = _stored_labels(p, session)
-    res = audit_labels(np.asarray(p.embeddings[rows]), ids, y, n_folds=n_folds, random_state=random_state)
+    if session.task == multilabel.MULTI:  # multi-label hook: cleanlab's multi_label=True on one-vs-rest probabilities
+        from fmal.audit_multilabel import audit_multilabel as audit_labels_of
+    else:
+        audit_labels_of = audit_labels
+    res = audit_labels_of(np.asarray(p.embeddings[rows]), ids, y, n_folds=n_folds, random_state=random_state)
     out = None
     if output is not None:
         if format is None:
@@ -363,5 +382,7 @@ def audit(
         table = res.table if include_all else res.issues
         frame = table.assign(text=p.texts[p.rows_of(table["id"].tolist(), source="labels")], audit_rank=table["rank"])
         frame = frame[["id", "text", "predicted_label", "predicted_proba", "given_label", "label_quality", "audit_rank"]]
+        if session.task == multilabel.MULTI:
+            frame.attrs["multi_label"] = True
         FORMATS.get(format).write(frame, out, _classes(session))
     return AuditResult(res, out, format if out else None, audit_info(res))

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fmal import multilabel
 from fmal._validation import check_positive, check_seed
 from fmal.api.annotation import _stored_labels
 from fmal.api.results import PoolStatus
@@ -64,7 +65,7 @@ def status(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolSt
     from fmal.describe import status_rows
 
     st = status_rows(pool, index_dir=index_dir)
-    return PoolStatus(st.path, st.manifest, st.n_labels, pd.DataFrame(st.rounds), st.advice)
+    return PoolStatus(st.path, st.manifest, st.n_labels, pd.DataFrame(st.rounds), st.advice, st.task)
 
 
 def report(
@@ -123,16 +124,19 @@ def report(
     if out.suffix.lower() != ".md":
         raise InvalidInputError(f"output {out}: the report is markdown, use a .md file name (the PNG goes beside it)",
                                 param="output")
-    from fmal.probe import LinearProbe
-
-    probe = LinearProbe(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))
+    multi = session.task == multilabel.MULTI  # multi-label hook: one-vs-rest probe, shares per class named
+    probe = multilabel.probe_class(session.task)(random_state=random_state).fit(np.asarray(p.embeddings[rows]), np.asarray(y))
     proba = _proba_batched(probe, p.embeddings, np.arange(p.n))
-    predicted = probe.classes_[proba.argmax(axis=1)]
-    balance, warns = class_balance(y, predicted, rare_ratio)
+    predicted = multilabel.predicted_sets(proba, probe.classes_)[0] if multi else probe.classes_[proba.argmax(axis=1)]
+    if multi:
+        balance, warns = class_balance([c for lab in y for c in multilabel.split(lab)],
+                                       np.asarray([c for lab in predicted for c in multilabel.split(lab)]), rare_ratio)
+    else:
+        balance, warns = class_balance(y, predicted, rare_ratio)
     k = int(min(n_clusters, p.n))
     _, assign, sim = fmal_seed_kmeans(p.embeddings, k, random_state=random_state)
     clusters = unlabeled_clusters(assign, sim, rows, predicted, p.texts, k)
-    rounds = rounds_balance(session.rounds, session.labels, balance["class"].tolist())
+    rounds = rounds_balance(session.rounds, session.labels, balance["class"].tolist(), multi_label=multi)
     picked = {i for r in session.rounds for i in r.ids}
     rep = BiasReport(balance, clusters, rounds, warns, p.n, len(ids), k, sum(i not in picked for i in ids))
     write_report(rep, out, p.name)

@@ -106,6 +106,7 @@ class PoolStatus:
     n_labels: int
     rounds: pd.DataFrame
     advice: str | None = None  # the last query round's stopping recommendation
+    task: str = "single-label"  # or multi-label (fmal.multilabel)
 
     def to_frame(self) -> pd.DataFrame:
         """The rounds, one row each (a copy)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fmal import frames
+from fmal import frames, multilabel
 from fmal._defaults import DEFAULT_QUERY_STRATEGY, DEFAULT_SEED_STRATEGY
 from fmal._faults import crash_point
 from fmal._matrix import format_bytes, ram_cap
@@ -116,6 +116,7 @@ def seed(
     output: PathLike | None = None,
     random_state: int = 0,
     classes: str | list[str] | None = None,
+    multi_label: bool = False,
     **params: Any,
 ) -> Selection:
     """Pick a diverse, typical cold-start set to label first: no labels needed.
@@ -143,6 +144,8 @@ def seed(
         Seed of every random choice.
     classes : str or list of str, optional
         The label set ("A,B,C" or a list), stored with the pool in the round's transaction.
+    multi_label : bool
+        Make the pool multi-label (recorded; :mod:`fmal.multilabel`).
     **params
         The strategy's own keywords (e.g. ``delta``, ``n_classes``, ``exact``); an unknown one is
         an error naming the accepted ones.
@@ -174,6 +177,7 @@ def seed(
     with session.transaction("seed"):
         if classes is not None:  # declared with the round, in its transaction
             _declare(session, classes)
+        new = multilabel.prepare(session, p.name, new, frames.describe(labels, "labels"), multi_label=multi_label)
         return _seed_locked(p, session, new, labels, budget, strategy, output, random_state, params)
 
 
@@ -225,9 +229,9 @@ def _stop_info(pool: Pool, session: Session, probe: LinearProbe, n_labels: int) 
         return {"stop_advice": stop_advice([])}
     if prev[-1].info.get("n_labels") == n_labels:
         return {"stop_advice": f"no new labels since round {prev[-1].round}: label its picks, then query again"}
-    from fmal.probe import LinearProbe
+    from fmal.probe_multilabel import load_probe
 
-    old = LinearProbe.load(_probe_path(pool, prev[-1].round), n_features=pool.dim)
+    old = load_probe(_probe_path(pool, prev[-1].round), n_features=pool.dim)  # single- or multi-label
     rows = stop_sample(pool.n)
     X = np.asarray(pool.embeddings[rows])
     earlier = [r.stop_kappa for r in prev if r.stop_kappa is not None]
@@ -248,6 +252,7 @@ def query(
     allow_requeue: bool = False,
     candidates: str = "all",
     class_weight: str | None = None,
+    multi_label: bool = False,
     **params: Any,
 ) -> Selection:
     """Fit a linear probe on the labels so far and pick the rows it is least sure about.
@@ -284,6 +289,10 @@ def query(
         (SEALS), fast on big pools.
     class_weight : {"balanced"}, optional
         Reweight classes by inverse frequency in the probe.
+    multi_label : bool
+        Make the pool multi-label (recorded; :mod:`fmal.multilabel`): a multi-label pool fits a
+        one-vs-rest probe and runs the multi-label strategies (mean-margin, max-entropy, auto,
+        random).
     **params
         The strategy's own keywords; an unknown one is an error naming the accepted ones.
 
@@ -320,6 +329,8 @@ def query(
     new = _read_labels_file(p, labels)
     session = Session(p.path)
     with session.transaction("query"):
+        new = multilabel.prepare(session, p.name, new, frames.describe(labels, "labels"), multi_label=multi_label)
+        params = multilabel.query_params(session.task, strategy, params)
         return _query_locked(p, session, new, labels, budget, strategy, output, random_state, allow_requeue, spec,
                              candidates, class_weight, fn, params)
 
@@ -327,8 +338,6 @@ def query(
 def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels: PathLike | None, budget: int,
                   strategy: str, output: PathLike | None, random_state: int, allow_requeue: bool, spec: Any,
                   candidates: str, class_weight: str | None, fn: Callable[..., Any], params: dict[str, Any]) -> Selection:
-    from fmal.probe import LinearProbe
-
     known, merge_info = _labels_into_session(session, new, labels)
     if not known:
         raise LabelsError(f"pool {p.name!r} has no labeled rows yet; pass labels (id,label columns: a file or a table)",
@@ -350,7 +359,9 @@ def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels:
 
     def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
         round_no = session.next_round
-        probe = LinearProbe(class_weight=class_weight, random_state=random_state).fit(np.asarray(p.embeddings[labeled_rows]), y)
+        multi = session.task == multilabel.MULTI  # multi-label hook: a one-vs-rest probe, per-class probabilities
+        probe_cls = multilabel.probe_class(session.task)
+        probe = probe_cls(class_weight=class_weight, random_state=random_state).fit(np.asarray(p.embeddings[labeled_rows]), y)
         if spec.kind == "knn":
             cand = knn_candidates(p.index, p.embeddings, labeled_rows, excluded, spec.k, budget)
         else:
@@ -362,15 +373,17 @@ def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels:
         res = fn(ctx, budget, **params)
         pos = np.searchsorted(cand, res.indices)
         pick_proba = proba[pos]
+        pred_label, pred_p = (multilabel.predicted_sets(pick_proba, probe.classes_) if multi else
+                              (probe.classes_[pick_proba.argmax(axis=1)], pick_proba.max(axis=1)))
         frame = pd.DataFrame({"id": p.ids[res.indices], "text": p.texts[res.indices], "strategy": strategy,
-                              "score": res.scores, "predicted_label": probe.classes_[pick_proba.argmax(axis=1)],
-                              "predicted_proba": pick_proba.max(axis=1).round(4)})
+                              "score": res.scores, "predicted_label": pred_label,
+                              "predicted_proba": np.round(pred_p.astype(np.float64), 4)})
         stop = _stop_info(p, session, probe, int(y.size))
         probe.save(_probe_path(p, round_no))
         session.record_file(_probe_path(p, round_no), round_no, "probe", owned=True)
         crash_point("query.probe-written")
         measured = {**res.info, **merge_info, "n_labels": int(y.size), "class_counts": probe.class_counts_,
-                    "probe_C": probe.C_, "probe_cv_accuracy": None if np.isnan(probe.cv_accuracy_) else round(probe.cv_accuracy_, 4),
+                    "probe_C": probe.C_, **multilabel.cv_info(probe),
                     "candidates_scored": int(cand.size), **stop,
                     "probe_file": str(_probe_path(p, round_no)), **_blocks_note(p)}
         return frame, measured

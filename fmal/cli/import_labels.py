@@ -20,6 +20,7 @@ def import_labels_cmd(
     on_conflict: str = typer.Option("error", "--on-conflict", help="An id already labeled differently, or answered differently in the file: error (write nothing), keep (stored / first answer), replace (the file's / last answer; the old one is kept in labels.db), majority (most annotators' label; a tie imports nothing for that id) or crowdlab (cleanlab CROWDLAB consensus, with each annotator's estimated quality)."),
     control: Optional[str] = typer.Option(None, "--control", help="label-studio: the name of the choices control to read (default: 'label', else the only one)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Declare the pool's label set (comma-separated); answers outside it are reported."),
+    multi_label: bool = typer.Option(False, "--multi-label", help="Make the pool multi-label (recorded; several classes per row: 'a|b' in CSV, a list in JSONL and the tools' exports)."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
     verbose_list: int = typer.Option(10, "--show", min=0, help="How many conflicts, unknown ids and skipped records to list."),
 ) -> None:
@@ -30,7 +31,8 @@ def import_labels_cmd(
     """
     from fmal import api
 
-    r = api.import_labels(file, pool, format, on_conflict=on_conflict, index_dir=index_dir, control=control, classes=classes)
+    r = api.import_labels(file, pool, format, on_conflict=on_conflict, index_dir=index_dir, control=control, classes=classes,
+                          multi_label=multi_label)
     typer.echo(f"{r.path}: {r.n_records} records, {r.n_answers} answers ({r.format}{', detected' if r.detected else ''})")
     typer.echo(f"  labels added: {r.added}, changed: {r.changed}, unchanged: {r.unchanged}, kept (conflict, --on-conflict keep): {r.kept}")
     for c in r.conflicts[:verbose_list]:

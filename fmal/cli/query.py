@@ -29,6 +29,7 @@ def query_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed (ties, random strategy, probe)."),
     allow_requeue: bool = typer.Option(False, "--allow-requeue", help="Allow picking rows queued in earlier rounds and not labeled yet."),
     undo: bool = typer.Option(False, "--undo", help="Undo the last round instead (its picks are no longer queued; labels are kept)."),
+    multi_label: bool = typer.Option(False, "--multi-label", help="Make the pool multi-label (recorded; several classes per row: 'a|b' in CSV, a list in JSONL and the tools' exports)."),
     index_dir: Path | None = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Fit a linear probe on the labels so far and pick the rows it is least sure about.
@@ -46,7 +47,8 @@ def query_cmd(
     if budget is None:
         raise InvalidInputError("--budget is required (a positive integer) unless --undo is given")
     sel = api.query(pool, labels, budget, strategy, index_dir=index_dir, output=output, random_state=seed,
-                    allow_requeue=allow_requeue, candidates=candidates, class_weight=class_weight)
+                    allow_requeue=allow_requeue, candidates=candidates, class_weight=class_weight,
+                    multi_label=multi_label)
     again = " (same as the last round: reused)" if sel.reused else ""
     typer.echo(f"round {sel.round}: {len(sel.picks)} rows picked by {strategy}{again}")
     _print.table(sel.picks, ["id", "score", "predicted_label", "predicted_proba", "text"])

@@ -36,6 +36,7 @@ def seed_cmd(
         "the embeddings, instead of the two-level clustering over the index's IVF lists and a sampled coverage "
         "report (slower: several passes over the pool on disk)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="The label set, comma-separated (e.g. POS,NEG,NEUTRAL): stored with the pool, listed by every export."),
+    multi_label: bool = typer.Option(False, "--multi-label", help="Make the pool multi-label (recorded; several classes per row: 'a|b' in CSV, a list in JSONL and the tools' exports)."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Pick a diverse, typical cold-start set to label first: no labels needed."""
@@ -47,7 +48,8 @@ def seed_cmd(
         params["n_classes"] = check_n_classes(n_classes)
     if exact:
         params["exact"] = True
-    sel = api.seed(pool, budget, strategy, index_dir=index_dir, labels=labels, output=output, random_state=seed, classes=classes, **params)
+    sel = api.seed(pool, budget, strategy, index_dir=index_dir, labels=labels, output=output, random_state=seed, classes=classes,
+                   multi_label=multi_label, **params)
     again = " (same as the last round: reused)" if sel.reused else ""
     typer.echo(f"round {sel.round}: {len(sel.picks)} rows picked by {strategy}{again}")
     _print.table(sel.picks, ["id", "score", "cluster", "text"])

@@ -54,6 +54,7 @@ def simulate_cmd(
     out_old: Optional[Path] = typer.Option(None, "--out", hidden=True, help="Old name of --output."),
     probe_c: str = typer.Option(str(DEFAULT_C), "--probe-c", help="The probe's C: a number (fast) or 'auto' to cross-validate as fmal query does (slower)."),
     seed: int = typer.Option(0, "--seed", help="First random seed (also seeds the --test-size split)."),
+    multi_label: bool = typer.Option(False, "--multi-label", help="The label column holds several classes per row ('a|b', or a JSON list): score by micro-F1 (shown as accuracy), macro-F1 and subset accuracy; default strategies random, typiclust+mean-margin, typiclust+max-entropy, auto."),
 ) -> None:
     """Does active learning beat random on my data? Replay fmal's seed -> probe -> query loop on
     labeled data and compare strategies with random: learning curves with 95% intervals, AULC,
@@ -92,12 +93,13 @@ def simulate_cmd(
             test_size=test_size, strategies=strategies, seeds=seeds, initial=initial, step=step, max_labels=max_labels,
             pool=pool_name, index_dir=index_dir, model=model, output=output or Path("simulations") / pool_name,
             probe_c=_probe_c(probe_c), random_state=seed, on_embed_start=on_embed_start,
-            on_embed_progress=on_embed_progress, on_start=on_start, on_progress=on_progress,
+            on_embed_progress=on_embed_progress, on_start=on_start, on_progress=on_progress, multi_label=multi_label,
         )
     finally:
         for b in bars.values():
             b.close()
-    typer.echo(f"{res.info['n_train']:,} pool rows, {res.info['n_test']:,} test rows; full-data accuracy "
+    metric = res.info.get("accuracy_is", "accuracy")  # multi-label: micro-F1
+    typer.echo(f"{res.info['n_train']:,} pool rows, {res.info['n_test']:,} test rows; full-data {metric} "
                f"{100 * res.full_accuracy:.1f}%; {res.info['seconds_simulation']:.1f} s")
     frame = res.summary_frame()
     frame["aulc"] = [f"{s.aulc:.1f}" for s in res.summaries]
@@ -107,7 +109,7 @@ def simulate_cmd(
     for c in reach:
         frame[c] = [f"> {res.budgets[-1]}" if v is None or pd.isna(v) else str(int(v)) for v in frame[c]]
     _print.table(frame, ["strategy", "aulc", "vs_random", *reach], limit=50)
-    typer.echo("aulc: mean test accuracy (%) over the label range; vs_random: paired difference, 95% interval; "
+    typer.echo(f"aulc: mean test {metric} (%) over the label range; vs_random: paired difference, 95% interval; "
                "labels_to_X: median labels to reach X of the full-data accuracy")
     typer.echo(f"verdict: {res.verdict}")
     typer.echo(f"advice: {res.advice}")

@@ -22,7 +22,7 @@ def status_cmd(
     m = st.manifest
     typer.echo(f"pool {st.path}: {m.n_rows:,} rows, dim {m.dim}, model {m.model.name}")
     typer.echo(f"  index: {m.index.type} ({m.index.metric or 'unknown'}), {m.index.ntotal:,} vectors")
-    typer.echo(f"  labels: {st.n_labels:,}")
+    typer.echo(f"  labels: {st.n_labels:,}" + (" (multi-label: several classes a row)" if st.task == "multi-label" else ""))
     if st.rounds:
         _print.table(st.rounds, list(st.rounds[0]), limit=1000)
         if st.advice:

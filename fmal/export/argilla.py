@@ -11,6 +11,8 @@ log them with ``mapping={"suggestion_score": "label.suggestion.score", "suggesti
 Beside either, ``NAME.settings.json`` (``rg.Settings.from_json``): a text field ``text``, a label
 question ``label`` listing every class, the ``fmal_id`` metadata, and with vectors the vector field
 ``embedding`` of the pool's dimension. Vectors are written when asked (``--with-vectors``).
+A multi-label pool's question is a ``MultiLabelQuestion`` (``multi_label_selection``) and its
+suggestions and answers are lists of classes.
 
 In (JSON list or JSONL):
   * 2.x ``Record.to_dict()`` / ``records.to_json``: ``responses.label`` = [{"value", "user_id",
@@ -29,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from fmal.export import register
+from fmal.multilabel import split
 from fmal._validation import show
 from fmal.export.base import (AGENT, ID_KEY, IMAGE_KEY, LABEL_KEY, Answers, Format, expect, id_at, is_image, meta_of, read_records,
                               rows, suggestion, write_json, write_jsonl)
@@ -53,7 +56,8 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     image = is_image(frame)
     for n, rec in enumerate(rows(frame)):
         lab, p = suggestion(rec)
-        sugg = {LABEL_KEY: {"value": lab, "score": p, "agent": AGENT}} if lab is not None else {}
+        value = split(lab) if lab is not None and frame.attrs.get("multi_label") else lab  # MultiLabelQuestion: a list
+        sugg = {LABEL_KEY: {"value": value, "score": p, "agent": AGENT}} if lab is not None else {}
         fields, meta = _fields(rec, image)
         out.append({"id": str(rec["id"]), "fields": fields,
                     "metadata": {ID_KEY: str(rec["id"]), **meta, **meta_of(rec)},
@@ -71,7 +75,8 @@ def flat_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
         fields, meta = _fields(rec, image)
         flat: dict[str, Any] = {"id": str(rec["id"]), **fields, **meta}
         if lab is not None:
-            flat.update({LABEL_KEY: lab, "suggestion_score": p, "suggestion_agent": AGENT})
+            value = split(lab) if frame.attrs.get("multi_label") else lab
+            flat.update({LABEL_KEY: value, "suggestion_score": p, "suggestion_agent": AGENT})
         flat.update({ID_KEY: str(rec["id"]), **{k: v for k, v in meta_of(rec).items() if k not in flat}})
         if vectors:
             flat[VECTOR_KEY] = vectors[n]
@@ -87,17 +92,19 @@ def _fields(rec: dict[str, Any], image: bool) -> tuple[dict[str, Any], dict[str,
     return {"text": rec["text"]}, {}
 
 
-def settings(classes: list[str], dim: int | None = None, image: bool = False) -> dict[str, Any]:
+def settings(classes: list[str], dim: int | None = None, image: bool = False, multi_label: bool = False) -> dict[str, Any]:
     """The dataset settings fmal's records need, as ``rg.Settings.to_json`` writes them (``image``:
-    an image field ``image`` instead of the text field)."""
+    an image field ``image`` instead of the text field; ``multi_label``: a MultiLabelQuestion)."""
+    kind = "multi_label_selection" if multi_label else "label_selection"
+    extra = {"options_order": "natural"} if multi_label else {}
     def base(name: str) -> dict[str, Any]:
         return {"id": None, "inserted_at": None, "updated_at": None, "name": name, "title": name, "dataset_id": None}
 
     return {
         "guidelines": None,
-        "questions": [{**base(LABEL_KEY), "settings": {"type": "label_selection", "options": [{"text": c, "value": c} for c in classes],
-                                                        "visible_options": None},
-                       "description": None, "required": True, "type": "label_selection"}],
+        "questions": [{**base(LABEL_KEY), "settings": {"type": kind, "options": [{"text": c, "value": c} for c in classes],
+                                                        "visible_options": None, **extra},
+                       "description": None, "required": True, "type": kind}],
         "fields": [{**base(IMAGE_KEY), "settings": {"type": "image"}, "required": True, "description": None, "type": "image"}
                    if image else
                    {**base("text"), "settings": {"type": "text", "use_markdown": False}, "required": True, "description": None,
@@ -122,7 +129,8 @@ def _write(frame: pd.DataFrame, path: Path, classes: list[str]) -> None:
     else:
         write_json(path, records(frame))
     v = frame.attrs.get("vectors")
-    write_json(settings_path(path), settings(classes, None if v is None else int(v.shape[1]), is_image(frame)))
+    write_json(settings_path(path), settings(classes, None if v is None else int(v.shape[1]), is_image(frame),
+                                                   bool(frame.attrs.get("multi_label"))))
 
 
 def _id_of(rec: dict[str, Any], path: Path, where: str) -> str | None:

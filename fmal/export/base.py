@@ -54,6 +54,39 @@ class Answers:
     answers: list[Answer] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
     n_records: int = 0
+    #: multi-label hook: answers naming several classes, skipped in a single-label pool and kept here
+    #: for a multi-label one (:meth:`multi_label`): (its entry in skipped, len(answers) when read, answer)
+    several: list[tuple[int, int, Answer]] = field(default_factory=list)
+
+    def skip_several(self, rid: str, values: list[Any], where: str, why: str, *, path: Path, field: str,
+                     annotator: str | None = None) -> None:
+        """Skip an answer that chose several classes (``why``), keeping it, canonical, for a multi-label pool."""
+        from fmal.multilabel import canonical
+
+        self.skipped.append((where, why))
+        try:
+            lab = canonical(values, f"{path}: {where}", field)
+        except LabelsError:  # not a list of class names: stays skipped
+            return
+        if lab is not None:
+            self.several.append((len(self.skipped) - 1, len(self.answers), Answer(rid, lab, where, annotator)))
+
+    def multi_label(self) -> Answers:
+        """These answers as a multi-label pool reads them: several-class answers in file order, every
+        answer in canonical form (sorted classes joined by ``|``)."""
+        from fmal.multilabel import canonical
+
+        moved = {k for k, _, _ in self.several}
+        out: list[Answer] = []
+        extra = sorted(self.several, key=lambda t: t[1])
+        j = 0
+        for i, a in enumerate([*self.answers, None]):
+            while j < len(extra) and extra[j][1] == i:
+                out.append(extra[j][2])
+                j += 1
+            if a is not None:
+                out.append(Answer(a.id, canonical(a.label, a.where) or a.label, a.where, a.annotator))
+        return Answers(out, [s for k, s in enumerate(self.skipped) if k not in moved], self.n_records)
 
     def take(self, rid: str, value: Any, where: str, *, path: Path, field: str, chosen: str, empty: str,
              annotator: str | None = None) -> None:
@@ -61,6 +94,10 @@ class Answers:
         chosen (``chosen`` names them: "labels", "choices"), or a blank one (``empty`` says why).
         A value that is not a label (an object, a fraction, a too long string) is a LabelsError."""
         if isinstance(value, list):
+            if len(value) > 1:
+                self.skip_several(rid, value, where, f"{len(value)} {chosen}; fmal needs exactly one", path=path, field=field,
+                                  annotator=annotator)
+                return
             if len(value) != 1:
                 self.skipped.append((where, f"{len(value)} {chosen}; fmal needs exactly one"))
                 return

@@ -9,7 +9,9 @@ the only ``choices`` result, or the control named by ``control``) is the answer,
 annotation's ``completed_by`` its annotator. A JSON_MIN export (flat records) and a CSV export are
 read too: the answer is the field ``label`` (or ``control``, or the one field that is neither a
 task field fmal wrote nor one Label Studio adds); several choices (``{"choices": [...]}``) are
-skipped with the reason, never stored as a label. The id comes from ``data.fmal_id`` (JSON_MIN,
+skipped with the reason in a single-label pool, never stored as a label, and are one answer in a
+multi-label pool (whose export writes ``NAME.config.xml`` with ``choice="multiple"`` beside the
+tasks). The id comes from ``data.fmal_id`` (JSON_MIN,
 CSV: ``fmal_id``), never from Label Studio's own task ``id``.
 """
 
@@ -27,22 +29,25 @@ from fmal.exceptions import InvalidInputError, LabelsError
 from fmal.io import read_table
 from fmal.export import register
 from fmal._atomic import write_text
+from fmal.multilabel import split
 from fmal.export.base import (AGENT, ID_KEY, IMAGE_KEY, LABEL_KEY, Answer, Answers, Format, expect, id_at, is_image, label_at,
                               meta_of, read_records, rows, suggestion, write_json)
 
 TEXT_KEY = "text"
 
 
-def label_config(classes: list[str], image: bool = False) -> str:
+def label_config(classes: list[str], image: bool = False, multiple: bool = False) -> str:
     """A Label Studio labeling config for single-choice text classification over ``classes``
-    (``image``: of the image ``$image``, its path shown above it)."""
+    (``image``: of the image ``$image``, its path shown above it; ``multiple``: multi-label,
+    several choices per task)."""
     choices = "\n".join(f'    <Choice value="{escape(c, quote=True)}"/>' for c in classes)
+    style = "multiple" if multiple else "single"
     obj = (f'  <Header value="${TEXT_KEY}"/>\n  <Image name="{IMAGE_KEY}" value="${IMAGE_KEY}"/>\n' if image
            else f'  <Text name="{TEXT_KEY}" value="${TEXT_KEY}"/>\n')
     return (
         "<View>\n"
         f"{obj}"
-        f'  <Choices name="{LABEL_KEY}" toName="{IMAGE_KEY if image else TEXT_KEY}" choice="single" showInLine="true">\n'
+        f'  <Choices name="{LABEL_KEY}" toName="{IMAGE_KEY if image else TEXT_KEY}" choice="{style}" showInLine="true">\n'
         f"{choices}\n"
         "  </Choices>\n"
         "</View>\n"
@@ -60,14 +65,18 @@ def tasks(frame: pd.DataFrame, control: str = LABEL_KEY, to_name: str | None = N
     ``choices``, only suggestions among them)."""
     out = []
     image = is_image(frame)
+    multi = bool(frame.attrs.get("multi_label"))  # multi-label pool: a suggestion "a|b" is the choices [a, b]
     to_name = to_name or (IMAGE_KEY if image else TEXT_KEY)
     for rec in rows(frame):
         task: dict[str, Any] = {"data": {TEXT_KEY: rec["text"], ID_KEY: str(rec["id"]), **meta_of(rec)}}
         if image:
             task["data"][IMAGE_KEY] = rec[IMAGE_KEY]
         lab, p = suggestion(rec)
-        if lab is not None and (choices is None or lab in choices):
-            pred: dict[str, Any] = {"model_version": AGENT, "result": [choice_result(lab, control, to_name)]}
+        picked = split(lab) if multi and lab is not None else [lab]
+        if lab is not None and (choices is None or all(c in choices for c in picked)):
+            result = choice_result(lab, control, to_name)
+            result["value"]["choices"] = picked
+            pred: dict[str, Any] = {"model_version": AGENT, "result": [result]}
             if p is not None:
                 pred["score"] = p
             task["predictions"] = [pred]
@@ -76,21 +85,23 @@ def tasks(frame: pd.DataFrame, control: str = LABEL_KEY, to_name: str | None = N
 
 
 def config_path(path: Path) -> Path:
-    """Where an image pool's labeling config goes: ``NAME.config.xml`` beside the tasks."""
+    """Where the labeling config of an image or multi-label pool goes: ``NAME.config.xml`` beside the tasks."""
     return path.with_name(path.name.rsplit(".", 1)[0] + ".config.xml")
 
 
 def _write(frame: pd.DataFrame, path: Path, classes: list[str]) -> None:
     write_json(path, tasks(frame))
-    if is_image(frame):  # the config must show the image: written beside the tasks
-        write_text(config_path(path), label_config(classes, image=True))
+    multi = bool(frame.attrs.get("multi_label"))
+    if is_image(frame) or multi:  # the config must show the image / allow several choices: written beside the tasks
+        write_text(config_path(path), label_config(classes, image=is_image(frame), multiple=multi))
 
 
 _LS = "as Label Studio exports it"
 
 
 def _choice_of(results: Any, path: Path, where: str, field: str, control: str | None = None) -> tuple[str | None, str | None]:
-    """(label, problem) of an annotation's result list (``field`` names it in errors)."""
+    """(label, problem) of an annotation's result list (``field`` names it in errors); several
+    choices: (the list of them, problem)."""
     results = expect(results, list, path, where, field, f"an annotation's result is a list of results {_LS}") or []
     for k, r in enumerate(results):
         expect(r, dict, path, where, f"{field}[{k}]", f"each result is an object {_LS}")
@@ -108,6 +119,8 @@ def _choice_of(results: Any, path: Path, where: str, field: str, control: str | 
     k, r = mine[0]
     value = expect(r.get("value"), dict, path, where, f"{field}[{k}].value", f'a choices result\'s value is {{"choices": [...]}} {_LS}') or {}
     vals = expect(value.get("choices"), list, path, where, f"{field}[{k}].value.choices", f"the choices are a list of options {_LS}") or []
+    if len(vals) > 1:  # several choices: the list comes back with the problem (a multi-label pool keeps it)
+        return vals, f"annotation chose {len(vals)} options; fmal needs exactly one"  # type: ignore[return-value]
     if len(vals) != 1:
         return None, f"annotation chose {len(vals)} options; fmal needs exactly one"
     lab = label_at(vals[0], path, where, f"{field}[{k}].value.choices[0]")
@@ -214,7 +227,11 @@ def answers_of(records: list[tuple[str, dict[str, Any]]], path: Path, control: s
             lab, problem = _choice_of(ann.get("result"), path, where, f"annotations[{j}].result", control)
             ann_id = ann.get("id", j + 1)
             at = f"{where} (task {show(task_id)}, annotation {show(ann_id)})"
-            if problem:
+            if problem and isinstance(lab, list):
+                who = _who(ann)
+                res.skip_several(rid, lab, at, problem, path=path, field=f"annotations[{j}].result",
+                                 annotator=(users or {}).get(who, who) if who else None)
+            elif problem:
                 res.skipped.append((at, problem))
             else:
                 who = _who(ann)

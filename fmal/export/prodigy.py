@@ -2,11 +2,14 @@
 
 Out: ``{"text", "options": [{"id", "text"}...], "accept": [suggested], "meta": {"score", ...},
 "fmal_id"}`` a line: the ``choice`` interface (as in ``textcat.manual`` with several labels) shows
-the options with the probe's suggestion preselected and its probability in the meta panel.
+the options with the probe's suggestion preselected and its probability in the meta panel. A
+multi-label pool's tasks carry ``"config": {"choice_style": "multiple"}`` and accept every
+suggested class.
 
 In: every line's ``answer``: ``accept`` with exactly one option in ``accept`` (choice tasks) or with
 a ``label`` (binary ``textcat.teach``-style tasks) is a label; ``reject`` and ``ignore`` are
-reported as skipped, since a rejected label does not say which class is right. The id comes from
+reported as skipped, since a rejected label does not say which class is right. Several accepted
+options are one answer in a multi-label pool (skipped with the reason in a single-label one). The id comes from
 ``fmal_id`` (or ``meta.fmal_id``, then ``meta.id``), which Prodigy keeps in its saved tasks.
 """
 
@@ -20,6 +23,7 @@ import pandas as pd
 from fmal._validation import show
 from fmal.export import register
 from fmal.exceptions import LabelsError
+from fmal.multilabel import split
 from fmal.export.base import (ID_KEY, IMAGE_KEY, Answer, Answers, Format, expect, id_at, is_image, label_at, meta_of, read_records,
                               rows, suggestion, write_jsonl)
 
@@ -29,15 +33,19 @@ def tasks(frame: pd.DataFrame, classes: list[str]) -> list[dict[str, Any]]:
     above the options; it must be a URL or data URI the browser can load)."""
     out = []
     image = is_image(frame)
+    multi = bool(frame.attrs.get("multi_label"))  # multi-label pool: several options may be accepted
     for rec in rows(frame):
         lab, p = suggestion(rec)
-        options = list(classes) + ([lab] if lab is not None and lab not in classes else [])
+        picked = (split(lab) if multi else [lab]) if lab is not None else []
+        options = list(classes) + [c for c in picked if c not in classes]
         meta: dict[str, Any] = {ID_KEY: str(rec["id"]), **meta_of(rec)}
         task: dict[str, Any] = {"text": rec["text"], "options": [{"id": c, "text": c} for c in options]}
         if image:
             task[IMAGE_KEY] = rec[IMAGE_KEY]
+        if multi:
+            task["config"] = {"choice_style": "multiple"}
         if lab is not None:
-            task["accept"] = [lab]
+            task["accept"] = picked
             meta["suggested"] = lab
             if p is not None:
                 meta["score"] = p
@@ -100,6 +108,10 @@ def _read(path: Path) -> Answers:
         if accept is not None and (rec.get("options") or accept):
             picked = [_option_id(o, path, where, f"accept[{k}]") for k, o in enumerate(accept)]
             chosen = [o for o in picked if o is not None]
+            if len(chosen) > 1:  # a multiple-choice answer: kept for a multi-label pool
+                res.skip_several(rid, chosen, where, f"accepted with {len(chosen)} options chosen; fmal needs exactly one",
+                                 path=path, field="accept", annotator=_annotator(rec))
+                continue
             if len(chosen) != 1:
                 res.skipped.append((where, f"accepted with {len(chosen)} options chosen; fmal needs exactly one"))
                 continue

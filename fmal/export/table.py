@@ -10,6 +10,7 @@ import pandas as pd
 from fmal.exceptions import InvalidInputError, LabelsError
 from fmal.export import register
 from fmal.export.base import Answer, Answers, Format, id_at, label_at
+from fmal.multilabel import canonical
 from fmal.io import columns_of, read_table, write_table
 
 
@@ -35,7 +36,9 @@ def _read(path: Path) -> Answers:
     who = frame["annotator"].tolist() if "annotator" in frame.columns else [None] * len(frame)  # several answers a task
     for i, (rid, lab, by) in enumerate(zip(frame["id"].tolist(), frame["label"].tolist(), who), start=1):
         where = f"{unit} {i}"
-        rid_s, lab_s = id_at(rid, path, where, "id"), label_at(lab, path, where, "label")
+        rid_s = id_at(rid, path, where, "id")
+        # multi-label hook: a JSON list of classes is one answer "a|b" (a single-label pool refuses it, saying how to switch)
+        lab_s = canonical(lab, f"{path}: {where}", "label") if isinstance(lab, (list, tuple)) else label_at(lab, path, where, "label")
         if rid_s is None:
             raise LabelsError(f"{path}: {where}: empty id; every labeled row needs the id of a pool row")
         if lab_s is None:

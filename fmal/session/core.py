@@ -110,12 +110,14 @@ class Session:
         self.generation = int(meta(conn, "generation", "0"))
         self.views_generation = int(meta(conn, "views_generation", "-1"))
         self.classes: list[str] = _labels.read_classes(conn)
+        self.task: str = meta(conn, "task", "single-label")  # multi-label pools: fmal.multilabel
 
     def _load_legacy(self) -> migrate.LegacyState:
         """Read an unmigrated pool's session.json and labels.csv, checked, without writing."""
         state = migrate.read_legacy(self.dir)
         self.rounds, self.relabels, self._labels = state.rounds, state.relabels, state.labels
         self.classes = []
+        self.task = "single-label"
         self.generation = 0
         self.views_generation = 0
         return state
@@ -277,10 +279,29 @@ class Session:
         stored labels outside it, sorted (reported by the caller; no label is changed)."""
         names = _labels.checked_classes(classes)
         with self._write("declare classes") as conn:
+            if self.task == "multi-label":  # multi-label hook: "|" separates the classes of an answer
+                from fmal.multilabel import check_class_names
+
+                check_class_names(names)
             if names != self.classes:
                 _labels.write_classes(conn, names)
                 self.classes = names
-        return sorted({lab.label for lab in self._labels.values()} - set(names))
+        multi = self.task == "multi-label"
+        stored = {c for lab in self._labels.values() for c in (lab.label.split("|") if multi else [lab.label])}
+        return sorted(stored - set(names))
+
+    # -- multi-label hook (fmal.multilabel): the task type is one row of meta, the schema is unchanged
+    def set_task(self, task: str) -> None:
+        """Record the pool's task type (``single-label`` / ``multi-label``); a switch that would
+        reinterpret a stored label is refused (:func:`fmal.multilabel.can_switch`)."""
+        from fmal.multilabel import can_switch, check_task
+
+        task = check_task(task)
+        with self._write("set task") as conn:
+            if task != self.task:
+                can_switch(self.labels, task)
+                set_meta(conn, "task", task)
+                self.task = task
 
     def record_sync_tasks(self, target: str, tasks: dict[str, str], round_no: int | None) -> None:
         """Remember that ids were pushed to ``target`` as these task ids (a rerun pushes them not again)."""

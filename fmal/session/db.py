@@ -163,7 +163,8 @@ def meta(conn: sqlite3.Connection, key: str, default: str | None) -> Any:
 
 
 def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
-    conn.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+    """Write one ``meta`` row, adding it when the key is new (``task`` appears on a pool's first switch)."""
+    conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
 
 def fsync_dir(d: Path) -> None:

@@ -22,7 +22,9 @@ from fmal._defaults import DEFAULT_C
 from fmal._validation import check_label, check_seed
 from fmal.api import embed
 from fmal.exceptions import InvalidInputError, LabelsError
+from fmal.multilabel import SEP, canonical
 from fmal.simulate.loop import simulate_embeddings
+from fmal.simulate.multilabel import DEFAULT_STRATEGIES as ML_DEFAULT_STRATEGIES
 from fmal.simulate.outputs import write_outputs
 from fmal.simulate.results import SimulationResult
 from fmal.simulate.spec import DEFAULT_STRATEGIES
@@ -99,6 +101,7 @@ def simulate(
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     out: PathLike | None = None,
+    multi_label: bool = False,
 ) -> SimulationResult:
     """Does active learning beat random on ``data`` (any file ``fmal embed`` reads, with gold labels)?
 
@@ -106,7 +109,9 @@ def simulate(
     holds out test rows (``test_col`` rows equal to ``test_value``, else a stratified ``test_size``
     split, 0.3 by default), then runs :func:`simulate_embeddings`. Rows with an empty label are left
     out. With ``output`` (a folder), writes the JSON, markdown, curves CSV and PNG there
-    (``result.files``); ``out`` is its old name, deprecated.
+    (``result.files``); ``out`` is its old name, deprecated. ``multi_label``: the label column holds
+    several classes per row (``a|b``, or a JSON list in JSONL), scored by micro-F1 (the curves'
+    accuracy), macro-F1 and subset accuracy; the default strategies are then the multi-label ones.
     """
     if out is not None:
         if output is not None:
@@ -121,7 +126,15 @@ def simulate(
     if label_col not in frame.columns:
         cols = ", ".join(map(str, frame.columns))
         raise InvalidInputError(f"{data}: no column {label_col!r} (columns: {cols}); pass --label-col")
-    raw = [check_label(v, f"{data}: row {i}", label_col) for i, v in enumerate(frame[label_col].tolist(), start=1)]
+    raw = [canonical(v, f"{data}: row {i}", label_col) if multi_label else check_label(v, f"{data}: row {i}", label_col)
+           for i, v in enumerate(frame[label_col].tolist(), start=1)]
+    if not multi_label and any(v is not None and SEP in v for v in raw):  # multi-label hook: never mixed by accident
+        row = next(i for i, v in enumerate(raw, start=1) if v is not None and SEP in v)
+        raise LabelsError(f"{data}: row {row}: {label_col!r} is {raw[row - 1]!r}, several classes joined by {SEP!r}; "
+                          "pass --multi-label to simulate a multi-label task")
+    names = [n.strip() for n in (strategies.split(",") if isinstance(strategies, str) else strategies)]
+    if multi_label and names == list(DEFAULT_STRATEGIES):  # the single-label default reads a softmax
+        strategies = ML_DEFAULT_STRATEGIES
     has_label = np.asarray([v is not None for v in raw], dtype=bool)
     if not has_label.any():
         raise LabelsError(f"{data}: column {label_col!r} is empty in every row; simulate needs gold labels")
@@ -158,7 +171,7 @@ def simulate(
     result = simulate_embeddings(
         X, labels_all[train].astype(str), X_test, labels_all[test].astype(str), strategies=strategies, seeds=seeds,
         initial=initial, step=step, max_labels=max_labels, probe_c=probe_c, reach=reach, random_state=random_state,
-        on_start=on_start, on_progress=on_progress, info=info,
+        on_start=on_start, on_progress=on_progress, info=info, multi_label=multi_label,
     )
     if output is not None:
         write_outputs(result, output)

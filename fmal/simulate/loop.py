@@ -21,6 +21,9 @@ from fmal.exceptions import FmalError, InvalidInputError, LabelsError, PoolExhau
 from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext
 from fmal.seed import SEED_STRATEGIES
+from fmal import multilabel as ml
+from fmal.probe_multilabel import MultiLabelProbe
+from fmal.simulate import multilabel as ml_sim
 from fmal.simulate.results import SimulationResult, summarise
 from fmal.simulate.spec import BASELINE, DEFAULT_STRATEGIES, StrategySpec, parse_strategies
 from fmal.simulate.stats import DEFAULT_REACH
@@ -75,9 +78,12 @@ def _run_one(
     index: Any,
     probe_c: float | str,
     tick: Callable[[], None],
+    multi: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """One learning curve: seed, then (fit probe, score, query) per step. The oracle is ``y``."""
+    """One learning curve: seed, then (fit probe, score, query) per step. The oracle is ``y``.
+    ``multi``: a multi-label run's query parameters per strategy (:mod:`fmal.simulate.multilabel`)."""
     query_fn = QUERY_STRATEGIES.get(spec.query_strategy)
+    params = multi[spec.name] if multi is not None else {}
     n = X.shape[0]
     is_labeled = np.zeros(n, dtype=bool)
     res = SEED_STRATEGIES.call(spec.seed_strategy, X, budgets[0], index=index, labeled=None, random_state=seed)
@@ -86,15 +92,21 @@ def _run_one(
     rows: list[dict[str, Any]] = []
     for r, b in enumerate(budgets):
         y_known = y[labeled]
-        seen = np.unique(y_known)
         probe = None
-        if seen.size >= 2:
-            probe = LinearProbe(C=probe_c, random_state=seed).fit(X[labeled], y_known)
-            pred = probe.predict(X_test)
-        else:  # one class labeled so far: a probe cannot be fitted; everything is that class
-            pred = np.full(y_test.shape[0], seen[0])
-        acc, f1 = _score(pred, y_test, classes)
-        rows.append({"strategy": spec.name, "seed": seed, "step": r, "n_labels": b, "accuracy": acc, "macro_f1": f1,
+        if multi is not None:  # multi-label: a one-vs-rest probe fits from the first answer on
+            seen = np.asarray(ml.classes_of(y_known.tolist()))
+            probe = MultiLabelProbe(C=probe_c, random_state=seed).fit(X[labeled], y_known)
+            scores = ml_sim.score(probe.predict(X_test), y_test, classes)
+        else:
+            seen = np.unique(y_known)
+            if seen.size >= 2:
+                probe = LinearProbe(C=probe_c, random_state=seed).fit(X[labeled], y_known)
+                pred = probe.predict(X_test)
+            else:  # one class labeled so far: a probe cannot be fitted; everything is that class
+                pred = np.full(y_test.shape[0], seen[0])
+            acc, f1 = _score(pred, y_test, classes)
+            scores = {"accuracy": acc, "macro_f1": f1}
+        rows.append({"strategy": spec.name, "seed": seed, "step": r, "n_labels": b, **scores,
                      "classes_seen": int(seen.size)})
         tick()
         if r + 1 == len(budgets):
@@ -109,7 +121,7 @@ def _run_one(
             proba = probe.predict_proba(X[candidates])
             ctx = QueryContext(X=X, candidates=candidates, proba=proba, classes=probe.classes_, labeled=np.sort(labeled),
                                index=index, probe=probe, random_state=rs)
-            picks = query_fn(ctx, add).indices
+            picks = query_fn(ctx, add, **params).indices
             who = f"query strategy {spec.query_strategy!r}"
         picks = _check_picks(picks, add, is_labeled, who)
         is_labeled[picks] = True
@@ -134,6 +146,7 @@ def simulate_embeddings(
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     info: dict[str, Any] | None = None,
+    multi_label: bool = False,
 ) -> SimulationResult:
     """Simulate every strategy on pre-computed embeddings: ``X``/``y`` are the pool (train rows and
     their gold labels, answered by the oracle), ``X_test``/``y_test`` the held-out rows it is scored on.
@@ -141,6 +154,8 @@ def simulate_embeddings(
     Seeds are ``random_state, random_state + 1, ...``. ``probe_c``: the probe's C (a fixed C is
     fast; ``"auto"`` cross-validates as ``fmal query`` does, and is several times slower).
     ``on_start(total)`` / ``on_progress(done)`` count (strategy, seed, step) triples.
+    ``multi_label``: ``y`` holds canonical multi-label answers (``"a|b"``); the curves' accuracy
+    is then micro-F1, with macro-F1 and subset accuracy (:mod:`fmal.simulate.multilabel`).
     """
     t_start = time.perf_counter()
     X = np.ascontiguousarray(X, dtype=np.float32)
@@ -160,6 +175,9 @@ def simulate_embeddings(
     if not any(s.is_random for s in specs):
         specs.insert(0, StrategySpec(BASELINE, "random", "random"))  # every verdict is paired against random
     baseline = next(s.name for s in specs if s.is_random)
+    if multi_label:  # multi-label hook: its own checks, probe and scores
+        return _simulate_multilabel(X, y, X_test, y_test, specs, baseline, seeds, initial, step, max_labels, probe_c,
+                                    reach, random_state, on_start, on_progress, info, t_start)
     pool_classes = np.unique(y)
     if pool_classes.size < 2:
         raise LabelsError(f"label column has a single class ({str(pool_classes[0])!r}) in the pool; "
@@ -208,5 +226,54 @@ def simulate_embeddings(
         "seconds_simulation": round(time.perf_counter() - t_loop, 3),
         "seconds_total": round(time.perf_counter() - t_start, 3),
         "rounds_with_one_class": int((result.curves["classes_seen"] < 2).sum()),
+    }
+    return result
+
+
+def _simulate_multilabel(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, specs: list[StrategySpec],
+                         baseline: str, seeds: int, initial: int, step: int, max_labels: int, probe_c: float | str,
+                         reach: Sequence[float], random_state: int, on_start: Callable[[int], None] | None,
+                         on_progress: Callable[[int], None] | None, info: dict[str, Any] | None,
+                         t_start: float) -> SimulationResult:
+    """:func:`simulate_embeddings` for canonical multi-label answers (same loop, same summaries)."""
+    params = ml_sim.check_specs(specs)
+    classes = ml_sim.check_labels(y, y_test)
+    shares = [float(r) for r in reach]
+    if any(not 0 < r <= 1 for r in shares):
+        raise InvalidInputError(f"reach shares must lie in (0, 1], got {list(reach)}")
+    budgets = _budgets(initial, step, max_labels, X.shape[0])
+    index = fmal_index.build_index(X, "flat")
+    full = MultiLabelProbe(C=probe_c, random_state=random_state).fit(X, y)
+    full_scores = ml_sim.score(full.predict(X_test), y_test, classes)
+    seed_list = [random_state + i for i in range(int(seeds))]
+    total = len(specs) * len(seed_list) * len(budgets)
+    if on_start:
+        on_start(total)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if on_progress:
+            on_progress(done)
+
+    rows: list[dict[str, Any]] = []
+    t_loop = time.perf_counter()
+    for spec in specs:
+        for s in seed_list:
+            rows += _run_one(spec, s, X, y, X_test, y_test, classes, budgets, index, probe_c, tick, multi=params)
+    result = summarise(specs, baseline, seed_list, budgets, classes.tolist(), pd.DataFrame(rows), full_scores["accuracy"],
+                       full_scores["macro_f1"], shares)
+    Y = ml.binarize(y.tolist(), classes)
+    result.info = {
+        **(info or {}),
+        "task": ml.MULTI, "accuracy_is": ml_sim.METRIC,
+        "full_data_subset_accuracy": full_scores["subset_accuracy"],
+        "n_train": int(X.shape[0]), "n_test": int(X_test.shape[0]), "dim": int(X.shape[1]),
+        "class_counts_train": {str(c): int(k) for c, k in zip(classes, Y.sum(axis=0))},
+        "mean_classes_per_row_train": round(float(Y.sum(axis=1).mean()), 3),
+        "probe_C": probe_c, "full_data_probe_C": full.C_,
+        "seconds_simulation": round(time.perf_counter() - t_loop, 3),
+        "seconds_total": round(time.perf_counter() - t_start, 3),
     }
     return result

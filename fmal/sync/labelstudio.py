@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fmal import multilabel
 from fmal._validation import show
 from fmal.exceptions import InvalidInputError, LabelsError, ServiceError
 from fmal.export.base import ID_KEY, LABEL_KEY
@@ -208,7 +209,8 @@ def _project_tasks(client: Client, project: int) -> dict[str, str]:
     return out
 
 
-def find_or_create_project(client: Client, pool_name: str, project: int | None, classes: list[str]) -> dict[str, Any]:
+def find_or_create_project(client: Client, pool_name: str, project: int | None, classes: list[str],
+                           multiple: bool = False) -> dict[str, Any]:
     if project is not None:
         try:
             return client.call("GET", f"/api/projects/{int(project)}")
@@ -223,14 +225,15 @@ def find_or_create_project(client: Client, pool_name: str, project: int | None, 
             return client.call("GET", f"/api/projects/{p['id']}")
     if not classes:
         raise InvalidInputError(f"pool {pool_name!r} has no classes: pass --classes A,B,C to create the Label Studio project")
-    return client.call("POST", "/api/projects", {"title": title, "label_config": label_config(classes)})
+    return client.call("POST", "/api/projects", {"title": title, "label_config": label_config(classes, multiple=multiple)})
 
 
 def _setup(client: Client, session: Session, pool_name: str, project: int | None, control: str | None,
            res_events: list[str]) -> tuple[dict[str, Any], Control]:
     """The project, its labeling config written or checked, the pool's classes in step with it."""
     classes = list(session.classes)
-    proj = find_or_create_project(client, pool_name, project, classes)
+    multiple = session.task == multilabel.MULTI  # multi-label hook: a multiple-choice control
+    proj = find_or_create_project(client, pool_name, project, classes, multiple)
     ctl = _project_control(proj, control)
     if ctl is None:
         if (proj.get("label_config") or "").strip() not in ("", "<View></View>", "<View/>"):
@@ -239,7 +242,7 @@ def _setup(client: Client, session: Session, pool_name: str, project: int | None
         if not classes:
             raise InvalidInputError(f"project {proj['id']} has no labeling config and pool {pool_name!r} no classes: "
                                     "pass --classes A,B,C")
-        proj = client.call("PATCH", f"/api/projects/{proj['id']}", {"label_config": label_config(classes)})
+        proj = client.call("PATCH", f"/api/projects/{proj['id']}", {"label_config": label_config(classes, multiple=multiple)})
         ctl = _project_control(proj, control) or Control(LABEL_KEY, TEXT_KEY, tuple(classes))
         res_events.append(f"project {proj['id']}: labeling config written: control {ctl.name!r}, {len(classes)} classes")
         return proj, ctl
@@ -288,6 +291,7 @@ def _pull(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl
     where_new = {f"(task {show(int(tid) if tid.isdigit() else tid)}, annotation {show(int(aid) if aid.isdigit() else aid)})"
                  for aid, _, tid in fresh}
     got = answers_of([(f"task {t.get('id')}", t) for t in touched], Path(f"{client.url}/projects/{pid}"), ctl.name, users)
+    got = multilabel.read_answers(got, session.task, False, policy, f"{client.url}/projects/{pid}", pool.name)
     in_pool = set(pool.in_pool([a.id for a in got.answers]))
     answers = [a for a in got.answers if a.id in in_pool]
     res.unknown = len(got.answers) - len(answers)
@@ -345,6 +349,8 @@ def _push(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl
         return
     frame = _frame_of_round(pool, rec)
     frame = frame[frame["id"].isin(todo)].reset_index(drop=True)
+    if session.task == multilabel.MULTI:  # multi-label hook: suggestions as several choices
+        frame.attrs["multi_label"] = True
     payload = tasks(frame, ctl.name, ctl.to_name, list(ctl.choices))
     n_pred = sum(1 for t in payload if t.get("predictions"))
     client.call("POST", f"/api/projects/{pid}/import", payload)
