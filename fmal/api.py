@@ -94,6 +94,7 @@ def embed(
     precision: str | None = None,
     max_seq_length: int | None = None,
     threads: int | None = None,
+    device: str | None = "auto",
     index: str = "auto",
     max_index_memory: str | int | None = None,
     engine: str = "local",
@@ -113,7 +114,8 @@ def embed(
     Resumes an interrupted run with the same arguments; a finished pool built from the same input
     and model is left as it is (``skipped=True``). ``backend`` (torch, onnx, onnx-int8) and
     ``precision`` (float32, float16) left as None mean: the existing pool's (or the interrupted
-    run's), else ``fmal.encoders.DEFAULT_BACKEND`` and float32.
+    run's), else ``fmal.encoders.DEFAULT_BACKEND`` and float32. ``device``: auto, cpu, cuda or
+    cuda:N (``fmal.encoders.resolve_device``; recorded in the manifest).
 
     ``engine="ray"``: Ray workers read the input (each file of a folder of shards, or the one
     file) and embed it; work is saved and resumed per shard, texts repeated across shards are
@@ -158,6 +160,7 @@ def embed(
     check_positive(chunk_size, "chunk_size", integer=True)
     if backend is not None:
         fmal_encoders.check_backend(backend)
+    fmal_encoders.check_device(device)
     if precision is not None:
         store.check_precision(precision)
     fmal_index.choose_index(1, 1, index, fmal_index.parse_memory(max_index_memory))  # validate early
@@ -208,7 +211,7 @@ def embed(
             return EmbedResult(path, m["n_rows"], m["n_unique_texts"], 0, 0, True, time.perf_counter() - t0, name,
                                m["dim"], backend, precision, mm.get("max_seq_length"), mm.get("threads"), engine, n_shards)
     encoder_kwargs = {"model": None if model is None else str(model), "trust_remote_code": trust_remote_code,
-                      "backend": backend, "max_seq_length": max_seq_length, "threads": threads}
+                      "backend": backend, "max_seq_length": max_seq_length, "threads": threads, "device": device}
     encoder = fmal_encoders.load_encoder(**encoder_kwargs)
     if not isinstance(source, ShardList):  # say now, not after embedding, when the index departs from the budget
         note = fmal_index.choose_index(len(source), encoder.dim, index, fmal_index.parse_memory(max_index_memory)).note

@@ -549,6 +549,7 @@ def _write_pool(
             "fingerprint": encoder.fingerprint,
             "max_seq_length": getattr(encoder, "max_seq_length", None),
             "backend": backend,
+            "device": getattr(encoder, "device", None),
             "threads": getattr(encoder, "threads", None),
             "onnx_file": getattr(encoder, "onnx_file", None),
             "onnx_fused": getattr(encoder, "onnx_fused", None),  # False: the export fell back to the unfused graph
