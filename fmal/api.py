@@ -102,6 +102,7 @@ def embed(
     precision: str | None = None,
     max_seq_length: int | None = None,
     threads: int | None = None,
+    device: str | None = "auto",
     index: str = "auto",
     max_index_memory: str | int | None = None,
     engine: str = "local",
@@ -123,7 +124,8 @@ def embed(
     Resumes an interrupted run with the same arguments; a finished pool built from the same input
     and model is left as it is (``skipped=True``). ``backend`` (torch, onnx, onnx-int8) and
     ``precision`` (float32, float16) left as None mean: the existing pool's (or the interrupted
-    run's), else ``fmal.encoders.DEFAULT_BACKEND`` and float32.
+    run's), else ``fmal.encoders.DEFAULT_BACKEND`` and float32. ``device``: auto, cpu, cuda or
+    cuda:N (``fmal.encoders.resolve_device``; recorded in the manifest).
 
     ``engine="ray"``: Ray workers read the input (each file of a folder of shards, or the one
     file) and embed it; work is saved and resumed per shard, texts repeated across shards are
@@ -185,6 +187,7 @@ def embed(
     check_positive(chunk_size, "chunk_size", integer=True)
     if backend is not None:
         fmal_encoders.check_backend(backend)
+    fmal_encoders.check_device(device)
     if precision is not None:
         check_precision(precision)
     check_index_kind(index)
@@ -238,7 +241,7 @@ def embed(
                                m.dim, backend, precision, m.model.max_seq_length, m.model.threads, engine, n_shards,
                                bad_images=bad)
     encoder_kwargs = {"model": None if model is None else str(model), "trust_remote_code": trust_remote_code,
-                      "backend": backend, "max_seq_length": max_seq_length, "threads": threads}
+                      "backend": backend, "max_seq_length": max_seq_length, "threads": threads, "device": device}
     if is_images:  # a CLIP model embeds the images under the input's root
         encoder = fmal_encoders.load_image_encoder(encoder_kwargs["model"], root=source.root,
                                                    trust_remote_code=trust_remote_code, threads=threads)
