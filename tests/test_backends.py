@@ -269,7 +269,7 @@ def test_device_cpu_and_auto_without_a_gpu(tiny_model_dir: Path, small_csv: Path
         enc = load_encoder(tiny_model_dir, backend=backend, device="auto")
         assert enc.device == "cpu" and enc.describe()["device"] == "cpu"
     res = fmal.embed(small_csv, "d", index_dir=index_dir, model=tiny_model_dir, backend="onnx", device="cpu")
-    assert json.loads((res.pool_path / store.MANIFEST).read_text())["model"]["device"] == "cpu"
+    assert json.loads((res.pool_path / MANIFEST).read_text())["model"]["device"] == "cpu"
 
 
 def test_auto_never_picks_an_absent_onnx_cuda_provider(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -300,4 +300,4 @@ def test_cuda_requests_fail_cleanly_without_a_gpu(tiny_model_dir: Path, small_cs
     res = cli("embed", str(small_csv), "--pool", "c", "--index-dir", str(index_dir), "--model", str(tiny_model_dir),
               "--backend", "onnx-int8", "--device", "cuda")
     assert res.exit_code != 0 and "install onnxruntime-gpu" in res.output and "Traceback" not in res.output, res.output
-    assert not (index_dir / "c" / store.MANIFEST).exists()
+    assert not (index_dir / "c" / MANIFEST).exists()
