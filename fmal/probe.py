@@ -1,23 +1,26 @@
-"""A linear probe on frozen embeddings: scikit-learn's LogisticRegression, tuned for tiny label sets.
+"""A linear probe on frozen embeddings: L2-regularised multinomial logistic regression, tuned for
+tiny label sets.
 
-Follows scikit-learn's estimator contract (``__init__`` stores parameters, ``fit`` returns self,
-learned state ends in ``_``) and is persisted as its coefficients in JSON, never pickled.
+The model and objective are scikit-learn's ``LogisticRegression(solver="lbfgs")`` (one coefficient
+row per class, or one row for two classes; mean log-loss weighted by ``class_weight`` plus
+``||W||^2 / (2 C n)``; intercept not penalised), and C is chosen on scikit-learn's stratified folds,
+but both are computed here in numpy: importing scikit-learn costs ~0.9 s of CPU, more than the
+rest of a 100k-row ``fmal query`` round (benchmarks/interactive.py). The probe keeps scikit-learn's
+estimator contract (``__init__`` stores parameters, ``fit`` returns self, learned state ends in
+``_``, ``get_params``/``set_params``, so ``sklearn.base.clone`` and ``cross_val_predict`` take it)
+and is persisted as its coefficients in JSON, never pickled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from threadpoolctl import threadpool_limits
 
 from fmal._atomic import write_json
 from fmal._defaults import DEFAULT_C as _DEFAULT_C
@@ -33,9 +36,13 @@ C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 MIN_PER_CLASS_FOR_CV = 5
 MIN_LABELS_FOR_CV = 30
 CLASS_WEIGHTS = (None, "balanced")
+#: the solver stops when no gradient entry of the (mean-scaled) objective exceeds this (scikit-learn: 1e-4)
+TOL = 1e-4
+#: L-BFGS memory (scipy's and so scikit-learn's default)
+LBFGS_MEMORY = 10
 
 
-class LinearProbe(ClassifierMixin, BaseEstimator):
+class LinearProbe:
     """Multinomial logistic regression with C chosen by stratified cross-validation over ``C_GRID``
     when the median class has ``MIN_PER_CLASS_FOR_CV`` labels and there are ``MIN_LABELS_FOR_CV`` in
     all (``C="auto"``), else ``DEFAULT_C``. ``class_weight="balanced"`` reweights classes by inverse
@@ -58,8 +65,29 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def _lr(self, C: float) -> LogisticRegression:
-        return LogisticRegression(C=C, class_weight=self.class_weight, max_iter=self.max_iter, random_state=self.random_state)
+    _PARAMS = ("C", "class_weight", "max_iter", "random_state")
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's parameters (scikit-learn's estimator contract)."""
+        return {k: getattr(self, k) for k in self._PARAMS}
+
+    def set_params(self, **params: Any) -> LinearProbe:
+        """Set constructor parameters by name; returns self."""
+        for k, v in params.items():
+            if k not in self._PARAMS:
+                raise InvalidInputError(f"LinearProbe has no parameter {k!r}; it has {', '.join(self._PARAMS)}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self.get_params().items() if v != type(self)().get_params()[k]}
+        return f"LinearProbe({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    def __sklearn_tags__(self) -> Any:
+        """A classifier, for scikit-learn's meta-tools (imported only when they ask)."""
+        from sklearn.utils import ClassifierTags, Tags, TargetTags
+
+        return Tags(estimator_type="classifier", target_tags=TargetTags(required=True), classifier_tags=ClassifierTags())
 
     def _check_params(self) -> None:
         if not (self.C == "auto" or (isinstance(self.C, (int, float)) and not isinstance(self.C, bool)
@@ -67,6 +95,8 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(f"C must be 'auto' or a positive number, got {self.C!r}")
         if not (self.class_weight in CLASS_WEIGHTS or isinstance(self.class_weight, dict)):
             raise InvalidInputError(f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}")
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise InvalidInputError(f"max_iter must be a positive integer, got {self.max_iter!r}")
         check_seed(self.random_state)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:
@@ -78,51 +108,59 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
             raise InvalidInputError(f"X must be 2-D with one row per label, got X {X.shape} and y {y.shape}")
         if not np.isfinite(X).all():
             raise InvalidInputError("X must hold finite numbers only, got NaN or inf")
-        classes, counts = np.unique(y, return_counts=True)
+        classes, y_int, counts = np.unique(y, return_inverse=True, return_counts=True)
         if classes.size < 2:
             raise LabelsError(
                 f"labels have a single class ({str(classes[0])!r} x{int(counts[0])}) and a probe needs two; "
                 "label rows of another class first (fmal seed picks diverse rows)"
             )
         self.cv_accuracy_ = float("nan")
+        Xa = np.hstack([X.astype(np.float64), np.ones((X.shape[0], 1))])  # the intercept as a last column
         # a probe is fitted on at most a few thousand labels: one BLAS thread is several times faster
         # than many fighting over small matrices (measured 8x on 2 busy cores)
-        with warnings.catch_warnings(), threadpool_limits(limits=1 if X.shape[0] <= 20000 else None):
-            warnings.simplefilter("ignore", ConvergenceWarning)
+        with single_blas() if X.shape[0] <= 20000 else _nothing():
             if self.C == "auto":
                 self.C_ = DEFAULT_C
                 median = int(np.median(counts))
                 if median >= MIN_PER_CLASS_FOR_CV and y.size >= MIN_LABELS_FOR_CV:
-                    folds = StratifiedKFold(n_splits=min(5, median), shuffle=True, random_state=self.random_state)
-                    warnings.simplefilter("ignore", UserWarning)  # "least populated class has only 2 members"
-                    per_fold = self._cv_scores(X, y, folds)
+                    per_fold = self._cv_scores(Xa, y_int, classes, stratified_folds(y, min(5, median), self.random_state))
                     self.C_, self.cv_accuracy_ = _choose_c(per_fold)
             else:
                 self.C_ = float(self.C)
-            lr = self._lr(self.C_).fit(X, y)
-        self.classes_ = lr.classes_
-        self.coef_ = lr.coef_.astype(np.float64)
-        self.intercept_ = lr.intercept_.astype(np.float64)
+            theta = self._solve(Xa, y_int, classes, self.C_, None)
+        self.classes_ = classes
+        self.coef_ = np.ascontiguousarray(theta[:, :-1])
+        self.intercept_ = theta[:, -1].copy()
         self.n_features_in_ = X.shape[1]
         self.class_counts_ = dict(zip(classes.tolist(), counts.tolist()))
         return self
 
-    def _cv_scores(self, X: np.ndarray, y: np.ndarray, folds: StratifiedKFold) -> np.ndarray:
+    def _solve(self, Xa: np.ndarray, y_int: np.ndarray, classes: np.ndarray, C: float, start: np.ndarray | None) -> np.ndarray:
+        """Coefficients with the intercept as last column [rows, d + 1] at ``C`` (from ``start``)."""
+        sw = _class_weights(self.class_weight, y_int, classes)
+        return fit_logistic(Xa, y_int, classes.size, C, sample_weight=sw, start=start, max_iter=self.max_iter)
+
+    def _cv_scores(self, Xa: np.ndarray, y_int: np.ndarray, classes: np.ndarray, folds: np.ndarray) -> np.ndarray:
         """Held-out accuracy [fold, C] of each C in C_GRID; along the grid each fold's fit starts from the
         previous C's solution (a warm-started regularisation path: a few iterations per step)."""
         acc = []
-        for tr, te in folds.split(X, y):
-            lr = self._lr(C_GRID[0])
-            lr.set_params(warm_start=True)
-            row = []
+        for f in range(int(folds.max()) + 1):
+            tr, te = folds != f, folds == f
+            theta, row = None, []
             for c in C_GRID:
-                lr.set_params(C=c).fit(X[tr], y[tr])
-                row.append(float(np.mean(lr.predict(X[te]) == y[te])))
+                theta = self._solve(Xa[tr], y_int[tr], classes, c, theta)
+                row.append(float(np.mean(_predict_int(Xa[te], theta) == y_int[te])))
             acc.append(row)
         return np.asarray(acc)
 
+    def score(self, X: np.ndarray, y: np.ndarray) -> float:
+        """Accuracy of :meth:`predict` on ``X`` against ``y``."""
+        return float(np.mean(self.predict(X) == np.asarray(y).astype(str)))
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
+            from sklearn.exceptions import NotFittedError  # scikit-learn's own, for its callers; only on this error
+
             raise NotFittedError("LinearProbe is not fitted yet; call fit(X, y) first")
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -258,3 +296,132 @@ def expected_calibration_error(proba: np.ndarray, y_true: np.ndarray, classes: n
         if m.any():
             ece += m.mean() * abs(conf[m].mean() - correct[m].mean())
     return float(ece)
+
+
+# ----------------------------------------------------------------------------- the solver (numpy only)
+
+
+@contextlib.contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def stratified_folds(y: np.ndarray, n_splits: int, random_state: int) -> np.ndarray:
+    """The test fold of every label [n]: scikit-learn's ``StratifiedKFold(n_splits, shuffle=True,
+    random_state)`` split, reproduced (classes in order of first appearance, each class's rows dealt
+    round robin over the folds, then shuffled by a ``RandomState(random_state)``)."""
+    rng = np.random.RandomState(random_state)
+    _, first, inv = np.unique(y, return_index=True, return_inverse=True)
+    y_enc = np.unique(first, return_inverse=True)[1][inv.ravel()]
+    n_classes = first.size
+    order = np.sort(y_enc)
+    allocation = np.asarray([np.bincount(order[i::n_splits], minlength=n_classes) for i in range(n_splits)])
+    folds = np.empty(y_enc.size, dtype=np.int64)
+    for k in range(n_classes):
+        per_class = np.arange(n_splits).repeat(allocation[:, k])
+        rng.shuffle(per_class)
+        folds[y_enc == k] = per_class
+    return folds
+
+
+def _class_weights(class_weight: str | dict | None, y_int: np.ndarray, classes: np.ndarray) -> np.ndarray | None:
+    """Per-label weights of ``class_weight`` (None; "balanced": n / (classes x count), computed on
+    the labels being fitted, as scikit-learn does; or a dict class -> weight, 1 for classes left out)."""
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, dict):
+        return np.asarray([float(class_weight.get(c, 1.0)) for c in classes.tolist()])[y_int]
+    counts = np.bincount(y_int, minlength=classes.size).astype(np.float64)
+    present = counts > 0
+    w = np.ones(classes.size)
+    w[present] = y_int.size / (present.sum() * counts[present])
+    return w[y_int]
+
+
+def _logits(Xa: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """[n, classes] logits; with one coefficient row (two classes) the first class's logit is 0."""
+    Z = Xa @ theta.T
+    return np.hstack([np.zeros((Z.shape[0], 1)), Z]) if theta.shape[0] == 1 else Z
+
+
+def _predict_int(Xa: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    return np.argmax(_logits(Xa, theta), axis=1)
+
+
+def fit_logistic(Xa: np.ndarray, y_int: np.ndarray, n_classes: int, C: float, *, sample_weight: np.ndarray | None = None,
+                 start: np.ndarray | None = None, max_iter: int = 1000, tol: float = TOL) -> np.ndarray:
+    """Minimise scikit-learn's lbfgs logistic objective, mean weighted log-loss + ``||W||^2 / (2 C
+    sum(w))`` (the last column of ``Xa``, all ones, is the unpenalised intercept), by L-BFGS with
+    backtracking (the objective is smooth and strictly convex). Returns ``theta`` [rows, d + 1]:
+    one row per class, or a single row for two classes (scikit-learn's binary model)."""
+    n, d1 = Xa.shape
+    rows = 1 if n_classes == 2 else n_classes
+    sw = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    sw_norm = sw / sw.sum()
+    lam = 1.0 / (C * sw.sum())
+    Y = np.zeros((n, n_classes))
+    Y[np.arange(n), y_int] = 1.0
+    pen = np.ones((rows, d1))
+    pen[:, -1] = 0.0  # no penalty on the intercept
+
+    def fg(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        Z = _logits(Xa, theta)
+        zmax = Z.max(axis=1, keepdims=True)
+        E = np.exp(Z - zmax)
+        s = E.sum(axis=1, keepdims=True)
+        lse = np.log(s[:, 0]) + zmax[:, 0]
+        W = theta * pen
+        f = float(sw_norm @ (lse - (Z * Y).sum(axis=1))) + 0.5 * lam * float((W * W).sum())
+        G = (E / s - Y) * sw_norm[:, None]
+        if rows == 1:
+            G = G[:, 1:]
+        return f, G.T @ Xa + lam * W
+
+    theta = np.zeros((rows, d1)) if start is None else np.array(start, dtype=np.float64)
+    return _lbfgs(fg, theta, tol, max_iter)
+
+
+def _lbfgs(fg: Any, x: np.ndarray, tol: float, max_iter: int, memory: int = LBFGS_MEMORY) -> np.ndarray:
+    """Minimise a smooth strictly convex ``fg(x) -> (f, grad)`` until max |grad| <= ``tol`` or
+    ``max_iter`` steps: L-BFGS directions, Armijo backtracking from the unit step."""
+    f, g = fg(x)
+    hist: list[tuple[np.ndarray, np.ndarray, float]] = []
+    for _ in range(max_iter):
+        if np.abs(g).max() <= tol:
+            break
+        q = g.ravel().copy()
+        alphas = []
+        for s, yv, rho in reversed(hist):
+            a = rho * (s @ q)
+            q -= a * yv
+            alphas.append(a)
+        if hist:
+            s, yv, _ = hist[-1]
+            q *= (s @ yv) / (yv @ yv)
+        else:
+            q *= min(1.0, 1.0 / np.abs(g).sum())  # first step: scipy's, small and safe
+        for (s, yv, rho), a in zip(hist, reversed(alphas)):
+            q += (a - rho * (yv @ q)) * s
+        p = -q.reshape(x.shape)
+        slope = float((g * p).sum())
+        if slope >= 0:  # not a descent direction (rounding): restart from the gradient
+            hist.clear()
+            p, slope = -g, -float((g * g).sum())
+        t = 1.0
+        while True:
+            x_new = x + t * p
+            f_new, g_new = fg(x_new)
+            if f_new <= f + 1e-4 * t * slope or t < 1e-12:
+                break
+            t *= 0.5
+        s, yv = (x_new - x).ravel(), (g_new - g).ravel()
+        sy = float(s @ yv)
+        if sy > 1e-16:
+            hist.append((s, yv, 1.0 / sy))
+            if len(hist) > memory:
+                hist.pop(0)
+        if f - f_new <= 64 * np.finfo(float).eps * max(abs(f), abs(f_new), 1.0):
+            x, f, g = x_new, f_new, g_new
+            break
+        x, f, g = x_new, f_new, g_new
+    return x
