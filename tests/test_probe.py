@@ -108,3 +108,47 @@ def test_a_class_with_one_example_works():
     probe = LinearProbe().fit(X, y)  # cross-validation still runs: the median class is large
     assert "lonely" in probe.classes_ and probe.class_counts_["lonely"] == 1
     assert probe.predict_proba(X).shape[1] == 4
+
+
+@pytest.mark.parametrize("k, class_weight, C", [(3, None, 10.0), (2, None, 10.0), (4, "balanced", 1.0), (3, {"c0": 3.0}, 100.0)])
+def test_same_model_as_scikit_learns_logistic_regression(k, class_weight, C):
+    """The numpy solver minimises LogisticRegression(lbfgs)'s objective: coefficients agree to the
+    solvers' tolerance, predictions on held-out rows almost everywhere."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _data(n=400, k=k, spread=1.0, seed=k)
+    ours = LinearProbe(C=C, class_weight=class_weight).fit(X[:150], y[:150])
+    ref = LogisticRegression(C=C, class_weight=class_weight, max_iter=1000).fit(X[:150], y[:150])
+    assert ours.coef_.shape == ref.coef_.shape and list(ours.classes_) == list(ref.classes_)
+    scale = np.abs(ref.coef_).max()
+    assert np.abs(ours.coef_ - ref.coef_).max() < 0.05 * scale
+    assert np.abs(ours.predict_proba(X[150:]) - ref.predict_proba(X[150:])).max() < 0.02
+    assert np.mean(ours.predict(X[150:]) == ref.predict(X[150:])) > 0.98
+
+
+@pytest.mark.filterwarnings("ignore:The least populated class")
+def test_cross_validation_folds_are_scikit_learns():
+    from sklearn.model_selection import StratifiedKFold
+
+    from fmal.probe import stratified_folds
+
+    _, y = _data(n=97, k=4, seed=5)
+    y[:3] = "rare"
+    for seed in (0, 7):
+        want = np.empty(y.size, dtype=np.int64)
+        for f, (_, te) in enumerate(StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(y.size), y)):
+            want[te] = f
+        assert stratified_folds(y, 5, seed).tolist() == want.tolist()
+
+
+def test_scoring_a_pool_in_blocks_equals_scoring_rows_gathered(tmp_path):
+    from fmal.api import _proba_batched
+
+    X, y = _data(n=500)
+    probe = LinearProbe(C=10.0).fit(X[:60], y[:60])
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    dense = np.setdiff1d(np.arange(500), [3, 77, 499])  # most rows: scored block by block
+    sparse = np.asarray([5, 40, 41, 300])  # few rows: gathered
+    for rows in (dense, sparse):
+        np.testing.assert_allclose(_proba_batched(probe, mapped, rows, batch=64), probe.predict_proba(X[rows]), rtol=1e-5, atol=1e-7)
