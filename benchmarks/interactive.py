@@ -17,6 +17,11 @@ each step (``gflop``); start-up steps have no FLOPs and are compared with the Ty
     python benchmarks/interactive.py                        # 100k rows
     python benchmarks/interactive.py --sizes 100000 1000000 --reps 2
     python benchmarks/interactive.py --no-peers --steps seed query
+    python benchmarks/interactive.py --baseline /tmp/fmal-before   # also time that source tree's fmal
+
+``--baseline DIR`` (a source tree of fmal, e.g. ``git archive`` of an earlier commit) runs each seed
+and query step again with that tree's code right after this one's (rows named ``baseline: ...``,
+with ``vs_baseline``: this code's speed-up), so before and after share one run on a busy machine.
 
 The results go to benchmarks/results/interactive.json (with fmal version, git commit, cores, load,
 date and the exact command). The machine is shared: compare ratios within a run, not seconds
@@ -88,11 +93,12 @@ print("PICKS", len(np.unique(picks)))
 """
 
 
-def run_child(cmd: list[str], timeout: float) -> dict:
-    """Run ``cmd`` in a fresh process: wall seconds, CPU seconds (user + sys), peak RSS (GiB), stdout."""
+def run_child(cmd: list[str], timeout: float, repo: Path = REPO) -> dict:
+    """Run ``cmd`` in a fresh process with the fmal of ``repo``: wall seconds, CPU seconds (user +
+    sys), peak RSS (GiB), stdout."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=repo,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(repo)})
     buf: list[str] = []
     reader = threading.Thread(target=lambda: buf.append(proc.stdout.read() if proc.stdout else ""), daemon=True)
     reader.start()  # a full pipe would block the child
@@ -116,13 +122,13 @@ def run_child(cmd: list[str], timeout: float) -> dict:
             "stdout": out}
 
 
-def best(cmd: list[str], reps: int, timeout: float, before=None) -> dict:
+def best(cmd: list[str], reps: int, timeout: float, before=None, repo: Path = REPO) -> dict:
     """Fastest of ``reps`` runs (``before()`` resets state before each)."""
     runs = []
     for _ in range(reps):
         if before:
             before()
-        runs.append(run_child(cmd, timeout))
+        runs.append(run_child(cmd, timeout, repo))
         if "error" in runs[-1]:
             return runs[-1]
     out = min(runs, key=lambda r: r["seconds"])
@@ -143,24 +149,30 @@ def fp32_peak(seconds: float = 2.0) -> float:
     return 2 * 4096 * 384 * 4096 / best_s / 1e9
 
 
-def seed_gflop(strategy: str, n: int, budget: int, d: int = DIM) -> float:
-    """The main products of ``fmal seed`` (strategy + coverage report), in GFLOP."""
+#: rows the coverage report judges a larger pool on (fmal.seed.diagnostics.REPORT_SAMPLE)
+REPORT_SAMPLE = 25_000
+
+
+def seed_gflop(strategy: str, n: int, budget: int, d: int = DIM, report_rows: int | None = None) -> float:
+    """The main products of ``fmal seed`` (strategy + coverage report), in GFLOP. ``report_rows``:
+    the rows the report's pass covers (default min(n, REPORT_SAMPLE); n for code before the sample)."""
     k = budget
+    r = min(n, REPORT_SAMPLE) if report_rows is None else report_rows
     kmeans = 2 * min(n, 64 * k) * k * d * 20 + 2 * k * (2 + int(np.log(k))) * 4096 * d  # training + k-means++ seeding
     assign = 2 * n * k * d
     report_delta = 2 * 1000 * 10_000 * d  # purity of the report's delta (1,000 queries x 10,000 rows)
-    report_pass = 2 * n * k * d  # distance of every row to the chosen rows
+    report_pass = 2 * r * k * d  # distance of every judged row to the chosen rows
     typical = 2 * k * 500**2 * d
     m = min(n, 10_000)
     f = {
-        "kmeans": kmeans + assign + report_delta + report_pass,
+        "kmeans": kmeans + assign + report_delta + report_pass,  # the strategy's clusters: the report assigns no row
         "typiclust": kmeans + assign + typical + report_delta + report_pass,
         "auto": kmeans + assign + typical / 2 + report_delta + report_pass,
         # the mean, the first center, then lazy refreshes (~1,000 rows a pick), then the report's own k-means
-        "kcenter": 2 * 2 * n * d + 2 * k * 1024 * k * d / 2 + kmeans + 2 * n * 2 * k * d + report_delta,
+        "kcenter": 2 * 2 * n * d + 2 * k * 1024 * k * d / 2 + kmeans + 2 * r * 2 * k * d + report_delta,
         # ball graph (half of m x m), purity 5,000 x m, tiling 1,000 x m, then the report's own k-means
-        "probcover": m * m * d + 2 * 5000 * m * d + 2 * 1000 * m * d + kmeans + 2 * n * 2 * k * d,
-        "random": kmeans + 2 * n * 2 * k * d + report_delta,
+        "probcover": m * m * d + 2 * 5000 * m * d + 2 * 1000 * m * d + kmeans + 2 * r * 2 * k * d,
+        "random": kmeans + 2 * r * 2 * k * d + report_delta,
     }[strategy]
     return f / 1e9
 
@@ -178,7 +190,8 @@ def query_gflop(candidates: str, n: int, n_labels: int, budget: int, classes: in
 
 def reset(pool: Path) -> None:
     """A cold start: no labels, rounds or probes of an earlier step."""
-    for name in ("session.json", "labels.csv", "session.sqlite", "session.db"):
+    for name in ("session.json", "labels.csv", "labels.csv.migrated", "session.sqlite", "session.db", "labels.db", "labels.db-wal",
+                 "labels.db-shm"):
         (pool / name).unlink(missing_ok=True)
     for name in ("rounds", "probes"):
         shutil.rmtree(pool / name, ignore_errors=True)
@@ -197,12 +210,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--peer-timeout", type=float, default=900)
     ap.add_argument("--workdir", type=Path, default=_results.WORK / "interactive")
     ap.add_argument("--name", default="interactive", help="results file: benchmarks/results/NAME.json")
+    ap.add_argument("--baseline", type=Path, help="a source tree of fmal whose seed and query steps run after this one's")
     a = ap.parse_args(argv)
     load = [round(x, 2) for x in os.getloadavg()]
     peak = fp32_peak()
     print(f"fp32 peak (4096 x 384 x 4096 product, all cores): {peak:.0f} GFLOP/s; load {load}", flush=True)
     fmal = [PY, "-m", "fmal"]
     rows: list[dict] = []
+
+    def vs_baseline(n: int, step: str, mine: dict, cmd: list[str], reps: int, timeout: float, before, gflop: float) -> None:
+        """The same step with the ``--baseline`` tree's fmal; this code's speed-up goes into ``mine``."""
+        if a.baseline is None:
+            return
+        base = record(n, f"baseline: {step}", best(cmd, reps, timeout, before, a.baseline.resolve()), gflop)
+        if "seconds" in base and "seconds" in mine:
+            mine["vs_baseline"] = round(base["seconds"] / mine["seconds"], 2)
+            mine["vs_baseline_cpu"] = round(base["cpu_seconds"] / mine["cpu_seconds"], 2)
+            print(f"      {mine['vs_baseline']}x the baseline's speed ({mine['vs_baseline_cpu']}x its CPU)", flush=True)
 
     def record(n: int, step: str, res: dict, gflop: float | None = None, **extra) -> dict:
         row = {"n": n, "step": step, **{k: v for k, v in res.items() if k != "stdout"}, **extra}
@@ -243,13 +267,14 @@ def main(argv: list[str] | None = None) -> None:
         fmal_seed: dict[str, float] = {}
         if "seed" in a.steps:
             for s in a.strategies:
-                r = record(n, f"fmal seed --strategy {s}", best(fmal + ["seed", *P, "--budget", str(a.budget), "--strategy", s,
-                                                                 "--output", str(a.workdir / "seed.csv")], a.reps, 900, lambda: reset(pool)),
-                           seed_gflop(s, n, a.budget))
+                cmd = fmal + ["seed", *P, "--budget", str(a.budget), "--strategy", s, "--output", str(a.workdir / "seed.csv")]
+                r = record(n, f"fmal seed --strategy {s}", best(cmd, a.reps, 900, lambda: reset(pool)), seed_gflop(s, n, a.budget))
                 if "seconds" in r:
                     fmal_seed[s] = r["seconds"]
                     picks = [int(line.split(",")[0][1:]) for line in (a.workdir / "seed.csv").read_text().splitlines()[1:] if line]
                     r["gold_clusters_hit"] = len({int(y[i]) for i in picks})
+                vs_baseline(n, f"fmal seed --strategy {s}", r, cmd, a.reps, 900, lambda: reset(pool),
+                            seed_gflop(s, n, a.budget, report_rows=n))  # the baseline judged every row
             if not a.no_peers:
                 matrix = a.workdir / f"matrix-{n}.npy"
                 if not matrix.exists():
@@ -267,10 +292,11 @@ def main(argv: list[str] | None = None) -> None:
             labels.write_text("id,label\n" + "".join(f"s{i:09d},c{int(y[i]) % 10}\n" for i in lab_rows), encoding="utf-8")
             q = {}
             for cand in ("all", f"knn:{a.knn}"):
-                q[cand] = record(n, f"fmal query --candidates {cand}",
-                                 best(fmal + ["query", *P, "--labels", str(labels), "--budget", str(a.budget), "--candidates", cand,
-                                              "--output", str(a.workdir / "query.csv")], a.reps, 900, lambda: reset(pool)),
-                                 query_gflop(cand, n, a.labels, a.budget))
+                cmd = fmal + ["query", *P, "--labels", str(labels), "--budget", str(a.budget), "--candidates", cand,
+                              "--output", str(a.workdir / "query.csv")]
+                gflop = query_gflop(cand, n, a.labels, a.budget)
+                q[cand] = record(n, f"fmal query --candidates {cand}", best(cmd, a.reps, 900, lambda: reset(pool)), gflop)
+                vs_baseline(n, f"fmal query --candidates {cand}", q[cand], cmd, a.reps, 900, lambda: reset(pool), gflop)
             if all("seconds" in r for r in q.values()):
                 ratio = q["all"]["seconds"] / q[f"knn:{a.knn}"]["seconds"]
                 print(f"      knn:{a.knn} is {ratio:.2f}x the speed of all", flush=True)
@@ -278,7 +304,19 @@ def main(argv: list[str] | None = None) -> None:
         reset(pool)
     prov = _results.provenance()  # synthetic vectors: no encoder runs here; backend and model are fmal's defaults
     prov["machine"].update(fp32_peak_gflops=round(peak, 1), load_average_at_start=load)  # this script's own peak
-    _results.write(a.name, {"rows": rows}, settings={"budget": a.budget, "labels": a.labels, "sizes": a.sizes}, provenance_=prov)
+    settings = {"budget": a.budget, "labels": a.labels, "sizes": a.sizes}
+    if a.baseline is not None:
+        settings["baseline"] = _tree_commit(a.baseline)
+    _results.write(a.name, {"rows": rows}, settings=settings, provenance_=prov)
+
+
+def _tree_commit(tree: Path) -> str:
+    """The commit a ``--baseline`` tree was made from: its git HEAD, or the id ``git archive`` wrote."""
+    try:
+        return subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        marker = tree / "BASELINE_COMMIT"
+        return marker.read_text().strip() if marker.exists() else str(tree)
 
 
 if __name__ == "__main__":

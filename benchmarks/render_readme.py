@@ -263,6 +263,39 @@ def render_scale(name: str) -> str:
     return "\n".join(out + ["", provenance(d)])
 
 
+def render_interactive(name: str) -> str:
+    """benchmarks/interactive.py: one table per results file (``interactive+interactive-1m``)."""
+    out = []
+    for part in name.split("+"):
+        d = load(part)
+        base = d["settings"].get("baseline")
+        head = "| pool | step | seconds | CPU seconds | share of fp32 bound | notes |"
+        out += [head, "|---:|---|---:|---:|---:|---|"]
+        for r in d["numbers"]["rows"]:
+            n = r["n"]
+            size = "" if not n else f"{n / 1e6:g}M" if n >= 1_000_000 else f"{n / 1e3:g}k"
+            if "seconds" not in r:
+                out.append(f"| {size} | {r['step']} | - | - | - | {r.get('error', '')} |")
+                continue
+            notes = []
+            if "vs_floor" in r:
+                notes.append(f"{r['vs_floor']}x the Typer floor")
+            if "recall_at_10" in r:
+                notes.append(f"recall@10 {r['recall_at_10']}")
+            if "gold_clusters_hit" in r:
+                notes.append(f"{r['gold_clusters_hit']} of 1,000 gold clusters hit")
+            if "fmal_speedup" in r:
+                notes.append(f"fmal {r['fmal_speedup']}x faster")
+            if "speed_vs_all" in r:
+                notes.append(f"{r['speed_vs_all']}x the speed of all")
+            if "vs_baseline" in r:
+                notes.append(f"{r['vs_baseline']}x the baseline's speed, {r['vs_baseline_cpu']}x its CPU")
+            share = f"{100 * r['bound_share']:.1f}%" if "bound_share" in r else ""
+            out.append(f"| {size} | {r['step']} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {share} | {'; '.join(notes)} |")
+        out += ["", (f"Baseline: commit {base[:10]}. " if base else "") + provenance(d), ""]
+    return "\n".join(out).rstrip("\n")
+
+
 def render_run_all(name: str) -> str:
     out = []
     for n in name.split("+"):
@@ -300,6 +333,7 @@ def _steps_summary(name: str) -> str:
 
 
 RENDERERS: dict[str, Callable[[str], str]] = {
+    "interactive": render_interactive,
     "run_all": render_run_all,
     "simulate_multilabel": render_simulate_multilabel,  # before "simulate_": the first matching prefix wins
     "simulate_": render_simulate,

@@ -238,3 +238,66 @@ def test_float16_pool_works_with_seed_and_query(small_csv: Path, index_dir: Path
         pytest.skip("seed picked one class only")
     q = fmal.query(r16.pool_path, labels, 5)
     assert len(q.ids) == 5 and not set(q.ids) & set(sel.ids)
+
+
+def test_int8_weight_range_follows_the_cpu(tiny_model_dir: Path) -> None:
+    """Full 8-bit weights where the CPU has VNNI, 7-bit (reduce_range) elsewhere; recorded in the recipe."""
+    import onnx
+    from onnx import numpy_helper
+
+    enc = load_encoder(tiny_model_dir, backend="onnx-int8")
+    vnni = _onnx.cpu_has_vnni()
+    assert ("8-bit weights (VNNI)" in _onnx.RECIPE["int8"]) is vnni and ("reduce_range" in _onnx.RECIPE["int8"]) is not vnni
+    g = onnx.load(str(enc.onnx_file), load_external_data=False).graph
+    q = [numpy_helper.to_array(t) for t in g.initializer if t.data_type == onnx.TensorProto.INT8 and t.dims]
+    top = max(int(np.abs(w.astype(np.int16)).max()) for w in q)
+    assert top > 64 if vnni else top <= 64, top
+
+
+def test_default_backend_meets_the_bar_on_the_tiny_model(tiny_model_dir: Path, tiny_torch: np.ndarray) -> None:
+    assert DEFAULT_BACKEND == "onnx"
+    cos = _cosines(load_encoder(tiny_model_dir, backend=DEFAULT_BACKEND).encode(SENTENCES), tiny_torch)
+    assert cos.min() >= 0.999, cos.min()
+
+
+def test_device_cpu_and_auto_without_a_gpu(tiny_model_dir: Path, small_csv: Path, index_dir: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from fmal import encoders
+
+    monkeypatch.setattr(encoders, "_torch_cuda", lambda: False)
+    for backend in ("torch", "onnx"):
+        enc = load_encoder(tiny_model_dir, backend=backend, device="auto")
+        assert enc.device == "cpu" and enc.describe()["device"] == "cpu"
+    res = fmal.embed(small_csv, "d", index_dir=index_dir, model=tiny_model_dir, backend="onnx", device="cpu")
+    assert json.loads((res.pool_path / MANIFEST).read_text())["model"]["device"] == "cpu"
+
+
+def test_auto_never_picks_an_absent_onnx_cuda_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fmal import encoders
+
+    monkeypatch.setattr(encoders, "_torch_cuda", lambda: True)
+    monkeypatch.setattr(_onnx, "has_cuda_provider", lambda: False)
+    assert encoders.resolve_device("auto", "onnx") == "cpu" and encoders.resolve_device(None, "onnx-int8") == "cpu"
+    assert encoders.resolve_device("auto", "torch") == "cuda"
+    monkeypatch.setattr(_onnx, "has_cuda_provider", lambda: True)
+    assert encoders.resolve_device("auto", "onnx") == "cuda" and encoders.resolve_device("cuda:1", "onnx") == "cuda:1"
+    assert _onnx._providers("cuda:1")[0] == ("CUDAExecutionProvider", {"device_id": 1})
+
+
+def test_cuda_requests_fail_cleanly_without_a_gpu(tiny_model_dir: Path, small_csv: Path, index_dir: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, cli) -> None:
+    from fmal import encoders
+
+    monkeypatch.setattr(encoders, "_torch_cuda", lambda: False)
+    monkeypatch.setattr(_onnx, "has_cuda_provider", lambda: False)
+    with pytest.raises(InvalidInputError, match=r"--device cuda: torch sees no CUDA GPU .*use --device cpu"):
+        load_encoder(tiny_model_dir, backend="torch", device="cuda")
+    with pytest.raises(InvalidInputError, match=r"--device cuda:1: the installed onnxruntime has no CUDAExecutionProvider; "
+                                                r"install onnxruntime-gpu, or use --backend torch"):
+        fmal.embed(small_csv, "c", index_dir=index_dir, model=tiny_model_dir, backend="onnx", device="cuda:1")
+    with pytest.raises(InvalidInputError, match=r"--device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        fmal.embed(small_csv, "c", index_dir=index_dir, model=tiny_model_dir, device="gpu")
+    res = cli("embed", str(small_csv), "--pool", "c", "--index-dir", str(index_dir), "--model", str(tiny_model_dir),
+              "--backend", "onnx-int8", "--device", "cuda")
+    assert res.exit_code != 0 and "install onnxruntime-gpu" in res.output and "Traceback" not in res.output, res.output
+    assert not (index_dir / "c" / MANIFEST).exists()

@@ -43,6 +43,8 @@ MAX_LINES = 450
 BIG_ALLOWED = {
     "fmal.external": "embeddings made outside fmal: read .npy/Parquet/Arrow sources, check, build the pool; one job",
     "fmal.io": "the readers of every input format (csv, tsv, jsonl, parquet, txt, folders of shards); one job",
+    "fmal._onnx": "the ONNX backends: export, fuse, quantise, cache and run one graph; one job (could split by "
+                  "step, as sentence-transformers' backend/ does)",
     "fmal.sync.labelstudio": "the Label Studio sync loop: push tasks, pull answers, query again; one job",
 }
 

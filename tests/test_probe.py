@@ -108,3 +108,16 @@ def test_a_class_with_one_example_works():
     probe = LinearProbe().fit(X, y)  # cross-validation still runs: the median class is large
     assert "lonely" in probe.classes_ and probe.class_counts_["lonely"] == 1
     assert probe.predict_proba(X).shape[1] == 4
+
+
+def test_scoring_a_pool_in_blocks_equals_scoring_rows_gathered(tmp_path):
+    from fmal.api import _proba_batched
+
+    X, y = _data(n=500)
+    probe = LinearProbe(C=10.0).fit(X[:60], y[:60])
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    dense = np.setdiff1d(np.arange(500), [3, 77, 499])  # most rows: scored block by block
+    sparse = np.asarray([5, 40, 41, 300])  # few rows: gathered
+    for rows in (dense, sparse):
+        np.testing.assert_allclose(_proba_batched(probe, mapped, rows, batch=64), probe.predict_proba(X[rows]), rtol=1e-5, atol=1e-7)

@@ -318,6 +318,7 @@ def test_a_new_build_writes_the_keys_the_previous_code_wrote(built):
     m = json.loads((built[3] / "manifest.json").read_text())
     assert set(m) == set(DEMO)
     for section in ("model", "input", "embedding", "files", "file_checks"):
-        assert set(m[section]) == set(DEMO[section]), section
+        added = {"device"} if section == "model" else set()  # model.device: new with --device (fmal.encoders)
+        assert set(m[section]) == set(DEMO[section]) | added, section
     assert set(m["index"]) == set(DEMO["index"])
     assert m["model"]["onnx_file"] is None and m["model"]["threads"] is None  # written as null, as before

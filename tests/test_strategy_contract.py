@@ -43,6 +43,8 @@ SEED_PARAMS: dict[str, dict[str, list[tuple[object, object]]]] = {
 QUERY_PARAMS: dict[str, dict[str, list[tuple[object, object]]]] = {
     "entropy": {},
     "margin": {},
+    "mean-margin": {},  # multi-label (fmal.query.multilabel): per-class probabilities
+    "max-entropy": {},
     "least-confidence": {},
     "random": {},
     "cluster-margin": {"pool_factor": [(3.0, OK), (1, OK), (0, BAD), (-1.0, BAD)]},

@@ -49,6 +49,7 @@ def embed(
     precision: str | None = None,
     max_seq_length: int | None = None,
     threads: int | None = None,
+    device: str | None = "auto",
     index: str = "auto",
     max_index_memory: str | int | None = None,
     engine: str = "local",
@@ -117,6 +118,9 @@ def embed(
         Truncate texts to this many tokens (default: the model's own limit).
     threads : int, optional
         CPU threads for the encoder (default: the cores available to this process).
+    device : str, optional
+        Where the encoder runs: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``
+        (:func:`fmal.encoders.resolve_device`; recorded in the manifest).
     index : str
         FAISS index: ``auto`` (chosen from the pool's size and ``max_index_memory``), ``flat``,
         ``hnsw``, ``ivfflat``, ``ivfsq`` or ``ivfpq``.
@@ -212,6 +216,7 @@ def embed(
     check_positive(chunk_size, "chunk_size", integer=True)
     if backend is not None:
         fmal_encoders.check_backend(backend)
+    fmal_encoders.check_device(device)
     if precision is not None:
         check_precision(precision)
     check_index_kind(index)
@@ -266,7 +271,7 @@ def embed(
                                m.dim, backend, precision, m.model.max_seq_length, m.model.threads, engine, n_shards,
                                bad_images=bad)
     encoder_kwargs = {"model": None if model is None else str(model), "trust_remote_code": trust_remote_code,
-                      "backend": backend, "max_seq_length": max_seq_length, "threads": threads}
+                      "backend": backend, "max_seq_length": max_seq_length, "threads": threads, "device": device}
     if is_images:  # a CLIP model embeds the images under the input's root
         encoder = fmal_encoders.load_image_encoder(encoder_kwargs["model"], root=source.root,
                                                    trust_remote_code=trust_remote_code, threads=threads)

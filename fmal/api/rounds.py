@@ -209,9 +209,18 @@ def _blocks_note(p: Pool) -> dict[str, str]:
 
 
 def _proba_batched(probe: LinearProbe, X: np.ndarray, rows: np.ndarray, batch: int = 65536) -> np.ndarray:
+    """Class probabilities of the sorted ``rows`` of ``X``. When they are most of the pool, contiguous
+    blocks are scored whole and the rows kept: gathering 100k scattered rows of a memory-mapped pool
+    cost 5x the CPU of streaming it (0.28 s against 0.05 s, 100k x 384)."""
     out = np.empty((rows.size, probe.classes_.size), dtype=np.float32)
-    for s in range(0, rows.size, batch):
-        out[s : s + batch] = probe.predict_proba(np.asarray(X[rows[s : s + batch]]))
+    if 2 * rows.size < X.shape[0]:
+        for s in range(0, rows.size, batch):
+            out[s : s + batch] = probe.predict_proba(np.asarray(X[rows[s : s + batch]]))
+        return out
+    for s in range(0, X.shape[0], batch):
+        lo, hi = np.searchsorted(rows, (s, s + batch))
+        if hi > lo:
+            out[lo:hi] = probe.predict_proba(X[s : s + batch])[rows[lo:hi] - s]
     return out
 
 

@@ -41,6 +41,7 @@ def embed_cmd(
     precision: Optional[str] = typer.Option(None, "--precision", help="Stored embedding dtype: float32 or float16 (half the disk; default float32, or the existing pool's)."),
     max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="Truncate texts to this many tokens (default: the model's own limit)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for the encoder (default: the cores available to this process)."),
+    device: str = typer.Option("auto", "--device", help="Where the encoder runs: auto (a CUDA GPU when torch sees one and, for the ONNX backends, onnxruntime-gpu is installed; else the CPU), cpu, cuda or cuda:N. torch runs in fp16 on a GPU. Recorded in the manifest."),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Use vectors made elsewhere instead of embedding texts: an .npy file (rows x dims, float16/32/64; read in blocks, never whole), a Parquet or Arrow file with a column of float lists (--embedding-col), or a folder of such shards. The pool records model 'external'; seed, query, audit, report and export work on it."),
     ids: Optional[Path] = typer.Option(None, "--ids", help="With --embeddings: a file with one id per vector, in order (.csv/.tsv/.jsonl/.parquet: the --id-col column, default 'id', and --text-col for display texts if present; .txt: one id a line). Default: an 'id' column of the --embeddings table, else row numbers."),
     embedding_col: Optional[str] = typer.Option(None, "--embedding-col", help="With --embeddings on a Parquet/Arrow file: the column of vectors (default 'embedding', or its only list column)."),
@@ -77,7 +78,7 @@ def embed_cmd(
             keep_labels=keep_labels, drop_labels=drop_labels,
             trust_remote_code=trust_remote_code, backend=backend, precision=precision,
             index=index, max_index_memory=max_index_memory, engine=engine, ray_address=ray_address, workers=workers,
-            max_seq_length=max_seq_length, threads=threads, on_start=on_start, on_progress=on_progress,
+            max_seq_length=max_seq_length, threads=threads, device=device, on_start=on_start, on_progress=on_progress,
             embeddings=embeddings, ids=ids, embedding_col=embedding_col, normalize=normalize, append=append,
             image_col=image_col, bad_images=bad_images,
         )

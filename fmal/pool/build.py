@@ -113,9 +113,10 @@ def model_record(encoder: Encoder) -> ModelRecord:
         max_seq_length=getattr(encoder, "max_seq_length", None),
         backend=_backend(encoder),
         threads=getattr(encoder, "threads", None),
+        device=getattr(encoder, "device", None),
         onnx_file=getattr(encoder, "onnx_file", None),
         onnx_fused=getattr(encoder, "onnx_fused", None),  # False: the export fell back to the unfused graph
-        present=frozenset({"max_seq_length", "threads", "onnx_file", "onnx_fused"}),  # written as null when unknown
+        present=frozenset({"max_seq_length", "threads", "device", "onnx_file", "onnx_fused"}),  # written as null when unknown
     )
 
 

@@ -56,6 +56,7 @@ class ModelRecord(Record):
     backend: str | None = None
     max_seq_length: int | None = None
     threads: int | None = None
+    device: str | None = None  # cpu, cuda, cuda:N (fmal.encoders.resolve_device)
     onnx_file: str | None = None
     onnx_fused: bool | None = None  # False: the ONNX export fell back to the unfused graph
     source: str | None = None

@@ -56,6 +56,12 @@ def mean_margin(ctx: QueryContext, budget: int) -> QueryResult:
     -------
     QueryResult
         The ``budget`` candidates with the highest ``1 - 2 x mean_c |p_c - 0.5|``, best first.
+
+    References
+    ----------
+    K. Brinker, "On active learning in multi-label classification", GfKl 2006 (mean of the
+    per-class margins); A. Esuli, F. Sebastiani, "Active learning strategies for multi-label text
+    classification", ECIR 2009 (averaging vs maximising per-class uncertainty).
     """
     return _top(ctx, budget, mean_margin_uncertainty(ctx.proba))
 
@@ -75,5 +81,10 @@ def max_entropy(ctx: QueryContext, budget: int) -> QueryResult:
     -------
     QueryResult
         The ``budget`` candidates with the largest per-class binary entropy, best first.
+
+    References
+    ----------
+    A. Esuli, F. Sebastiani, "Active learning strategies for multi-label text classification",
+    ECIR 2009 (the "max" aggregation of per-class uncertainty).
     """
     return _top(ctx, budget, max_binary_entropy(ctx.proba))
