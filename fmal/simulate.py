@@ -35,6 +35,7 @@ from fmal.exceptions import FmalError, InvalidInputError, LabelsError, PoolExhau
 from fmal.io import write_table
 from fmal._defaults import DEFAULT_C
 from fmal.query import QUERY_STRATEGIES, QueryContext
+from fmal.query.adaptive import ACTIVE, RANDOM, SEED
 from fmal.seed import SEED_STRATEGIES
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,7 @@ class SimulationResult:
                     **{m: {"mean": ps[m], "lo": ps[f"{m}_lo"], "hi": ps[f"{m}_hi"], "per_seed": at[m].tolist()}
                        for m in ("accuracy", "macro_f1")},
                     "classes_seen_per_seed": at["classes_seen"].tolist(),
+                    "random_share_per_seed": at["random_share"].tolist(),  # share of the next batch drawn at random
                 })
             per_seed = self._per_seed_aulc(spec.name, "accuracy")
             base = self._per_seed_aulc(self.baseline, "accuracy")
@@ -414,6 +416,7 @@ def _run_one(
     res = seed_fn(X, budgets[0], index=index, labeled=None, random_state=seed)
     labeled = _check_picks(res.indices, budgets[0], is_labeled, f"seed strategy {spec.seed!r}")
     is_labeled[labeled] = True
+    origin = np.full(n, SEED, dtype=object)  # where each label came from: what ``adaptive`` decides on
     rows: list[dict[str, Any]] = []
     for r, b in enumerate(budgets):
         y_known = y[labeled]
@@ -426,7 +429,7 @@ def _run_one(
             pred = np.full(y_test.shape[0], seen[0])
         acc, f1 = _score(pred, y_test, classes)
         rows.append({"strategy": spec.name, "seed": seed, "step": r, "n_labels": b, "accuracy": acc, "macro_f1": f1,
-                     "classes_seen": int(seen.size)})
+                     "classes_seen": int(seen.size), "random_share": math.nan})
         tick()
         if r + 1 == len(budgets):
             break
@@ -438,10 +441,15 @@ def _run_one(
         else:
             candidates = np.nonzero(~is_labeled)[0]
             proba = probe.predict_proba(X[candidates])
-            ctx = QueryContext(X=X, candidates=candidates, proba=proba, classes=probe.classes_, labeled=np.sort(labeled),
-                               index=index, probe=probe, random_state=rs)
-            picks = query_fn(ctx, add).indices
+            lab = np.sort(labeled)
+            ctx = QueryContext(X=X, candidates=candidates, proba=proba, classes=probe.classes_, labeled=lab,
+                               index=index, probe=probe, random_state=rs, labels=y[lab], origin=origin[lab].astype(str))
+            qres = query_fn(ctx, add)
+            picks = qres.indices
             who = f"query strategy {spec.query!r}"
+            is_random = np.zeros(len(picks), dtype=bool) if qres.is_random is None else np.asarray(qres.is_random)
+            origin[np.asarray(picks)] = np.where(is_random, RANDOM, ACTIVE)
+            rows[-1]["random_share"] = float(np.mean(is_random))  # of the next batch (adaptive decides it)
         picks = _check_picks(picks, add, is_labeled, who)
         is_labeled[picks] = True
         labeled = np.concatenate([labeled, picks])

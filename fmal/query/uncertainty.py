@@ -31,4 +31,4 @@ for _name in MEASURES:
 def random_query(ctx: QueryContext, budget: int, **_: Any) -> QueryResult:
     """Uniform random candidates: the baseline."""
     pos = np.random.default_rng(ctx.random_state).choice(ctx.candidates.size, size=budget, replace=False)
-    return QueryResult(ctx.candidates[pos], np.full(budget, np.nan))
+    return QueryResult(ctx.candidates[pos], np.full(budget, np.nan), is_random=np.ones(budget, dtype=bool))
