@@ -111,3 +111,34 @@ def test_origins_from_round_records():
               {"kind": "query", "ids": ["f"], "columns": {"score": [0.1]}}]
     got = origins_of(["a", "c", "d", "f", "z"], rounds)
     assert got.tolist() == [SEED, ACTIVE, RANDOM, ACTIVE, OTHER]
+
+
+def test_cli_query_prints_the_mix_json_carries_it_and_status_shows_it(tmp_path, cli):
+    """The default query strategy (adaptive) records its random picks; the next round reads them."""
+    import json
+
+    import pandas as pd
+    from conftest import vector_pool
+
+    X, k = clustered(n=300, d=16, k=3, spread=0.3, seed=0)
+    d = tmp_path / "indexes"
+    vector_pool(d, "vp", X)
+    gold = {f"r{i}": f"c{v}" for i, v in enumerate(k)}
+    f = tmp_path / "l.csv"
+    pd.DataFrame({"id": list(gold)[:30], "label": list(gold.values())[:30]}).to_csv(f, index=False)
+    r = cli("query", "--pool", "vp", "--labels", f, "--budget", 10, "--index-dir", d)
+    assert r.exit_code == 0, r.output
+    assert "picked by adaptive" in r.stdout and "mix: " in r.stdout and "% random (" in r.stdout
+    assert "P(active pays)" in r.stdout and "neighbour agreement kappa" in r.stdout
+    picks = pd.read_csv(next((d / "vp" / "rounds").glob("round-001*")), dtype={"id": str})
+    assert picks["random_pick"].dtype == bool
+    labeled = pd.concat([pd.read_csv(f, dtype=str), pd.DataFrame({"id": picks["id"], "label": picks["id"].map(gold)})])
+    labeled.to_csv(f, index=False)
+    r = cli("query", "--pool", "vp", "--labels", f, "--budget", 10, "--index-dir", d, "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)["result"]
+    a = doc["info"]["adaptive"]
+    assert doc["strategy"] == "adaptive" and doc["info"]["mix"].startswith(f"{a['random_share']:.0%} random")
+    assert a["n_random_labeled"] == int(picks["random_pick"].sum()) and 0 <= a["p_active"] <= 1
+    r = cli("status", "--pool", "vp", "--index-dir", d)
+    assert r.exit_code == 0 and "mix" in r.stdout and "P(active)" in r.stdout
