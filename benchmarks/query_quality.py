@@ -263,17 +263,18 @@ def report(summary: dict, budgets: list[int]) -> str:
         out.append("|---|---|---|---|---|---|---|")
         for st, r in b["strategies"].items():
             ref = next((v for k, v in r.items() if k.startswith("vs_") and k != "vs_random"), None)
-            out.append(f"| {st} | {_ci(r['aulc'])} | {_ci(r.get('vs_random'))} | {_ci(ref)} | {r['accuracy_at_max']} | "
+            out.append(f"| {st} | {_ci(r['aulc'], signed=False)} | {_ci(r.get('vs_random'))} | {_ci(ref)} | {r['accuracy_at_max']} | "
                        f"{r['labels_to_random_at_max']['median']} ({r['labels_to_random_at_max']['reached']}) | "
                        + " ".join(f"{v:.2f}" for v in r["random_share_per_step"]) + " |")
     out.append("\nGoals: " + json.dumps(summary.get("goals")))
     return "\n".join(out)
 
 
-def _ci(c: dict | None) -> str:
+def _ci(c: dict | None, signed: bool = True) -> str:
     if not c:
         return "-"
-    return f"{c['mean']:+.2f} [{c['lo']:+.2f}, {c['hi']:+.2f}]" if c.get("lo") is not None else f"{c['mean']:+.2f}"
+    f = "+.2f" if signed else ".2f"
+    return f"{c['mean']:{f}} [{c['lo']:{f}}, {c['hi']:{f}}]" if c.get("lo") is not None else f"{c['mean']:{f}}"
 
 
 def main(argv: list[str] | None = None) -> None:
