@@ -11,7 +11,7 @@ import re
 from conftest import REPO
 
 EXPECTED_BLOCKS = {"simulate_sms_spam", "simulate_rotten_tomatoes", "simulate_trec6", "seed_quality_probcover",
-                   "embed_accuracy"}
+                   "embed_accuracy", "query_quality"}
 
 
 def _renderer():
