@@ -37,7 +37,7 @@ def test_shifts_toward_random_when_labels_cut_across_clusters_and_toward_active_
     across = decide(_ctx(*_pool(follow=False, n=160)), 20, min_random=100)
     follow = decide(_ctx(*_pool(follow=True, n=160)), 20, min_random=100)
     assert across.delta is None and abs(across.agreement) < 0.1 and across.p_active < 0.3 and across.random_share > 0.6
-    assert follow.agreement > 0.8 and follow.p_active > 0.99 and follow.random_share < 0.11
+    assert follow.agreement > 0.8 and follow.p_active > 0.97 and follow.random_share == pytest.approx(0.1)
     assert across.phase == "uncertain" and decide(_ctx(*_pool(follow=True, n=20)), 20).phase == "typical"
 
 
