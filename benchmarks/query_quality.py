@@ -222,7 +222,8 @@ def summarise(results: list[dict], budgets: list[int], reference: str) -> dict:
                    "labels_to_random_at_max": {"median": float(np.median([r if r is not None else np.inf for r in reach]))
                                                if reach and len(hit) * 2 > len(reach) else None,
                                                "reached": f"{len(hit)}/{len(reach)}"},
-                   "random_share_per_step": [round(float(v), 3) for v in np.mean(np.stack(gs["random_share"].to_list()), axis=0)]}
+                   "random_share_per_step": [round(float(v), 3) for v in np.mean(np.stack(gs["random_share"].to_list()), axis=0)],
+                   "query_seconds_per_round": round(float(gs["query_s"].mean()) / max(1, len(budgets) - 1), 3)}
             for other in ("random", reference):
                 if other != st and other in per.index.get_level_values(0):
                     o = per.loc[other]["aulc"]

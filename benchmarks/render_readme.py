@@ -296,6 +296,8 @@ def render_query_quality(name: str) -> str:
         out.append(f"| {ds} | {r['aulc']['mean']:.1f} | {a['aulc']['mean']:.1f} | {o['aulc']['mean']:.1f} | "
                    f"{diff(o.get('vs_random'))} | {diff(o.get('vs_' + ref))} | {reach(a)} / {reach(o)} | "
                    f"{share[0]:.2f} / {share[-1]:.2f} |")
+    secs = {k: [n["datasets"][ds]["strategies"][k]["query_seconds_per_round"] for ds in n["datasets"]
+                if "query_seconds_per_round" in n["datasets"][ds]["strategies"].get(k, {})] for k in (ref, default)}
     g = n.get("goals", {})
     if g:
         w, m, u = g["worst_vs_random"], g["mean_vs_random"], g["uncertainty_pays"]
@@ -304,7 +306,9 @@ def render_query_quality(name: str) -> str:
                     f">= {w['goal']:+.1f}: {w['points']:+.2f} on {w['dataset']} ({'met' if w['met'] else 'not met'}); mean "
                     f">= {m['goal']:+.1f}: {m['points']:+.2f} ({'met' if m['met'] else 'not met'}); no loss beyond seed noise "
                     f"against {ref} where it beats random ({', '.join(u['datasets']) or 'none'}): "
-                    + ("met" if u["met"] else f"not met on {', '.join(u['lost_beyond_noise'])}") + "."]
+                    + ("met" if u["met"] else f"not met on {', '.join(u['lost_beyond_noise'])}") + "."
+                + (f" Query seconds a round (the strategy alone, mean per pool): {ref} {min(secs[ref]):.2f}-{max(secs[ref]):.2f}, "
+                   f"{default} {min(secs[default]):.2f}-{max(secs[default]):.2f}." if secs[ref] and secs[default] else "")]
     out += ["", provenance(d)]
     return "\n".join(out)
 
