@@ -315,7 +315,8 @@ def render_run_all(name: str) -> str:
 TARGET_FILES = {
     "run_all_quick": ["simulate_trec6", "simulate_sms_spam", "seed_quality_probcover", "embed_backends_2000"],
     "run_all_full": ["simulate_trec6", "simulate_sms_spam", "simulate_rotten_tomatoes", "seed_quality_probcover",
-                     "embed_accuracy", "embed_backends_2000", "embed_backends_20000", "seed_two_level", "scale"],
+                     "embed_accuracy", "embed_backends_2000", "embed_backends_20000", "seed_two_level", "scale",
+                     "query_quality"],
 }
 
 
@@ -332,10 +333,56 @@ def _steps_summary(name: str) -> str:
                if len(timed) < len(TARGET_FILES[name]) else "") + ".")
 
 
+def render_query_quality(name: str) -> str:
+    """The default loop against random and against the adaptive variant, per dataset (AULC points)."""
+    d = load(name)
+    n, st = d["numbers"], d["settings"]
+    default, ref, mb = st["default"], st["reference"], st["max_labels"]
+
+    def diff(c: dict | None) -> str:
+        if not c or c.get("lo") is None:
+            return "-"
+        cell = _signed(c, 2)
+        return f"**{cell}**" if c["lo"] > 0 or c["hi"] < 0 else cell
+
+    def reach(r: dict) -> str:
+        m = r["labels_to_random_at_max"]["median"]
+        return (f"> {mb}" if m is None else f"{m:.0f}") + f" ({r['labels_to_random_at_max']['reached']})"
+
+    out = [f"| dataset | random | {default} (default) | {ref} | default vs random | default vs {ref} | "
+           f"labels to random's {mb}-label accuracy: default / {ref} | {ref}'s random share, first / last round |",
+           "|---|---:|---:|---:|---|---|---|---|"]
+    for ds in [x for x in st["datasets"] if x in n["datasets"]]:
+        s = n["datasets"][ds]["strategies"]
+        if default not in s:
+            continue
+        r, a, o = s.get("random"), s.get(ref), s[default]
+        share = a["random_share_per_step"]
+        out.append(f"| {ds} | {r['aulc']['mean']:.1f} | {o['aulc']['mean']:.1f} | {a['aulc']['mean']:.1f} | "
+                   f"{diff(o.get('vs_random'))} | {diff(o.get('vs_' + ref))} | {reach(o)} / {reach(a)} | "
+                   f"{share[0]:.2f} / {share[-1]:.2f} |")
+    secs = {k: [n["datasets"][ds]["strategies"][k]["query_seconds_per_round"] for ds in n["datasets"]
+                if "query_seconds_per_round" in n["datasets"][ds]["strategies"].get(k, {})] for k in (ref, default)}
+    g = n.get("goals", {})
+    if g:
+        w, m, u = g["worst_vs_random"], g["mean_vs_random"], g["uncertainty_pays"]
+        out += ["", f"AULC: mean test accuracy (%) over {st['n_seed']}-{mb} labels, {len(st['seeds'])} seeds; differences are "
+                    f"paired per seed, with 95% t-intervals (bold: the interval excludes 0). Goals: worst difference to random "
+                    f">= {w['goal']:+.1f}: {w['points']:+.2f} on {w['dataset']} ({'met' if w['met'] else 'not met'}); mean "
+                    f">= {m['goal']:+.1f}: {m['points']:+.2f} ({'met' if m['met'] else 'not met'}); no loss beyond seed noise "
+                    f"against {ref} where it beats random ({', '.join(u['datasets']) or 'none'}): "
+                    + ("met" if u["met"] else f"not met on {', '.join(u['lost_beyond_noise'])}") + "."
+                + (f" Query seconds a round (the strategy alone, mean per pool): {ref} {min(secs[ref]):.2f}-{max(secs[ref]):.2f}, "
+                   f"{default} {min(secs[default]):.2f}-{max(secs[default]):.2f}." if secs[ref] and secs[default] else "")]
+    out += ["", provenance(d)]
+    return "\n".join(out)
+
+
 RENDERERS: dict[str, Callable[[str], str]] = {
     "interactive": render_interactive,
     "run_all": render_run_all,
     "simulate_multilabel": render_simulate_multilabel,  # before "simulate_": the first matching prefix wins
+    "query_quality": render_query_quality,
     "simulate_": render_simulate,
     "seed_quality": render_seed_quality,
     "embed_backends": render_embed_backends,

@@ -35,8 +35,16 @@ def round_rows(rounds: list[Round]) -> list[dict[str, Any]]:
                      "probe_C": info.get("probe_C", float("nan")),
                      "cv_acc": float("nan") if info.get("probe_cv_accuracy") is None else info["probe_cv_accuracy"],
                      "kappa_prev": float("nan") if r.stop_kappa is None else r.stop_kappa,
-                     "created": r.created})
+                     "mix": _mix(r.info), "created": r.created})
     return rows
+
+
+def _mix(info: dict[str, Any]) -> str:
+    """An adaptive round's random share and the confidence that active picks pay; "-" otherwise."""
+    a = info.get("adaptive") or {}
+    if "random_share" not in a:
+        return "-"
+    return f"{a['random_share']:.0%} random (P(active) {a.get('p_active', float('nan')):.2f})"
 
 
 def last_advice(rounds: list[Round]) -> str | None:

@@ -14,7 +14,7 @@ from fmal.query.candidates import knn_candidates
 from fmal.query.diverse import gradient_factors
 from fmal.query.stopping import advice
 
-ALL = ("entropy", "margin", "least-confidence", "random", "cluster-margin", "badge", "typical-margin", "auto")
+ALL = ("entropy", "margin", "least-confidence", "random", "cluster-margin", "badge", "typical-margin", "auto", "adaptive")
 
 
 def _ctx(X, labeled, y, seed=0, with_index=False):

@@ -11,7 +11,7 @@ import re
 from conftest import REPO
 
 EXPECTED_BLOCKS = {"simulate_sms_spam", "simulate_rotten_tomatoes", "simulate_trec6", "seed_quality_probcover",
-                   "embed_accuracy", "simulate_multilabel"}
+                   "embed_accuracy", "simulate_multilabel", "query_quality"}
 
 
 def _renderer():

@@ -86,7 +86,7 @@ def test_output_files_schema(clusters_result, tmp_path):
         assert set(s["labels_to_reach"]) == {"90%", "95%"}
         assert len(s["vs_baseline"]["accuracy_diff_points_per_step"]) == 3
     curves = pd.read_csv(files["curves"])
-    assert list(curves.columns) == ["strategy", "seed", "step", "n_labels", "accuracy", "macro_f1", "classes_seen"]
+    assert list(curves.columns) == ["strategy", "seed", "step", "n_labels", "accuracy", "macro_f1", "classes_seen", "random_share"]
     assert len(curves) == 2 * 4 * 3
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = files["markdown"].read_text()

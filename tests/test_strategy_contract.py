@@ -55,6 +55,14 @@ QUERY_PARAMS: dict[str, dict[str, list[tuple[object, object]]]] = {
         "random_share": [(0.0, OK), (0.5, OK), (1.0, OK), (2.0, BAD)],
         "then": [("margin", OK), ("cluster-margin", OK), ("auto", BAD), ("nope", BAD)],
     },
+    "adaptive": {
+        "min_share": [(0.0, OK), (0.5, OK), (-0.1, BAD)],
+        "max_share": [(0.8, OK), (1.0, OK), (1.5, BAD)],
+        "agreement_threshold": [(0.0, OK), (0.3, OK), (-1, BAD)],
+        "min_random": [(1, OK), (20, OK), (0, BAD)],
+        "switch_per_class": [(0, OK), (100, OK), (-1, BAD)],
+        "then": [("margin", OK), ("badge", OK), ("auto", BAD), ("adaptive", BAD), ("nope", BAD)],
+    },
 }
 
 BUDGET = 6

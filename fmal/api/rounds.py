@@ -23,6 +23,7 @@ from fmal.exceptions import InvalidInputError, LabelsError
 from fmal.io import write_table
 from fmal.pool import Pool, open_pool
 from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
+from fmal.query.adaptive import origins_of
 from fmal.query.stopping import advice as stop_advice
 from fmal.seed import check_params as check_seed_params
 from fmal.seed import select as seed_select
@@ -378,7 +379,8 @@ def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels:
         proba = _proba_batched(probe, p.embeddings, cand)
         ctx = QueryContext(X=p.embeddings, candidates=cand, proba=proba, classes=probe.classes_,
                            labeled=labeled_rows, index=p.index if spec.kind == "knn" else None, probe=probe,
-                           random_state=random_state)  # a full scan needs no index: not loading it saves N x d x 4 bytes
+                           random_state=random_state,  # a full scan needs no index: not loading it saves N x d x 4 bytes
+                           labels=y, origin=origins_of(ids_sorted, session.rounds))  # which labels were random picks
         res = fn(ctx, budget, **params)
         pos = np.searchsorted(cand, res.indices)
         pick_proba = proba[pos]
@@ -387,6 +389,8 @@ def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels:
         frame = pd.DataFrame({"id": p.ids[res.indices], "text": p.texts[res.indices], "strategy": strategy,
                               "score": res.scores, "predicted_label": pred_label,
                               "predicted_proba": np.round(pred_p.astype(np.float64), 4)})
+        if res.is_random is not None:  # recorded with the round: the next adaptive round reads it
+            frame["random_pick"] = np.asarray(res.is_random, dtype=bool)
         stop = _stop_info(p, session, probe, int(y.size))
         probe.save(_probe_path(p, round_no))
         session.record_file(_probe_path(p, round_no), round_no, "probe", owned=True)

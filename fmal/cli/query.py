@@ -17,7 +17,7 @@ def _strategies_help() -> str:
     return strategies_help(QUERY_STRATEGIES)
 
 
-@command("query", lazy_help={"strategy": _strategies_help}, json_result="the Selection: round, kind, strategy, reused, output, n_picks, ids, picks (every column: id, text, strategy, score, predicted_label, predicted_proba, round), info (probe C, CV accuracy, class counts, ...) and stop (the stopping signal: advice, agreement, kappa, compared_with_round); with --undo the UndoResult: round, kind, strategy, n_picks, removed_files")
+@command("query", lazy_help={"strategy": _strategies_help}, json_result="the Selection: round, kind, strategy, reused, output, n_picks, ids, picks (every column: id, text, strategy, score, predicted_label, predicted_proba, round), info (probe C, CV accuracy, class counts, and for adaptive: mix, the one-line reason, and adaptive, its numbers: random_share, p_active, agreement, delta, ...) and stop (the stopping signal: advice, agreement, kappa, compared_with_round); with --undo the UndoResult: round, kind, strategy, n_picks, removed_files")
 def query_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     labels: Path | None = typer.Option(None, "--labels", "-l", help="id,label file (.csv, .jsonl, ...); merged into the pool's labels. Rows with an empty label are skipped."),
@@ -54,7 +54,11 @@ def query_cmd(
     _print.table(sel.picks, ["id", "score", "predicted_label", "predicted_proba", "text"])
     info = dict(sel.info)
     advice = info.pop("stop_advice", None)
+    mix = info.pop("mix", None)  # adaptive: the batch's random share and why (every number: --json, info.adaptive)
+    info.pop("adaptive", None)
     _print.info(info)
+    if mix:
+        typer.echo(f"mix: {mix}")
     if "stop_kappa" in info:
         typer.echo(f"stopping signal: the probe agrees with round {info['stop_compared_with_round']}'s on "
                    f"{info['stop_agreement']:.1%} of a fixed sample (kappa {info['stop_kappa']:.3f})")

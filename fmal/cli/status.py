@@ -10,7 +10,7 @@ import typer
 from fmal.cli import POOL_HELP, _print, command
 
 
-@command("status", json_result="the PoolStatus: path, manifest, n_labels, rounds (one object per round: round, kind, strategy, picks, labels_then, per_class, probe_C, cv_acc, kappa_prev, created), advice")
+@command("status", json_result="the PoolStatus: path, manifest, n_labels, rounds (one object per round: round, kind, strategy, picks, labels_then, per_class, probe_C, cv_acc, kappa_prev, mix (adaptive rounds: the random share and P(active pays)), created), advice")
 def status_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),

@@ -1,6 +1,6 @@
 """Query rounds: given a probe, choose the next rows to label."""
 
-from fmal.query import auto, diverse, multilabel, uncertainty  # noqa: F401  (register the strategies)
+from fmal.query import adaptive, auto, diverse, multilabel, uncertainty  # noqa: F401  (register the strategies)
 from fmal.query.base import QUERY_STRATEGIES, QueryContext, QueryResult, QueryStrategy
 from fmal.query.candidates import CandidateSpec, knn_candidates, parse_candidates
 from fmal.query.measures import entropy, least_confidence, margin

@@ -95,4 +95,5 @@ def auto(
         rnd = np.random.default_rng(ctx.random_state + 1).choice(free, size=n_random, replace=False)
         idx = np.concatenate([idx, rnd])
         sc = np.concatenate([sc, np.full(n_random, np.nan)])
-    return QueryResult(idx.astype(np.int64), sc, {"phase": phase, "random_picks": n_random})
+    return QueryResult(idx.astype(np.int64), sc, {"phase": phase, "random_picks": n_random},
+                       is_random=np.arange(idx.size) >= idx.size - n_random)

@@ -25,7 +25,9 @@ class QueryContext:
     ``candidates``: pool rows that may be picked; ``proba``: the probe's probabilities on them
     (columns in ``classes`` order); ``X``: the whole pool's embeddings (memory-mapped);
     ``labeled``: rows already labeled; ``index``: the pool's FAISS index (None when the round scans
-    all rows: no built-in strategy needs it, and loading it costs N x d x 4 bytes).
+    all rows: no built-in strategy needs it, and loading it costs N x d x 4 bytes); ``labels``: the
+    labels of ``labeled`` (same order) and ``origin``: where each came from ("seed", "active",
+    "random": a uniform pick of a query round, "other"), for strategies that adapt (``adaptive``).
     """
 
     X: np.ndarray
@@ -36,15 +38,19 @@ class QueryContext:
     index: Any = None
     probe: Any = None
     random_state: int = 0
+    labels: np.ndarray | None = None
+    origin: np.ndarray | None = None
 
 
 @dataclass
 class QueryResult:
-    """Rows picked (pool row numbers, in order of preference) and each one's score."""
+    """Rows picked (pool row numbers, in order of preference) and each one's score; ``is_random``
+    marks the picks drawn uniformly at random (None: the strategy does not say)."""
 
     indices: np.ndarray
     scores: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+    is_random: np.ndarray | None = None
 
 
 class QueryStrategy(Protocol):

@@ -75,4 +75,4 @@ def random_query(ctx: QueryContext, budget: int) -> QueryResult:
         The picks; scores NaN.
     """
     pos = np.random.default_rng(ctx.random_state).choice(ctx.candidates.size, size=budget, replace=False)
-    return QueryResult(ctx.candidates[pos], np.full(budget, np.nan))
+    return QueryResult(ctx.candidates[pos], np.full(budget, np.nan), is_random=np.ones(budget, dtype=bool))

@@ -7,6 +7,7 @@ with the same inputs as ``fmal seed`` / ``fmal query``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from fmal._validation import SEED_MAX, check_positive, check_seed
 from fmal.exceptions import FmalError, InvalidInputError, LabelsError, PoolExhaustedError
 from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext
+from fmal.query.adaptive import ACTIVE, RANDOM, SEED
 from fmal.seed import SEED_STRATEGIES
 from fmal import multilabel as ml
 from fmal.probe_multilabel import MultiLabelProbe
@@ -89,6 +91,7 @@ def _run_one(
     res = SEED_STRATEGIES.call(spec.seed_strategy, X, budgets[0], index=index, labeled=None, random_state=seed)
     labeled = _check_picks(res.indices, budgets[0], is_labeled, f"seed strategy {spec.seed_strategy!r}")
     is_labeled[labeled] = True
+    origin = np.full(n, SEED, dtype=object)  # where each label came from: what ``adaptive`` decides on
     rows: list[dict[str, Any]] = []
     for r, b in enumerate(budgets):
         y_known = y[labeled]
@@ -107,7 +110,7 @@ def _run_one(
             acc, f1 = _score(pred, y_test, classes)
             scores = {"accuracy": acc, "macro_f1": f1}
         rows.append({"strategy": spec.name, "seed": seed, "step": r, "n_labels": b, **scores,
-                     "classes_seen": int(seen.size)})
+                     "classes_seen": int(seen.size), "random_share": math.nan})
         tick()
         if r + 1 == len(budgets):
             break
@@ -119,10 +122,15 @@ def _run_one(
         else:
             candidates = np.nonzero(~is_labeled)[0]
             proba = probe.predict_proba(X[candidates])
-            ctx = QueryContext(X=X, candidates=candidates, proba=proba, classes=probe.classes_, labeled=np.sort(labeled),
-                               index=index, probe=probe, random_state=rs)
-            picks = query_fn(ctx, add, **params).indices
+            lab = np.sort(labeled)
+            ctx = QueryContext(X=X, candidates=candidates, proba=proba, classes=probe.classes_, labeled=lab,
+                               index=index, probe=probe, random_state=rs, labels=y[lab], origin=origin[lab].astype(str))
+            qres = query_fn(ctx, add, **params)
+            picks = qres.indices
             who = f"query strategy {spec.query_strategy!r}"
+            is_random = np.zeros(len(picks), dtype=bool) if qres.is_random is None else np.asarray(qres.is_random)
+            origin[np.asarray(picks)] = np.where(is_random, RANDOM, ACTIVE)
+            rows[-1]["random_share"] = float(np.mean(is_random))  # of the next batch (adaptive decides it)
         picks = _check_picks(picks, add, is_labeled, who)
         is_labeled[picks] = True
         labeled = np.concatenate([labeled, picks])

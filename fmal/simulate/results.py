@@ -96,6 +96,7 @@ class SimulationResult:
                     **{m: {"mean": ps[m], "lo": ps[f"{m}_lo"], "hi": ps[f"{m}_hi"], "per_seed": at[m].tolist()}
                        for m in ("accuracy", "macro_f1")},
                     "classes_seen_per_seed": at["classes_seen"].tolist(),
+                    "random_share_per_seed": at["random_share"].tolist() if "random_share" in at else [],  # of the next batch
                 })
             per_seed = self._per_seed_aulc(spec.name, "accuracy")
             base = self._per_seed_aulc(self.baseline, "accuracy")
