@@ -84,7 +84,7 @@ def run_fmal(folder: Path, strategy: str, candidates: str, ivf: bool = False) ->
     """One fmal round, the way ``fmal.api.query`` does it, on the pool in ``folder``."""
     import faiss
 
-    from fmal.api import _proba_batched
+    from fmal.api.rounds import _proba_batched
     from fmal.probe import LinearProbe
     from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates
 

@@ -91,7 +91,7 @@ def append(
     threads: int | None = None,
 ) -> Any:
     """Add to the finished pool at ``path`` the rows of ``input`` (texts) or ``embeddings`` it lacks."""
-    from fmal.api import EmbedResult
+    from fmal.api.results import EmbedResult
 
     path.mkdir(parents=True, exist_ok=True)
     with _pool_lock(path):

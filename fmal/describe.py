@@ -94,9 +94,33 @@ class PoolInfo:
 
 
 def info(pool: str | PathLike, *, index_dir: PathLike | None = None) -> PoolInfo:
-    """Describe a built pool: model, rows, dtype, the index chosen (with its parameters and
-    measured recall@10), the size of its files, and what is damaged (files missing, unreadable,
-    of the wrong size or shape; checksums are for ``fmal embed --repair``)."""
+    """Show what a pool is made of: model, rows, storage, the FAISS index chosen (factory,
+    parameters, measured recall@10, why), and whether its files are sound.
+
+    A damaged pool is described, not refused: files missing, unreadable, of the wrong size or
+    shape are listed in ``problems`` with the command that repairs them (checksums are for
+    ``embed(..., repair=True)``). Reads no ids, texts or embeddings.
+
+    Parameters
+    ----------
+    pool : str or path
+        The pool: a name (a folder under ``index_dir``) or a folder path with a '/'.
+    index_dir : path, optional
+        Where named pools live (default ``./indexes``).
+
+    Returns
+    -------
+    PoolInfo
+        The pool's path and manifest, the size of each of its files, its problems (empty when
+        none) with the repair hint, and how many labels and rounds it holds.
+
+    Raises
+    ------
+    PoolNotFoundError
+        No pool at ``pool``.
+    CorruptPoolError
+        The manifest cannot be read.
+    """
     path = pool_path(pool, index_dir)
     m = read_manifest(path)
     if m is None:

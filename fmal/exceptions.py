@@ -25,9 +25,10 @@ class FmalError(Exception):
 
     exit_code: int = 2
 
-    def __init__(self, *args: object, param: str | None = None) -> None:
+    def __init__(self, *args: object, param: str | tuple[str, ...] | None = None) -> None:
         super().__init__(*args)
-        #: the API parameter the message names (``budget``), for the CLI to show as its flag
+        #: the API parameter(s) the message names (``budget``; ``("repair", "overwrite")``), for
+        #: the CLI to show as its flags
         self.param = param
 
 

@@ -218,4 +218,4 @@ def switch_hint(error: LabelsError, got: Any, pool: str) -> LabelsError:
     if not got.several:
         return error
     return LabelsError(f"{error}; {len(got.several)} answer(s) chose several classes and pool {pool!r} is single-label: "
-                       "pass --multi-label to make it multi-label")
+                       "pass --multi-label to make it multi-label", param=error.param)  # the CLI still shows --format

@@ -167,7 +167,7 @@ def test_api_errors_are_fmal_errors(tiny_pool, tmp_path):
         fmal.seed(name, 3, "nope", index_dir=index_dir)
     with pytest.raises(fmal.InvalidInputError, match="budget must be a positive integer, got 2.5"):
         fmal.seed(name, 2.5, index_dir=index_dir)
-    with pytest.raises(fmal.LabelsError, match="no labels yet"):
+    with pytest.raises(fmal.LabelsError, match="no labeled rows yet; pass labels "):
         fmal.query(name, None, 3, index_dir=index_dir)
     with pytest.raises(fmal.InvalidInputError, match="batch_size must be > 0"):
         fmal.embed(tmp_path / "x.csv", "p", index_dir=index_dir, batch_size=0)

@@ -95,7 +95,7 @@ def test_append_refuses_what_would_change_or_mix(tmp_path, tiny_model_dir):
         fmal.embed(changed, "p", index_dir=ix, model=tiny_model_dir, append=True)
     with pytest.raises(ModelMismatchError, match="vectors made elsewhere would not share its space"):
         fmal.embed(None, "p", index_dir=ix, embeddings=np.ones((2, 32), np.float32), ids=["x", "y"], append=True)
-    with pytest.raises(InvalidInputError, match="--append adds rows"):
+    with pytest.raises(InvalidInputError, match="^append adds rows to the pool as it is: leave out overwrite and repair"):
         fmal.embed(tmp_path / "new.csv", "p", index_dir=ix, model=tiny_model_dir, append=True, overwrite=True)
 
 

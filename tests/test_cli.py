@@ -183,7 +183,7 @@ def test_seed_and_query_bad_input(cli, cli_error, tiny_pool, tmp_path):
     cli_error(cli("seed", *P, "--budget", 5, "--labels", unknown), "unknown.csv", "'no-such-id'", "not in pool")
     cli_error(cli("query", *P, "--budget", 5, "--labels", unknown), "unknown.csv", "'no-such-id'")
     cli_error(cli("query", *P, "--budget", 5, "--labels", tmp_path / "missing.csv"), "missing.csv", "not found")
-    cli_error(cli("query", *P, "--budget", 5), "no labels yet", "--labels")
+    cli_error(cli("query", *P, "--budget", 5), "no labeled rows yet", "pass --labels (id,label")
     one = tmp_path / "one.csv"
     pd.DataFrame({"id": pd.read_csv(src, dtype=str)["id"][:4], "label": "HUM"}).to_csv(one, index=False)
     cli_error(cli("query", *P, "--budget", 5, "--labels", one), "single class", "'HUM'")
@@ -363,3 +363,20 @@ def test_unwritable_output_is_one_line_error(cli, cli_error, tiny_pool, tmp_path
 def test_usage_errors_are_one_line(cli, cli_error, args, needle):
     line = cli_error(cli(*args), needle, "--help")
     assert line.startswith("error: ") and "Usage:" not in line
+
+
+def test_embed_errors_show_every_flag_they_name(cli, cli_error, tmp_path):
+    """A library error naming several parameters (``param=("repair", "overwrite")``) shows each as
+    its option on the command line; the API's message keeps the parameter names."""
+    import fmal
+
+    src = tmp_path / "t.csv"
+    src.write_text("id,text\na,one\nb,two\n")
+    P = ("--pool", "p", "--index-dir", tmp_path / "ix")
+    cli_error(cli("embed", src, *P, "--repair", "--overwrite"),
+              "error: --repair keeps the pool and rebuilds its damaged files, --overwrite rebuilds it all: pass one")
+    cli_error(cli("embed", src, *P, "--keep-labels"),
+              "error: --keep-labels and --drop-labels say what --overwrite does with the labels: pass --overwrite too")
+    with pytest.raises(fmal.InvalidInputError, match="^keep_labels and drop_labels say what overwrite does") as err:
+        fmal.embed(src, "p", index_dir=tmp_path / "ix", keep_labels=True)
+    assert err.value.param == ("keep_labels", "drop_labels", "overwrite")

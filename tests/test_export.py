@@ -133,8 +133,9 @@ def test_export_seed_round_has_no_suggestions(loop):
 
 def test_export_errors_name_the_rule(loop, tmp_path):
     index_dir, *_ = loop
-    with pytest.raises(InvalidInputError, match=r"--round must be one of the pool's rounds \(1, 2\), got 7"):
-        api.export("p", 7, "csv", index_dir=index_dir)
+    with pytest.raises(InvalidInputError, match=r"^round must be one of the pool's rounds \(1, 2\), got 7") as err:
+        api.export("p", 7, "csv", index_dir=index_dir)  # the library names its parameter; the CLI its flag
+    assert err.value.param == "round"
     with pytest.raises(InvalidInputError, match=r"unknown format 'excel': must be one of \[csv, jsonl, label-studio, prodigy, argilla\]"):
         api.export("p", 1, "excel", index_dir=index_dir)
     with pytest.raises(InvalidInputError, match=r"a label-studio file must end in \.json"):
@@ -396,7 +397,7 @@ def test_bad_files_name_file_and_place(loop, tmp_path):
     g.write_text("id,lbl\nr1,ham\n")
     with pytest.raises(LabelsError, match=r"bad\.csv: no column 'label' \(columns: id, lbl\)"):
         _import(g, "csv", index_dir)
-    with pytest.raises(InvalidInputError, match="on-conflict must be one of error, keep, replace, majority, crowdlab, got 'maybe'"):
+    with pytest.raises(InvalidInputError, match="^on_conflict must be one of error, keep, replace, majority, crowdlab, got 'maybe'"):
         _import(_ls_file(tmp_path, [("r1", ["ham"])]), "label-studio", index_dir, "maybe")
 
 
@@ -420,3 +421,20 @@ def test_cli_export_and_import(loop, tmp_path):
     assert res.exit_code == 2 and "already have another label" in res.output
     res = runner.invoke(app, ["import-labels", str(g), "--pool", "p", "-f", "label-studio", "--on-conflict", "replace", "--index-dir", str(index_dir)])
     assert res.exit_code == 0 and f"conflict {s2.ids[0]!r}: stored {gold[s2.ids[0]]!r}, file {wrong!r} -> replaced" in res.output
+
+
+def test_errors_name_parameters_and_the_cli_shows_flags(loop, tmp_path, cli, cli_error):
+    """The library's messages name parameters (``round``, ``output``, ``format``); the command
+    line prints the same message with its options (``--round``), a path left as written."""
+    index_dir, *_ = loop
+    P = ("--pool", "p", "--index-dir", index_dir)
+    cli_error(cli("export", *P, "--round", 7), "error: --round must be one of the pool's rounds (1, 2), got 7")
+    out = tmp_path / "output" / "round.csv"
+    line = cli_error(cli("export", *P, "--format", "label-studio", "--output", out), f"--output {out}: a label-studio file")
+    assert "--output/" not in line  # a parameter's name inside a path stays
+    cli_error(cli("audit", *P, "--output", tmp_path / "r.xlsx"), "--output", ": pass --format (csv, jsonl")
+    with pytest.raises(InvalidInputError, match=r"^output .*r\.xlsx: pass format \(csv") as err:
+        api.audit("p", index_dir=index_dir, output=tmp_path / "r.xlsx")
+    assert err.value.param == ("output", "format")
+    cli_error(cli("import-labels", tmp_path / "x.json", *P, "--on-conflict", "maybe"), "--on-conflict must be one of")
+    cli_error(cli("export", *P, "--format", "prodigy", "--with-vectors"), "--with-vectors adds the embeddings")

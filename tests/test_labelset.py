@@ -253,7 +253,7 @@ def test_argilla_records_with_vectors_and_flat_jsonl_for_log(pool, tmp_path, off
         d = json.loads(line)
         rec = mapper(d)
         assert rec.id == d["id"] and rec.fields["text"] == d["text"] and len(rec.vectors["embedding"]) == 16
-    with pytest.raises(InvalidInputError, match="--with-vectors"):
+    with pytest.raises(InvalidInputError, match="^with_vectors adds the embeddings"):
         api.export("p", 1, "prodigy", index_dir=index_dir, with_vectors=True)
 
 

@@ -97,21 +97,24 @@ PARAM_OPTIONS = {"random_state": "seed"}
 
 
 def as_flags(exc: FmalError) -> str:
-    """The message of ``exc`` with the API parameter it names (``exc.param``: ``budget``) written as
-    the running command's option (``--budget``): library messages name parameters, since API users
-    have no flags. Unchanged when the command has no such option (``PARAM_OPTIONS``: API names
-    whose option is called otherwise)."""
-    msg, param = str(exc), getattr(exc, "param", None)
+    """The message of ``exc`` with the API parameter(s) it names (``exc.param``: ``budget``, or a
+    tuple of names) written as the running command's options (``--budget``): library messages name
+    parameters, since API users have no flags. A name the command has no option for stays as
+    written (``PARAM_OPTIONS``: API names whose option is called otherwise)."""
+    msg, params = str(exc), getattr(exc, "param", None)
     ctx = _click.globals.get_current_context(silent=True)
-    if not param or ctx is None:
+    if not params or ctx is None:
         return msg
-    name = PARAM_OPTIONS.get(param, param)
-    opts = [o for p in ctx.command.params if p.name == name for o in p.opts]
-    flag = next((o for o in opts if o.startswith("--")), None)
-    if flag is None:
-        return msg
-    # every mention but those inside a comparison ("0 < delta <= 2" stays a formula)
-    return re.sub(rf"(?<![\w-])(?<![<>=] ){re.escape(param)}(?![\w-])(?! [<>=])", flag, msg)
+    for param in (params,) if isinstance(params, str) else params:
+        name = PARAM_OPTIONS.get(param, param)
+        opts = [o for p in ctx.command.params if p.name == name for o in p.opts]
+        flag = next((o for o in opts if o.startswith("--")), None)
+        if flag is None:
+            continue
+        # every mention but those inside a comparison ("0 < delta <= 2" stays a formula) or a
+        # path ("runs/output.csv" stays a file name)
+        msg = re.sub(rf"(?<![\w/.\\-])(?<![<>=] ){re.escape(param)}(?![\w/\\-])(?!\.\w)(?! [<>=])", flag, msg)
+    return msg
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:

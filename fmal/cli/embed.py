@@ -50,7 +50,7 @@ def embed_cmd(
     bad_images: str = typer.Option("stop", "--bad-images", help="Images: what an empty, unreadable, truncated or non-image file does: stop (default: the error names it) or skip (left out of the pool and listed)."),
     append: bool = typer.Option(False, "--append", help="Add the rows of INPUT (or --embeddings) that the pool does not have yet: rows whose id (or, with ids made from texts, whose text) is in the pool are skipped, only new texts are embedded, the index is extended (an IVF index keeps its trained quantiser) and recall re-measured; labels, rounds and probes are kept. Resumable."),
 ) -> None:
-    """Embed a file of texts into a pool: L2-normalised embeddings, ids, texts and a FAISS index.
+    """Embed texts into a pool: L2-normalised embeddings, ids, texts and a FAISS index.
 
     Identical texts are embedded once. Work is saved chunk by chunk (shard by shard with --engine
     ray): rerun the same command after an interruption to resume; rerunning a finished embed checks

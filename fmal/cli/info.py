@@ -15,9 +15,11 @@ def info_cmd(
     pool: str = typer.Option(..., "--pool", "-p", help=POOL_HELP),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
-    """Show what a pool is made of: model, rows, storage, and the FAISS index chosen (factory,
-    parameters, measured recall@10, why), and whether its files are sound: a missing, unreadable,
-    cut or mismatched file is reported with the command that repairs it (exit code 1)."""
+    """Show what a pool is made of: model, rows, storage, the FAISS index chosen (factory,
+    parameters, measured recall@10, why), and whether its files are sound.
+
+    A missing, unreadable, cut or mismatched file is reported with the command that repairs it
+    (exit code 1)."""
     from fmal.describe import info  # not fmal.api: fmal info imports no pandas
 
     res = info(pool, index_dir=index_dir)

@@ -263,7 +263,7 @@ def _setup(client: Client, session: Session, pool_name: str, project: int | None
 def _pull(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl: Control, target: str, policy: str,
           res: SyncResult) -> None:
     """Import every new or updated annotation, in one transaction with its record."""
-    from fmal.api import _resolve_answers
+    from fmal.api.annotation import _resolve_answers
     from fmal.export import consensus
 
     pid = proj["id"]
@@ -329,7 +329,7 @@ def _pull(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl
 
 def _push(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl: Control, target: str, res: SyncResult) -> None:
     """Push the last round's open picks that are not in the project yet."""
-    from fmal.api import _frame_of_round
+    from fmal.api.rounds import _frame_of_round
 
     pid = proj["id"]
     there = _project_tasks(client, pid)
@@ -406,7 +406,7 @@ def sync(
 ) -> SyncResult:
     """One pass of the loop against Label Studio at ``url`` (see the module docstring)."""
     from fmal.pool import open_pool
-    from fmal.api import _declare
+    from fmal.api.labelset import _declare
     from fmal.export.consensus import POLICIES
 
     t0 = time.perf_counter()
