@@ -80,6 +80,11 @@ def fp32_peak_gflops(n: int = 1024, reps: int = 6) -> float:
     return round(2 * n**3 / best / 1e9, 1)
 
 
+#: what the benchmarks themselves write: a change there is an earlier step's output, not a change of
+#: the code the numbers come from (run_all.py runs several steps in one tree)
+OUTPUTS = (":(exclude)benchmarks/results", ":(exclude)examples/simulate_results", ":(exclude)README.md")
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=20).stdout.strip()
@@ -107,7 +112,7 @@ def provenance(backend: str | None = None, *, model: str | None = None) -> dict[
     return {
         "fmal_version": __version__,
         "git_commit": _git("rev-parse", "HEAD") or "unknown",
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", *OUTPUTS)),
         "backend": backend or DEFAULT_BACKEND,
         "model": model or DEFAULT_MODEL,
         "model_fingerprint": fingerprint_folder(folder),
