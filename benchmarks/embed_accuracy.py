@@ -1,6 +1,6 @@
 """The accuracy cost of an encoder backend as users run it: pool against pool.
 
-    python benchmarks/embed_accuracy.py [--datasets trec6 sms_spam rotten_tomatoes] [--backends onnx-int8]
+    python benchmarks/embed_accuracy.py [--datasets trec6 sms_spam rotten_tomatoes] [--backends onnx onnx-int8]
 
 For each shipped dataset (benchmarks/data/), pools are built by ``fmal embed`` in its normal
 chunks (2,048 distinct texts), once with each ``--backends`` runtime and once with ``--backend
@@ -8,8 +8,7 @@ torch`` (sentence-transformers fp32, the reference), in two layouts (``--layouts
 
 - ``splits``: the ``train`` rows and the ``test`` rows each written to a CSV and embedded into a
   pool of their own (a user's pool, and a labeled test set embedded later);
-- ``file``: the whole file in one pool, as ``fmal simulate`` builds it (the default-backend pool is
-  the one benchmarks/simulate_datasets.py uses).
+- ``file``: the whole file in one pool, as ``fmal simulate`` builds it.
 
 An int8 vector depends slightly on its batch-mates, so this, not one encode call over a sample, is
 the cost a user pays.
@@ -45,9 +44,8 @@ BAR_COSINE, BAR_POINTS = 0.99, 0.5
 
 
 def pool_name(ds: str, layout: str, split: str, backend: str) -> str:
-    if layout == "file":  # the default-backend pool of the whole file is simulate's own pool
-        return ds if backend == "onnx-int8" else f"{ds}-{backend}"
-    return f"{ds}-{split}-{backend}"
+    # never simulate_datasets.py's pool NAME: it keeps the backend it was first built with
+    return f"{ds}-{backend}" if layout == "file" else f"{ds}-{split}-{backend}"
 
 
 def split_csvs(name: str) -> dict[str, Path]:
@@ -135,7 +133,7 @@ def measure(ds: str, layout: str, backends: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", nargs="+", default=list(_results.DATASETS))
-    ap.add_argument("--backends", nargs="+", default=["onnx-int8"], help="compared with torch fp32")
+    ap.add_argument("--backends", nargs="+", default=["onnx", "onnx-int8"], help="compared with torch fp32")
     ap.add_argument("--layouts", nargs="+", default=["splits", "file"], choices=["splits", "file"])
     ap.add_argument("--name", default="embed_accuracy", help="results file name")
     a = ap.parse_args(argv)

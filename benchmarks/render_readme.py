@@ -180,7 +180,7 @@ def render_embed_backends(name: str) -> str:
         r = d["numbers"][n]
         rt = r["runtimes"]
         lines.append(f"{int(n):,} texts ({r['tokens_per_text']} tokens each on average): raw {rt['raw']['texts_s']:.1f} texts/s, "
-                     f"`onnx-int8` {rt['onnx-int8']['texts_s']:.1f}; medians of the peaks measured between slices "
+                     f"`onnx` {rt['onnx']['texts_s']:.1f}, `onnx-int8` {rt['onnx-int8']['texts_s']:.1f}; medians of the peaks measured between slices "
                      f"{r['fp32_peak_gflops']} GFLOP/s fp32 and {r['int8_peak_gops']} Gop/s int8, a bound of "
                      f"{r['bound_fp32_texts_s']:.0f} texts/s at the fp32 peak and {r['bound_int8_texts_s']:.0f} at the int8 one; "
                      f"raw reached {100 * rt['raw']['of_bound']:.0f}% of the fp32 bound, `onnx` {100 * rt['onnx']['of_bound']:.0f}%, "
