@@ -111,7 +111,7 @@ def test_a_class_with_one_example_works():
 
 
 def test_scoring_a_pool_in_blocks_equals_scoring_rows_gathered(tmp_path):
-    from fmal.api import _proba_batched
+    from fmal.api.rounds import _proba_batched
 
     X, y = _data(n=500)
     probe = LinearProbe(C=10.0).fit(X[:60], y[:60])
