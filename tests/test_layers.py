@@ -28,7 +28,7 @@ TOP = ("fmal.cli", "fmal.__main__",
 
 #: the stages: they must not import fmal.api or fmal.cli
 STAGES = ("fmal.seed", "fmal.query", "fmal.probe", "fmal.index", "fmal.encoders", "fmal.export", "fmal.session",
-          "fmal.pool", "fmal.store", "fmal.io", "fmal.registry")
+          "fmal.pool", "fmal.io", "fmal.registry")
 
 #: (importer, imported): the only imports from below the API into it, each with its reason
 UPWARD_ALLOWED = {
