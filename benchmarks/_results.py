@@ -124,9 +124,12 @@ def provenance(backend: str | None = None, *, model: str | None = None) -> dict[
 
 
 def command_line() -> str:
-    """The command that ran, with the script path relative to the repo."""
+    """The command that ran, with the script path relative to the repo and any other absolute path
+    (a baseline checkout, a work folder) written as ``DIR`` (results never hold machine paths)."""
     argv = [rel(sys.argv[0]) if sys.argv and sys.argv[0].endswith(".py") else (sys.argv[0] if sys.argv else "python")]
-    return "python " + shlex.join(argv + sys.argv[1:])
+    args = ["DIR" if os.path.isabs(a) and not rel(a).startswith(("benchmarks", "examples", "runs")) else a
+            for a in sys.argv[1:]]
+    return "python " + shlex.join(argv + args)
 
 
 def write(name: str, numbers: dict[str, Any], *, backend: str | None = None, seconds: float | None = None,
