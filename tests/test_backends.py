@@ -301,3 +301,21 @@ def test_cuda_requests_fail_cleanly_without_a_gpu(tiny_model_dir: Path, small_cs
               "--backend", "onnx-int8", "--device", "cuda")
     assert res.exit_code != 0 and "install onnxruntime-gpu" in res.output and "Traceback" not in res.output, res.output
     assert not (index_dir / "c" / MANIFEST).exists()
+
+
+def test_gpus_per_worker_is_for_the_ray_engine_and_reaches_its_actors(tmp_path, cli):
+    """``--gpus-per-worker`` asks Ray for GPUs per encoder actor: refused with the local engine (a
+    local run uses a GPU through ``--device``) and below 0; the Ray engine keeps it for its actors.
+    (No GPU here: the request itself is untested on hardware.)"""
+    from fmal.engines.ray_engine import RayEngine
+
+    data = tmp_path / "t.csv"
+    data.write_text("id,text\na,hello\nb,world\n")
+    with pytest.raises(InvalidInputError, match="gpus_per_worker asks Ray for GPUs"):
+        fmal.embed(data, "p", index_dir=tmp_path / "ix", gpus_per_worker=1)
+    with pytest.raises(InvalidInputError, match="gpus_per_worker must be >= 0"):
+        fmal.embed(data, "p", index_dir=tmp_path / "ix", engine="ray", gpus_per_worker=-1)
+    res = cli("embed", data, "--pool", "p", "--index-dir", tmp_path / "ix", "--gpus-per-worker", "0.5")
+    assert res.exit_code != 0 and "--gpus-per-worker asks Ray for GPUs" in res.output and "--engine ray" in res.output
+    assert not (tmp_path / "ix" / "p").exists()
+    assert RayEngine({}, gpus_per_worker=0.5).gpus_per_worker == 0.5

@@ -55,6 +55,7 @@ def embed(
     engine: str = "local",
     ray_address: str | None = None,
     workers: int | None = None,
+    gpus_per_worker: float = 0.0,
     on_start: Callable[[int | None], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     embeddings: Any = None,
@@ -135,6 +136,10 @@ def embed(
         With ``engine="ray"``: the cluster to join (default: a local Ray).
     workers : int, optional
         With ``engine="ray"``: the number of encoder actors.
+    gpus_per_worker : float, default 0
+        With ``engine="ray"``: the GPUs each encoder actor requests from Ray (e.g. 1, or 0.5 to
+        share one GPU between two actors); the actor's ``device="auto"`` then finds the GPU Ray
+        gave it. 0: CPU actors.
     on_start : callable, optional
         Called once with the row count (None on Ray: rows are counted as they are read).
     on_progress : callable, optional
@@ -223,6 +228,10 @@ def embed(
     index_budget = fmal_index.parse_memory(max_index_memory)
     if engine not in ENGINES:
         raise InvalidInputError(f"engine must be one of [{', '.join(ENGINES)}], got {engine!r}", param="engine")
+    check_positive(gpus_per_worker, "gpus_per_worker", allow_zero=True)
+    if gpus_per_worker and engine != "ray":
+        raise InvalidInputError(f"gpus_per_worker asks Ray for GPUs: use it with engine ray (got engine {engine!r}); "
+                                "a local run uses a GPU through device", param=("gpus_per_worker", "engine", "device"))
     path = pool_path(pool, index_dir)
     if not overwrite:
         _refuse_texts_into_external(path)
@@ -289,7 +298,8 @@ def embed(
 
         if on_start:
             on_start(None)  # rows are counted as the workers read them
-        ray_engine = RayEngine(encoder_kwargs, batch_size=batch_size, address=ray_address, workers=workers)
+        ray_engine = RayEngine(encoder_kwargs, batch_size=batch_size, address=ray_address, workers=workers,
+                               gpus_per_worker=gpus_per_worker)
         res = build_pool_from_shards(source, encoder, path, settings, engine=ray_engine, on_progress=on_progress)
     else:
         if on_start:

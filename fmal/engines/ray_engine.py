@@ -104,7 +104,9 @@ def _error(error_type: str, message: str) -> FmalError:
 class RayEngine:
     """Read and embed shards on Ray: ``address=None`` starts a local Ray with this machine's cores,
     ``address="ray://host:10001"`` or ``"auto"`` joins a running cluster. ``workers`` fixes the
-    number of encoder actors; by default the pool grows from one to one per CPU as work queues."""
+    number of encoder actors; by default the pool grows from one to one per CPU as work queues.
+    ``gpus_per_worker`` > 0: each encoder actor requests that many GPUs from Ray (Ray then sets the
+    actor's CUDA_VISIBLE_DEVICES, and the encoder's ``device="auto"`` finds it)."""
 
     def __init__(
         self,
@@ -113,11 +115,13 @@ class RayEngine:
         batch_size: int = 64,
         address: str | None = None,
         workers: int | None = None,
+        gpus_per_worker: float = 0.0,
     ) -> None:
         self.encoder_kwargs = encoder_kwargs
         self.batch_size = batch_size
         self.address = address
         self.workers = workers
+        self.gpus_per_worker = float(gpus_per_worker)
 
     def _init(self) -> int:
         try:
@@ -162,6 +166,7 @@ class RayEngine:
             batch_format="numpy",
             compute=pool,
             num_cpus=cpus_per_actor,
+            **({"num_gpus": self.gpus_per_worker} if self.gpus_per_worker > 0 else {}),
         )
         pieces: dict[int, dict[int, dict[str, Any]]] = {}
         for row in ds.iter_rows():
