@@ -178,7 +178,8 @@ def simulate_embeddings(
     check_positive(seeds, "seeds", integer=True)
     random_state = check_seed(random_state)
     if random_state + int(seeds) - 1 > SEED_MAX:
-        raise InvalidInputError(f"seeds {random_state}..{random_state + int(seeds) - 1} run past {SEED_MAX:,} (2**32-1); lower --seed")
+        raise InvalidInputError(f"seeds {random_state}..{random_state + int(seeds) - 1} run past {SEED_MAX:,} (2**32-1); lower random_state",
+                                param="random_state")
     specs = parse_strategies(strategies)
     if not any(s.is_random for s in specs):
         specs.insert(0, StrategySpec(BASELINE, "random", "random"))  # every verdict is paired against random
@@ -196,9 +197,7 @@ def simulate_embeddings(
             f"test rows have {len(absent)} class(es) that no pool (train) row has ({', '.join(repr(str(a)) for a in absent[:5])}); "
             "no strategy could ever learn them: move some of those rows out of the test split"
         )
-    shares = [float(r) for r in reach]
-    if any(not 0 < r <= 1 for r in shares):
-        raise InvalidInputError(f"reach shares must lie in (0, 1], got {list(reach)}")
+    shares = _check_reach(reach)
     budgets = _budgets(initial, step, max_labels, X.shape[0])
     classes = np.unique(np.concatenate([y, y_test]))
     index = fmal_index.build_index(X, "flat")  # over the pool rows only: test rows stay unseen
@@ -207,22 +206,10 @@ def simulate_embeddings(
     full_acc, full_f1 = _score(full.predict(X_test), y_test, classes)
 
     seed_list = [random_state + i for i in range(int(seeds))]
-    total = len(specs) * len(seed_list) * len(budgets)
-    if on_start:
-        on_start(total)
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if on_progress:
-            on_progress(done)
-
-    rows: list[dict[str, Any]] = []
     t_loop = time.perf_counter()
-    for spec in specs:
-        for s in seed_list:
-            rows += _run_one(spec, s, X, y, X_test, y_test, classes, budgets, index, probe_c, tick)
+    rows = _all_curves(specs, seed_list, budgets, on_start, on_progress,
+                       lambda spec, seed, tick: _run_one(spec, seed, X, y, X_test, y_test, classes, budgets, index,
+                                                         probe_c, tick))
     result = summarise(specs, baseline, seed_list, budgets, classes.tolist(), pd.DataFrame(rows), full_acc, full_f1,
                        shares)
     result.info = {
@@ -238,25 +225,21 @@ def simulate_embeddings(
     return result
 
 
-def _simulate_multilabel(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, specs: list[StrategySpec],
-                         baseline: str, seeds: int, initial: int, step: int, max_labels: int, probe_c: float | str,
-                         reach: Sequence[float], random_state: int, on_start: Callable[[int], None] | None,
-                         on_progress: Callable[[int], None] | None, info: dict[str, Any] | None,
-                         t_start: float) -> SimulationResult:
-    """:func:`simulate_embeddings` for canonical multi-label answers (same loop, same summaries)."""
-    params = ml_sim.check_specs(specs)
-    classes = ml_sim.check_labels(y, y_test)
+def _check_reach(reach: Sequence[float]) -> list[float]:
+    """The ``reach`` shares of the full-data accuracy, each in (0, 1]."""
     shares = [float(r) for r in reach]
     if any(not 0 < r <= 1 for r in shares):
-        raise InvalidInputError(f"reach shares must lie in (0, 1], got {list(reach)}")
-    budgets = _budgets(initial, step, max_labels, X.shape[0])
-    index = fmal_index.build_index(X, "flat")
-    full = MultiLabelProbe(C=probe_c, random_state=random_state).fit(X, y)
-    full_scores = ml_sim.score(full.predict(X_test), y_test, classes)
-    seed_list = [random_state + i for i in range(int(seeds))]
-    total = len(specs) * len(seed_list) * len(budgets)
+        raise InvalidInputError(f"reach shares must lie in (0, 1], got {list(reach)}", param="reach")
+    return shares
+
+
+def _all_curves(specs: list[StrategySpec], seed_list: list[int], budgets: list[int],
+                on_start: Callable[[int], None] | None, on_progress: Callable[[int], None] | None,
+                run: Callable[[StrategySpec, int, Callable[[], None]], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every (strategy, seed) curve's rows, ``run(spec, seed, tick)`` each; progress counts
+    (strategy, seed, step) triples: ``on_start(total)`` once, ``on_progress(done)`` per step."""
     if on_start:
-        on_start(total)
+        on_start(len(specs) * len(seed_list) * len(budgets))
     done = 0
 
     def tick() -> None:
@@ -266,10 +249,30 @@ def _simulate_multilabel(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_tes
             on_progress(done)
 
     rows: list[dict[str, Any]] = []
-    t_loop = time.perf_counter()
     for spec in specs:
-        for s in seed_list:
-            rows += _run_one(spec, s, X, y, X_test, y_test, classes, budgets, index, probe_c, tick, multi=params)
+        for seed in seed_list:
+            rows += run(spec, seed, tick)
+    return rows
+
+
+def _simulate_multilabel(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray, specs: list[StrategySpec],
+                         baseline: str, seeds: int, initial: int, step: int, max_labels: int, probe_c: float | str,
+                         reach: Sequence[float], random_state: int, on_start: Callable[[int], None] | None,
+                         on_progress: Callable[[int], None] | None, info: dict[str, Any] | None,
+                         t_start: float) -> SimulationResult:
+    """:func:`simulate_embeddings` for canonical multi-label answers (same loop, same summaries)."""
+    params = ml_sim.check_specs(specs)
+    classes = ml_sim.check_labels(y, y_test)
+    shares = _check_reach(reach)
+    budgets = _budgets(initial, step, max_labels, X.shape[0])
+    index = fmal_index.build_index(X, "flat")
+    full = MultiLabelProbe(C=probe_c, random_state=random_state).fit(X, y)
+    full_scores = ml_sim.score(full.predict(X_test), y_test, classes)
+    seed_list = [random_state + i for i in range(int(seeds))]
+    t_loop = time.perf_counter()
+    rows = _all_curves(specs, seed_list, budgets, on_start, on_progress,
+                       lambda spec, seed, tick: _run_one(spec, seed, X, y, X_test, y_test, classes, budgets, index,
+                                                         probe_c, tick, multi=params))
     result = summarise(specs, baseline, seed_list, budgets, classes.tolist(), pd.DataFrame(rows), full_scores["accuracy"],
                        full_scores["macro_f1"], shares)
     Y = ml.binarize(y.tolist(), classes)
