@@ -171,6 +171,7 @@ def test_pool_path_from_name_or_folder(tmp_path):
     assert pool_path("demo") == Path("indexes") / "demo"
     assert pool_path("demo", tmp_path) == tmp_path / "demo"
     assert pool_path(tmp_path / "x" / "demo") == tmp_path / "x" / "demo"
+    assert pool_path("./demo") == Path("demo")  # a folder in the working directory, even before it exists
     for bad in ("a b", ".hidden", "", "x" * 200):
         with pytest.raises(InvalidInputError, match="pool name must be"):
             pool_path(bad, tmp_path)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -30,7 +31,7 @@ def pool_path(pool: str | Path, index_dir: str | Path | None = None) -> Path:
     A pool with a path separator (``./p``, ``../p``, ``/data/p``) is that folder; it is not
     combined with ``index_dir``, which applies to names only (giving both is an error)."""
     p = Path(pool)
-    if len(p.parts) > 1:
+    if len(p.parts) > 1 or "/" in str(pool) or os.sep in str(pool):  # Path("./p").parts is ('p',)
         if index_dir is not None:
             raise InvalidInputError(
                 f"--pool {pool}: a pool given as a path (with a '/') is that folder and --index-dir applies to pool "
