@@ -201,3 +201,17 @@ def test_auto_without_history_keeps_its_share_and_checks_the_record():
     assert res.info["adaptive"]["delta"] is None and res.info["adaptive"]["n_random_labeled"] == 0
     with pytest.raises(InvalidInputError, match="one entry per labeled row"):
         QUERY_STRATEGIES.get("auto")(_ctx(X, y, labeled, origin[:-1]), 20)
+
+
+def test_auto_skips_the_typical_phase_when_neighbours_do_not_share_labels():
+    """Labels that cut across the clusters (a coin per cluster member): typical picks of the
+    clusters teach nothing, so ``auto`` goes to uncertainty at once and says why."""
+    fn = QUERY_STRATEGIES.get("auto")
+    across = fn(_ctx(*_pool(follow=False, n=16)), 20)
+    follow = fn(_ctx(*_pool(follow=True, n=16)), 20)
+    assert across.info["phase"] == "uncertain" and "typical phase skipped" in across.info["mix"]
+    assert across.info["adaptive"]["agreement"] < 0.15
+    assert follow.info["phase"] == "typical" and follow.info["adaptive"]["agreement"] > 0.5
+    assert "typical picks in uncovered clusters" in follow.info["mix"]
+    kept = fn(_ctx(*_pool(follow=False, n=16)), 20, agreement_threshold=-1.0)
+    assert kept.info["phase"] == "typical" and kept.info["adaptive"]["agreement"] is None
