@@ -5,12 +5,14 @@ then rounds of ``--step`` picks up to ``--max-labels``; at each step a LinearPro
 labels so far and its accuracy measured on the fixed held-out ``test`` rows (never shown to a
 strategy). The pool is the ``train`` rows; their gold label is the annotator.
 
-A strategy is ``SEED+QUERY[:key=value,...]`` (``auto+auto``: the default loop; ``auto+adaptive``:
-the same with the adaptive random share of fmal.query.adaptive), ``random`` (random seed and random rounds), or a query strategy
-alone (after a random seed, as in the first version of this benchmark). Reported per dataset:
-AULC (mean accuracy over the steps, points), paired per-seed differences against ``random`` and
-against ``--reference`` (default ``auto+adaptive``) with 95% t-intervals over seeds, labels needed to
-reach random's mean accuracy at ``--max-labels``, and each strategy's random share per step.
+A strategy is ``SEED[:key=value,...]+QUERY[:key=value,...]`` (``auto+auto``: the default loop;
+``previous``: the default loop before issue 20 (``ALIASES``); ``auto+adaptive``: the same with the
+adaptive random share of fmal.query.adaptive), ``random`` (random seed and random rounds), or a
+query strategy alone (after a random seed, as in the first version of this benchmark). Reported per
+dataset: AULC (mean accuracy over the steps, points), paired per-seed differences against
+``random`` and against ``--reference`` (default ``previous``) with 95% t-intervals over seeds,
+labels needed to reach random's mean accuracy at ``--max-labels``, and each strategy's random
+share per step (raw curves, ``--json``: also the online active-vs-random estimate per step).
 
 Datasets: the shipped ``trec6``, ``sms_spam``, ``rotten_tomatoes``, and pools derived from them
 where the label is not the embedding's main axis (built from the cached embeddings, no new texts):
@@ -28,6 +30,8 @@ where the label is not the embedding's main axis (built from the cached embeddin
     python benchmarks/query_quality.py --jobs 2 --seeds 10      # the README's table
     python benchmarks/query_quality.py --strategies random margin badge auto --seeds 5 --name query_quality_all
     python benchmarks/query_quality.py --tune                    # pick constants on train rows only
+    python benchmarks/query_quality.py --tune --reuse-cache --first-seed 100 --seeds 20 --datasets trec6 \
+        --strategies random auto+auto auto:rule=strata+auto auto+auto:then=margin   # tuning seeds, not 0-19
 
 ``--tune`` never looks at test rows: it splits each dataset's train rows 70/30 (seeded) into a
 pool and a validation set, so constants can be chosen without the reported test rows.
@@ -62,8 +66,11 @@ SHIPPED = ("trec6", "sms_spam", "rotten_tomatoes")
 DERIVED = {"rt_sentiment": "rotten_tomatoes", "trec6_coin": "trec6", "trec6_orth": "trec6"}
 DATASETS = (*SHIPPED, *DERIVED)
 DEFAULT = "auto+auto"  # fmal seed auto, then fmal query auto: the default loop
-REFERENCE = "auto+adaptive"  # the adaptive random share (fmal.query.adaptive), opt-in
-DEFAULT_STRATEGIES = ("random", REFERENCE, DEFAULT)
+#: short names for specs: ``previous`` is the default loop before issue 20 (no agreement gate on the
+#: typical phase, a fixed 10% random share: the evidence gate can never fire at z 1000)
+ALIASES = {"previous": "auto+auto:agreement_threshold=-1,evidence_z=1000"}
+REFERENCE = "previous"  # issue 20: no loss against the previous default where uncertainty pays
+DEFAULT_STRATEGIES = ("random", REFERENCE, "auto+adaptive", DEFAULT)
 #: the goals of issue 20, in AULC points
 GOAL_WORST = -0.3
 GOAL_MEAN = 2.5
@@ -117,7 +124,7 @@ def parse_strategy(spec: str) -> tuple[str, str, dict[str, float | str], dict[st
     """``[seed[:key=value,...]+]query[:key=value,...]`` -> (seed strategy, query strategy, query
     params, seed params); numbers become floats. ``random`` is random+random; a query name alone
     starts from a random seed."""
-    seed_part, _, query_part = spec.rpartition("+")
+    seed_part, _, query_part = ALIASES.get(spec, spec).rpartition("+")
     seed, _, seed_rest = (seed_part or "random").partition(":")
     query, _, rest = query_part.partition(":")
 

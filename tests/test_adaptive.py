@@ -215,3 +215,21 @@ def test_auto_skips_the_typical_phase_when_neighbours_do_not_share_labels():
     assert "typical picks in uncovered clusters" in follow.info["mix"]
     kept = fn(_ctx(*_pool(follow=False, n=16)), 20, agreement_threshold=-1.0)
     assert kept.info["phase"] == "typical" and kept.info["adaptive"]["agreement"] is None
+
+
+def test_cli_default_query_prints_its_mix_and_status_shows_it(tmp_path, cli):
+    """The default strategy (``auto``) says its mix: the share, the phase and the online estimate."""
+    import pandas as pd
+    from conftest import vector_pool
+
+    X, k = clustered(n=300, d=16, k=3, spread=0.3, seed=0)
+    d = tmp_path / "indexes"
+    vector_pool(d, "vp", X)
+    gold = {f"r{i}": f"c{v}" for i, v in enumerate(k)}
+    f = tmp_path / "l.csv"
+    pd.DataFrame({"id": list(gold)[:30], "label": list(gold.values())[:30]}).to_csv(f, index=False)
+    r = cli("query", "--pool", "vp", "--labels", f, "--budget", 10, "--index-dir", d)
+    assert r.exit_code == 0, r.output
+    assert "picked by auto" in r.stdout and "mix: 10% random (1 picks), rest badge; active vs random:" in r.stdout
+    r = cli("status", "--pool", "vp", "--index-dir", d)
+    assert r.exit_code == 0 and "10% random (P(active) 0.50)" in r.stdout
