@@ -45,6 +45,8 @@ DEFAULT_EVIDENCE_Z = 2.0
 #: the online comparison reads at most this many labeled rows (a seeded subset; random picks first),
 #: so its cost (10 probe fits) stays bounded however many labels there are
 MAX_EVIDENCE_ROWS = 1000
+#: the neighbour agreement (n x n similarities) reads at most this many labels (a seeded subset)
+MAX_AGREEMENT_ROWS = 2000
 ESTIMATE_SEED = 0
 
 
@@ -82,7 +84,10 @@ def _agreement(ctx: QueryContext) -> float | None:
     keep = np.ones(lab.size, dtype=bool) if ctx.origin is None else np.asarray(ctx.origin).astype(str) != ACTIVE
     if keep.size != lab.size:
         return None  # a bad record: _evidence refuses it with the reason
-    got = neighbour_agreement(np.asarray(ctx.X[lab[keep]], dtype=np.float32), np.asarray(ctx.labels)[keep],
+    rows = np.nonzero(keep)[0]
+    if rows.size > MAX_AGREEMENT_ROWS:
+        rows = np.sort(np.random.default_rng(ESTIMATE_SEED).choice(rows, MAX_AGREEMENT_ROWS, replace=False))
+    got = neighbour_agreement(np.asarray(ctx.X[lab[rows]], dtype=np.float32), np.asarray(ctx.labels)[rows],
                               ESTIMATE_SEED, permutations=2)
     return None if got is None else got[0]
 
@@ -118,9 +123,9 @@ def auto(
     The typical phase lasts while labels < ``switch_per_class`` x classes seen
     (:func:`fmal.query.diverse.typical_uncovered`) and the embedding's neighbourhoods follow the
     label (the seed and random labels' nearest-neighbour agreement kappa >= ``agreement_threshold``:
-    typical rows of clusters that are topics, not labels, are the blandest); ``random_share`` of the batch (rounded down)
-    is uniform random in both phases (score NaN), ``max_share`` when the earlier random picks show
-    active picks losing (module docstring).
+    typical rows of clusters that are topics, not labels, are the blandest); ``random_share`` of
+    the batch (rounded down) is uniform random in both phases (score NaN), ``max_share`` when the
+    earlier random picks show active picks losing (module docstring).
 
     Parameters
     ----------
