@@ -36,11 +36,14 @@ DEFAULT_SWITCH_PER_CLASS = 10
 DEFAULT_RANDOM_SHARE = 0.1
 DEFAULT_THEN = "badge"
 #: the typical phase needs the unbiased labels' nearest-neighbour agreement kappa at least this high
-#: (adaptive's threshold, chosen before; --tune, seeds 100-119: on rotten_tomatoes, where the
-#: typical picks of topic clusters cost AULC, skipping that phase gained ~1 point)
+#: (adaptive's threshold, set before). query_quality.py --tune against no gate, AULC points:
+#: seeds 100-119 rotten_tomatoes +0.55 [-0.03, +1.13], trec6 -0.15 [-0.57, +0.27]; fresh seeds
+#: 120-139 rotten_tomatoes +0.34 [+0.0, +0.7], trec6 +0.15 [-0.4, +0.7]; 0.05 and 0.3 were within
+#: noise of 0.15 (binary pools never have a typical phase after the seed)
 DEFAULT_AGREEMENT_THRESHOLD = 0.15
 DEFAULT_MAX_SHARE = 0.5
 DEFAULT_MIN_RANDOM = 8
+#: 2 and 3 gave the same AULC on --tune (seeds 100-119, mean gain over random +1.33 / +1.32)
 DEFAULT_EVIDENCE_Z = 2.0
 #: the online comparison reads at most this many labeled rows (a seeded subset; random picks first),
 #: so its cost (10 probe fits) stays bounded however many labels there are
