@@ -5,12 +5,14 @@ then rounds of ``--step`` picks up to ``--max-labels``; at each step a LinearPro
 labels so far and its accuracy measured on the fixed held-out ``test`` rows (never shown to a
 strategy). The pool is the ``train`` rows; their gold label is the annotator.
 
-A strategy is ``SEED+QUERY[:key=value,...]`` (``auto+auto``: the default loop; ``auto+adaptive``:
-the same with the adaptive random share of fmal.query.adaptive), ``random`` (random seed and random rounds), or a query strategy
-alone (after a random seed, as in the first version of this benchmark). Reported per dataset:
-AULC (mean accuracy over the steps, points), paired per-seed differences against ``random`` and
-against ``--reference`` (default ``auto+adaptive``) with 95% t-intervals over seeds, labels needed to
-reach random's mean accuracy at ``--max-labels``, and each strategy's random share per step.
+A strategy is ``SEED[:key=value,...]+QUERY[:key=value,...]`` (``auto+auto``: the default loop;
+``previous``: the default loop before issue 20 (``ALIASES``); ``auto+adaptive``: the same with the
+adaptive random share of fmal.query.adaptive), ``random`` (random seed and random rounds), or a
+query strategy alone (after a random seed, as in the first version of this benchmark). Reported per
+dataset: AULC (mean accuracy over the steps, points), paired per-seed differences against
+``random`` and against ``--reference`` (default ``previous``) with 95% t-intervals over seeds,
+labels needed to reach random's mean accuracy at ``--max-labels``, and each strategy's random
+share per step (raw curves, ``--json``: also the online active-vs-random estimate per step).
 
 Datasets: the shipped ``trec6``, ``sms_spam``, ``rotten_tomatoes``, and pools derived from them
 where the label is not the embedding's main axis (built from the cached embeddings, no new texts):
@@ -28,6 +30,8 @@ where the label is not the embedding's main axis (built from the cached embeddin
     python benchmarks/query_quality.py --jobs 2 --seeds 10      # the README's table
     python benchmarks/query_quality.py --strategies random margin badge auto --seeds 5 --name query_quality_all
     python benchmarks/query_quality.py --tune                    # pick constants on train rows only
+    python benchmarks/query_quality.py --tune --reuse-cache --first-seed 100 --seeds 20 --datasets trec6 \
+        --strategies random auto+auto auto:rule=strata+auto auto+auto:then=margin   # tuning seeds, not 0-19
 
 ``--tune`` never looks at test rows: it splits each dataset's train rows 70/30 (seeded) into a
 pool and a validation set, so constants can be chosen without the reported test rows.
@@ -62,17 +66,23 @@ SHIPPED = ("trec6", "sms_spam", "rotten_tomatoes")
 DERIVED = {"rt_sentiment": "rotten_tomatoes", "trec6_coin": "trec6", "trec6_orth": "trec6"}
 DATASETS = (*SHIPPED, *DERIVED)
 DEFAULT = "auto+auto"  # fmal seed auto, then fmal query auto: the default loop
-REFERENCE = "auto+adaptive"  # the adaptive random share (fmal.query.adaptive), opt-in
-DEFAULT_STRATEGIES = ("random", REFERENCE, DEFAULT)
+#: short names for specs: ``previous`` is the default loop before issue 20 (no agreement gate on the
+#: typical phase, a fixed 10% random share: the evidence gate can never fire at z 1000)
+ALIASES = {"previous": "auto+auto:agreement_threshold=-1,evidence_z=1000"}
+REFERENCE = "previous"  # issue 20: no loss against the previous default where uncertainty pays
+DEFAULT_STRATEGIES = ("random", REFERENCE, "auto+adaptive", DEFAULT)
 #: the goals of issue 20, in AULC points
 GOAL_WORST = -0.3
 GOAL_MEAN = 2.5
 
 
-def prepare(name: str, data_dir: Path | None, index_dir: Path, cache: Path) -> Path:
+def prepare(name: str, data_dir: Path | None, index_dir: Path, cache: Path, reuse: bool = False) -> Path:
     """Embed ``name`` (unless its pool is up to date) and write X, labels and split as .npz; a
-    derived dataset is built from its source's .npz (module docstring)."""
+    derived dataset is built from its source's .npz (module docstring). ``reuse``: an existing
+    .npz is used as it is (no embedding check), for repeated tuning runs."""
     out = cache / f"{name}.npz"
+    if reuse and out.exists():
+        return out
     if name in DERIVED:
         src = np.load(prepare(DERIVED[name], data_dir, index_dir, cache))
         X, y, split = derive(name, src["X"], src["y"], src["split"])
@@ -110,12 +120,13 @@ def derive(name: str, X: np.ndarray, y: np.ndarray, split: np.ndarray) -> tuple[
     raise SystemExit(f"unknown derived dataset {name!r}; known: {', '.join(DERIVED)}")
 
 
-def parse_strategy(spec: str) -> tuple[str, str, dict[str, float | str]]:
-    """``[seed+]query[:key=value,...]`` -> (seed strategy, query strategy, query params); numbers
-    become floats. ``random`` is random+random; a query name alone starts from a random seed."""
-    names, _, rest = spec.partition(":")
-    seed, _, query = names.rpartition("+")
-    seed = seed or "random"
+def parse_strategy(spec: str) -> tuple[str, str, dict[str, float | str], dict[str, float | str]]:
+    """``[seed[:key=value,...]+]query[:key=value,...]`` -> (seed strategy, query strategy, query
+    params, seed params); numbers become floats. ``random`` is random+random; a query name alone
+    starts from a random seed."""
+    seed_part, _, query_part = ALIASES.get(spec, spec).rpartition("+")
+    seed, _, seed_rest = (seed_part or "random").partition(":")
+    query, _, rest = query_part.partition(":")
 
     def value(v: str) -> float | str:
         try:
@@ -123,8 +134,10 @@ def parse_strategy(spec: str) -> tuple[str, str, dict[str, float | str]]:
         except ValueError:
             return v
 
-    params = {k: value(v) for k, v in (kv.split("=") for kv in rest.split(",") if kv)}
-    return seed, query, params
+    def params(text: str) -> dict[str, float | str]:
+        return {k: value(v) for k, v in (kv.split("=") for kv in text.split(",") if kv)}
+
+    return seed, query, params(rest), params(seed_rest)
 
 
 def split_rows(split: np.ndarray, tune: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -154,11 +167,12 @@ def run_one(task: tuple) -> dict:
     Xt, yt = d["X"][te], d["y"][te]
     index = faiss.IndexFlatIP(X.shape[1])
     index.add(X)
-    seed_name, query_name, params = parse_strategy(spec)
+    seed_name, query_name, params, seed_params = parse_strategy(spec)
     QUERY_STRATEGIES.check(query_name, params)  # a misspelt parameter fails before any work
-    labeled = np.sort(SEED_STRATEGIES.call(seed_name, X, n_seed, index=index, labeled=None, random_state=seed).indices)
+    labeled = np.sort(SEED_STRATEGIES.call(seed_name, X, n_seed, index=index, labeled=None, random_state=seed,
+                                           **seed_params).indices)
     origin = np.full(X.shape[0], SEED, dtype=object)
-    acc, share, seconds = [], [], 0.0
+    acc, share, evidence, seconds = [], [], [], 0.0
     while True:
         one_class = np.unique(y[labeled]).size < 2
         probe = None if one_class else LinearProbe(C=probe_c, random_state=seed).fit(X[labeled], y[labeled])
@@ -177,13 +191,15 @@ def run_one(task: tuple) -> dict:
             res = QUERY_STRATEGIES.call(query_name, ctx, step, **params)
             picks = res.indices
             is_random = np.zeros(step, bool) if res.is_random is None else np.asarray(res.is_random, bool)
+            numbers = res.info.get("adaptive") or {}
+            evidence.append([numbers.get("delta"), numbers.get("delta_se")])
         seconds += time.perf_counter() - t0
         assert np.unique(picks).size == step and not np.isin(picks, labeled).any(), spec
         origin[picks] = np.where(is_random, RANDOM, ACTIVE)
         share.append(float(is_random.mean()))
         labeled = np.sort(np.concatenate([labeled, picks]))
     return {"dataset": Path(path).stem, "strategy": spec, "seed": seed, "acc": acc, "random_share": share,
-            "query_s": seconds}
+            "evidence": evidence, "query_s": seconds}
 
 
 def aulc(acc: list[float]) -> float:
@@ -298,11 +314,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", type=Path, default=None, help="also write the raw curves here")
     ap.add_argument("--name", default="query_quality", help="results file: benchmarks/results/NAME.json")
     ap.add_argument("--prepare-only", action="store_true")
+    ap.add_argument("--reuse-cache", action="store_true", help="use an existing .npz in --cache without checking its pool")
     a = ap.parse_args(argv)
     os.chdir(_results.REPO)
     a.index_dir = a.index_dir or _results.pools_dir()
     a.cache = a.cache or _results.WORK / "cache"
-    files = [prepare(ds, a.data_dir, a.index_dir, a.cache) for ds in a.datasets]
+    files = [prepare(ds, a.data_dir, a.index_dir, a.cache, a.reuse_cache) for ds in a.datasets]
     if a.prepare_only:
         return
     probe_c = a.probe_c if a.probe_c == "auto" else float(a.probe_c)

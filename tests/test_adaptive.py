@@ -160,3 +160,76 @@ def test_simulate_reports_the_random_share_per_step():
     assert all(0.1 <= v <= 0.8 for step in shares[:-1] for v in step) and shares[-1] == [None, None]
     rnd = next(s for s in d["strategies"] if s["name"] == "random")
     assert rnd["curve"][0]["random_share_per_seed"] == [1.0, 1.0]
+
+
+# ----------------------------------------------------------------------------- the default ``auto``'s evidence gate
+
+
+def _biased(X, y, labeled, origin):
+    """The same labels, but the active picks all from the first row's class (worth less per label)."""
+    origin = np.where(origin == SEED, RANDOM, origin)
+    one = np.setdiff1d(np.nonzero(y == y[0])[0], labeled[origin != ACTIVE])[: int((origin == ACTIVE).sum())]
+    rows = np.sort(np.concatenate([labeled[origin != ACTIVE], one]))
+    o = np.where(np.isin(rows, one), ACTIVE, np.asarray([dict(zip(labeled, origin)).get(r, ACTIVE) for r in rows]))
+    return X, y, rows, o
+
+
+def test_auto_turns_to_random_only_on_strong_evidence_and_says_why():
+    """``auto`` keeps its 10% random share while the random picks cannot tell active from random
+    picks, and turns to ``max_share`` when active picks clearly lose; ``info`` says which and why."""
+    fn = QUERY_STRATEGIES.get("auto")
+    fair = fn(_ctx(*_pool(follow=True, n=160)), 20)
+    worse = fn(_ctx(*_biased(*_pool(follow=True, n=160))), 20)
+    few = fn(_ctx(*_pool(follow=True, n=16)), 20)  # 5 random picks: below min_random
+    assert fair.info["adaptive"]["random_share"] == pytest.approx(0.1) and fair.info["random_picks"] == 2
+    assert "no evidence that active picks lose" in fair.info["mix"] and fair.info["adaptive"]["delta_se"] > 0
+    a = worse.info["adaptive"]
+    assert a["delta"] < -2 * a["delta_se"] and a["random_share"] == pytest.approx(0.5) and a["p_active"] < 0.05
+    assert int(worse.is_random.sum()) == 10 and np.isnan(worse.scores[worse.is_random]).all()
+    assert worse.info["mix"].startswith("50% random (10 picks), rest badge; active vs random -")
+    assert few.info["adaptive"]["delta"] is None and "needs 8" in few.info["mix"] and few.info["adaptive"]["p_active"] == 0.5
+    X, y, labeled, origin = _biased(*_pool(follow=True, n=160))
+    never = fn(_ctx(X, y, labeled, origin), 20, evidence_z=100.0)  # the gate can be shut
+    assert never.info["adaptive"]["random_share"] == pytest.approx(0.1)
+    again = fn(_ctx(X, y, labeled, origin, seed=9), 20)
+    assert again.info["adaptive"] == worse.info["adaptive"]  # the decision depends on the labels, not the round's seed
+
+
+def test_auto_without_history_keeps_its_share_and_checks_the_record():
+    X, y, labeled, origin = _pool(follow=True)
+    res = QUERY_STRATEGIES.get("auto")(_ctx(X, y, labeled, None), 20)
+    assert res.info["adaptive"]["delta"] is None and res.info["adaptive"]["n_random_labeled"] == 0
+    with pytest.raises(InvalidInputError, match="one entry per labeled row"):
+        QUERY_STRATEGIES.get("auto")(_ctx(X, y, labeled, origin[:-1]), 20)
+
+
+def test_auto_skips_the_typical_phase_when_neighbours_do_not_share_labels():
+    """Labels that cut across the clusters (a coin per cluster member): typical picks of the
+    clusters teach nothing, so ``auto`` goes to uncertainty at once and says why."""
+    fn = QUERY_STRATEGIES.get("auto")
+    across = fn(_ctx(*_pool(follow=False, n=16)), 20)
+    follow = fn(_ctx(*_pool(follow=True, n=16)), 20)
+    assert across.info["phase"] == "uncertain" and "typical phase skipped" in across.info["mix"]
+    assert across.info["adaptive"]["agreement"] < 0.15
+    assert follow.info["phase"] == "typical" and follow.info["adaptive"]["agreement"] > 0.5
+    assert "typical picks in uncovered clusters" in follow.info["mix"]
+    kept = fn(_ctx(*_pool(follow=False, n=16)), 20, agreement_threshold=-1.0)
+    assert kept.info["phase"] == "typical" and kept.info["adaptive"]["agreement"] is None
+
+
+def test_cli_default_query_prints_its_mix_and_status_shows_it(tmp_path, cli):
+    """The default strategy (``auto``) says its mix: the share, the phase and the online estimate."""
+    import pandas as pd
+    from conftest import vector_pool
+
+    X, k = clustered(n=300, d=16, k=3, spread=0.3, seed=0)
+    d = tmp_path / "indexes"
+    vector_pool(d, "vp", X)
+    gold = {f"r{i}": f"c{v}" for i, v in enumerate(k)}
+    f = tmp_path / "l.csv"
+    pd.DataFrame({"id": list(gold)[:30], "label": list(gold.values())[:30]}).to_csv(f, index=False)
+    r = cli("query", "--pool", "vp", "--labels", f, "--budget", 10, "--index-dir", d)
+    assert r.exit_code == 0, r.output
+    assert "picked by auto" in r.stdout and "mix: 10% random (1 picks), rest badge; active vs random:" in r.stdout
+    r = cli("status", "--pool", "vp", "--index-dir", d)
+    assert r.exit_code == 0 and "10% random (P(active) 0.50)" in r.stdout

@@ -53,7 +53,11 @@ QUERY_PARAMS: dict[str, dict[str, list[tuple[object, object]]]] = {
     "auto": {
         "switch_per_class": [(0, OK), (100, OK), (-1, BAD)],
         "random_share": [(0.0, OK), (0.5, OK), (1.0, OK), (2.0, BAD)],
-        "then": [("margin", OK), ("cluster-margin", OK), ("auto", BAD), ("nope", BAD)],
+        "then": [("margin", OK), ("cluster-margin", OK), ("auto", BAD), ("adaptive", BAD), ("nope", BAD)],
+        "max_share": [(0.0, OK), (1.0, OK), (-0.1, BAD), (1.5, BAD)],
+        "min_random": [(2, OK), (20, OK), (1, BAD), (0, BAD)],
+        "evidence_z": [(0.0, OK), (3.0, OK), (-1.0, BAD)],
+        "agreement_threshold": [(-1.0, OK), (0.3, OK), (1.5, BAD), (-2.0, BAD)],
     },
     "adaptive": {
         "min_share": [(0.0, OK), (0.5, OK), (-0.1, BAD)],

@@ -54,7 +54,7 @@ def query_cmd(
     _print.table(sel.picks, ["id", "score", "predicted_label", "predicted_proba", "text"])
     info = dict(sel.info)
     advice = info.pop("stop_advice", None)
-    mix = info.pop("mix", None)  # adaptive: the batch's random share and why (every number: --json, info.adaptive)
+    mix = info.pop("mix", None)  # auto, adaptive: the batch's random share and why (every number: --json, info.adaptive)
     info.pop("adaptive", None)
     _print.info(info)
     if mix:
