@@ -383,7 +383,7 @@ def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels:
         pick_proba = proba[pos]
         pred_label, pred_p = (multilabel.predicted_sets(pick_proba, probe.classes_) if multi else
                               (probe.classes_[pick_proba.argmax(axis=1)], pick_proba.max(axis=1)))
-        frame = pd.DataFrame({"id": p.ids[res.indices], "text": p.texts[res.indices], "strategy": strategy,
+        frame = pd.DataFrame({"id": p.ids_of(res.indices), "text": p.texts_of(res.indices), "strategy": strategy,
                               "score": res.scores, "predicted_label": pred_label,
                               "predicted_proba": np.round(pred_p.astype(np.float64), 4)})
         if res.is_random is not None:  # recorded with the round: the next adaptive round reads it
