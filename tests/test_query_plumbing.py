@@ -58,3 +58,23 @@ def test_knn_candidates_beside_the_fit_equal_the_search_alone(tiny_pool):
     assert list(probe.classes_) == ["x", "y"]
     _, every = _probe_and_candidates(p, SINGLE, labeled, y, excluded, parse_candidates("all"), 10, None, 0)
     np.testing.assert_array_equal(every, np.flatnonzero(~excluded))
+
+
+def test_a_query_with_bad_arguments_fails_before_the_heavy_imports(tmp_path):
+    """``fmal query`` / ``fmal seed`` on a pool that does not exist (or with an unknown strategy or
+    candidates) say so before pandas or scikit-learn are imported (they took 2 s to fail)."""
+    import json
+    import subprocess
+    import sys
+
+    heavy = {"pandas", "sklearn", "scipy", "faiss", "torch"}
+    for args in (["query", "--pool", "nosuchpool", "--budget", "5"], ["query", "--pool", "p", "--budget", "5", "--candidates", "knn:x"],
+                 ["query", "--pool", "p", "--budget", "5", "--strategy", "nosuch"], ["seed", "--pool", "nosuchpool", "--budget", "5"]):
+        code = ("import sys, json\nfrom fmal.cli import app\nsys.argv = ['fmal', " + ", ".join(repr(a) for a in args)
+                + f", '--index-dir', {str(tmp_path)!r}]\ntry:\n    app()\nexcept SystemExit as e:\n    code = e.code\n"
+                "print('RESULT ' + json.dumps([code, sorted({m.split('.')[0] for m in sys.modules})]))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
+        exit_code, modules = json.loads(line[len("RESULT "):])
+        assert exit_code == 2 and out.stderr.startswith("error: "), (args, out.stderr)
+        assert not heavy & set(modules), (args, heavy & set(modules))
