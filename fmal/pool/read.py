@@ -129,6 +129,8 @@ class Pool:
         if not ids:
             return {}
         col = self._column("id")
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            return None  # ids stored otherwise (not written by fmal): the map compares them as str
         rows = np.flatnonzero(pc.is_in(col, value_set=pa.array(ids, pa.string())).to_numpy(zero_copy_only=False))
         return dict(zip(col.take(pa.array(rows)).to_pylist(), rows.tolist()))
 
