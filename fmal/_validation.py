@@ -197,6 +197,17 @@ def check_label(value: object, where: str, field: str = "label", *, error: type[
     return value
 
 
+#: the probes' accepted ``class_weight`` names (a dict of class -> weight is accepted too)
+CLASS_WEIGHTS = (None, "balanced")
+
+
+def check_class_weight(value: object) -> None:
+    """A probe's ``class_weight``: None, "balanced" or a dict. Here, not in fmal.probe, so that a
+    query refuses a bad one before importing scikit-learn (0.9 s)."""
+    if not (value in CLASS_WEIGHTS or isinstance(value, dict)):
+        raise InvalidInputError(f"class_weight must be None, 'balanced' or a dict, got {value!r}", param="class_weight")
+
+
 def check_seed(value: object, name: str = "random_state") -> int:
     """A random seed: an integer in 0..2**32-1 (what numpy and scikit-learn accept), the same for
     every command and function."""

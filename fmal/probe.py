@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from fmal._atomic import write_json
 from fmal._defaults import DEFAULT_C as _DEFAULT_C
 from fmal._parallel import single_blas
-from fmal._validation import check_seed
+from fmal._validation import CLASS_WEIGHTS, check_class_weight, check_seed  # noqa: F401  (CLASS_WEIGHTS: its old home)
 from fmal.exceptions import CorruptPoolError, InvalidInputError, LabelsError
 
 #: C used when there are too few labels per class to cross-validate (why 10: fmal._defaults)
@@ -32,7 +32,6 @@ C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 #: labels in all (a rare class with 1-2 labels does not block it: its folds just miss it)
 MIN_PER_CLASS_FOR_CV = 5
 MIN_LABELS_FOR_CV = 30
-CLASS_WEIGHTS = (None, "balanced")
 
 
 class LinearProbe(ClassifierMixin, BaseEstimator):
@@ -65,9 +64,7 @@ class LinearProbe(ClassifierMixin, BaseEstimator):
         if not (self.C == "auto" or (isinstance(self.C, (int, float)) and not isinstance(self.C, bool)
                                      and np.isfinite(self.C) and self.C > 0)):
             raise InvalidInputError(f"C must be 'auto' or a positive number, got {self.C!r}")
-        if not (self.class_weight in CLASS_WEIGHTS or isinstance(self.class_weight, dict)):
-            raise InvalidInputError(f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}",
-                                    param="class_weight")
+        check_class_weight(self.class_weight)
         check_seed(self.random_state)
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LinearProbe:

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from fmal._lazy import lazy_module
 
-from fmal import frames
-from fmal.audit import LabelAudit
-from fmal.export import Answer, Disagreement
-from fmal.pool import Manifest
-from fmal.session import LabelConflict
+if TYPE_CHECKING:  # annotations only: importing the results loads no table or format code
+    from fmal.audit import LabelAudit
+    from fmal.export import Answer, Disagreement
+    from fmal.pool import Manifest
+    from fmal.session import LabelConflict
+
+pd = lazy_module("pandas")  # a result's table is built when asked for (pandas: 0.3 s)
+frames = lazy_module("fmal.frames")
 
 
 @dataclass(frozen=True)

@@ -6,23 +6,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from fmal import frames, multilabel
+from fmal import multilabel
 from fmal._defaults import DEFAULT_QUERY_STRATEGY, DEFAULT_SEED_STRATEGY
 from fmal._faults import crash_point
+from fmal._lazy import lazy_module
 from fmal._matrix import format_bytes, ram_cap
-from fmal._validation import check_budget, check_seed
+from fmal._parallel import single_blas
+from fmal._validation import check_budget, check_class_weight, check_seed
 from fmal.api.labelset import _declare
 from fmal.api.results import Selection, UndoResult
 from fmal.exceptions import InvalidInputError, LabelsError
 from fmal.io import write_table
 from fmal.pool import Pool, open_pool
 from fmal.query import QUERY_STRATEGIES, QueryContext, knn_candidates, parse_candidates, stop_sample, stop_signal
+from fmal.query.candidates import score_rows as _proba_batched
 from fmal.query.adaptive import origins_of
 from fmal.query.stopping import advice as stop_advice
 from fmal.seed import check_params as check_seed_params
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
     from fmal.probe import LinearProbe  # scikit-learn (0.9 s): imported by the functions that fit a probe
 
 PathLike = str | os.PathLike[str]
+pd = lazy_module("pandas")  # with fmal.frames, imported once a round is computed: bad arguments fail first
+frames = lazy_module("fmal.frames")
 
 
 def _read_labels_file(pool: Pool, labels: PathLike | frames.LabelsLike | None) -> dict[str, str] | None:
@@ -209,20 +214,18 @@ def _blocks_note(p: Pool) -> dict[str, str]:
                               f"({format_bytes(ram_cap())}; set FMAL_MAX_RAM): read block by block, never whole"}
 
 
-def _proba_batched(probe: LinearProbe, X: np.ndarray, rows: np.ndarray, batch: int = 65536) -> np.ndarray:
-    """Class probabilities of the sorted ``rows`` of ``X``. When they are most of the pool, contiguous
-    blocks are scored whole and the rows kept: gathering 100k scattered rows of a memory-mapped pool
-    cost 5x the CPU of streaming it (0.28 s against 0.05 s, 100k x 384)."""
-    out = np.empty((rows.size, probe.classes_.size), dtype=np.float32)
-    if 2 * rows.size < X.shape[0]:
-        for s in range(0, rows.size, batch):
-            out[s : s + batch] = probe.predict_proba(np.asarray(X[rows[s : s + batch]]))
-        return out
-    for s in range(0, X.shape[0], batch):
-        lo, hi = np.searchsorted(rows, (s, s + batch))
-        if hi > lo:
-            out[lo:hi] = probe.predict_proba(X[s : s + batch])[rows[lo:hi] - s]
-    return out
+def _probe_and_candidates(p: Pool, task: str, labeled_rows: np.ndarray, y: np.ndarray, excluded: np.ndarray, spec: Any,
+                          budget: int, class_weight: str | None, random_state: int) -> tuple[LinearProbe, np.ndarray]:
+    """The fitted probe and the sorted candidate rows. ``knn:K``: the neighbour search (BLAS, FAISS:
+    no GIL) runs on a second thread while this one imports scikit-learn (0.9 s) and fits the probe.
+    That thread imports nothing (the index is loaded first); one BLAS thread is set around both."""
+    index, X = (p.index if spec.kind == "knn" else None), p.embeddings
+    with single_blas(), ThreadPoolExecutor(1) as ex:
+        near = ex.submit(knn_candidates, index, X, labeled_rows, excluded, spec.k, budget) if index is not None else None
+        probe_cls = multilabel.probe_class(task)  # scikit-learn is imported here
+        probe = probe_cls(class_weight=class_weight, random_state=random_state).fit(np.asarray(X[labeled_rows]), y)
+        cand = near.result() if near is not None else np.nonzero(~excluded)[0]
+    return probe, cand
 
 
 PROBES = "probes"
@@ -328,13 +331,11 @@ def query(
     PoolBusyError
         Another process holds the pool's session lock.
     """
-    from fmal.probe import LinearProbe
-
     fn = QUERY_STRATEGIES.get(strategy)
     QUERY_STRATEGIES.check(strategy, params)  # an unknown parameter fails before any work
     spec = parse_candidates(candidates)
     random_state = check_seed(random_state)
-    LinearProbe(class_weight=class_weight)._check_params()
+    check_class_weight(class_weight)  # here, not by the probe: scikit-learn is imported only to fit one
     p = open_pool(pool, index_dir)
     new = _read_labels_file(p, labels)
     session = Session(p.path)
@@ -370,12 +371,8 @@ def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels:
     def compute() -> tuple[pd.DataFrame, dict[str, Any]]:
         round_no = session.next_round
         multi = session.task == multilabel.MULTI  # multi-label hook: a one-vs-rest probe, per-class probabilities
-        probe_cls = multilabel.probe_class(session.task)
-        probe = probe_cls(class_weight=class_weight, random_state=random_state).fit(np.asarray(p.embeddings[labeled_rows]), y)
-        if spec.kind == "knn":
-            cand = knn_candidates(p.index, p.embeddings, labeled_rows, excluded, spec.k, budget)
-        else:
-            cand = np.nonzero(~excluded)[0]
+        probe, cand = _probe_and_candidates(p, session.task, labeled_rows, y, excluded, spec, budget, class_weight,
+                                            random_state)
         proba = _proba_batched(probe, p.embeddings, cand)
         ctx = QueryContext(X=p.embeddings, candidates=cand, proba=proba, classes=probe.classes_,
                            labeled=labeled_rows, index=p.index if spec.kind == "knn" else None, probe=probe,
@@ -386,7 +383,7 @@ def _query_locked(p: Pool, session: Session, new: dict[str, str] | None, labels:
         pick_proba = proba[pos]
         pred_label, pred_p = (multilabel.predicted_sets(pick_proba, probe.classes_) if multi else
                               (probe.classes_[pick_proba.argmax(axis=1)], pick_proba.max(axis=1)))
-        frame = pd.DataFrame({"id": p.ids[res.indices], "text": p.texts[res.indices], "strategy": strategy,
+        frame = pd.DataFrame({"id": p.ids_of(res.indices), "text": p.texts_of(res.indices), "strategy": strategy,
                               "score": res.scores, "predicted_label": pred_label,
                               "predicted_proba": np.round(pred_p.astype(np.float64), 4)})
         if res.is_random is not None:  # recorded with the round: the next adaptive round reads it

@@ -21,6 +21,9 @@ from fmal.pool.files import DEFAULT_INDEX_DIR, EMBEDDINGS, INDEX, MANIFEST, PART
 from fmal.pool.manifest import Manifest, read_manifest
 
 pd = lazy_module("pandas")  # imported on first use: fmal status and info read no table (0.3 s)
+pa = lazy_module("pyarrow")
+pc = lazy_module("pyarrow.compute")
+pq = lazy_module("pyarrow.parquet")
 
 log = logging.getLogger(__name__)
 
@@ -106,22 +109,60 @@ class Pool:
             self._row_of = {str(x): i for i, x in enumerate(self.ids)}
         return self._row_of
 
+    def _column(self, name: str) -> pa.ChunkedArray:
+        """One column of the rows file as Arrow (no Python object per row)."""
+        cache = self.__dict__.setdefault("_columns", {})
+        if name not in cache:
+            f = self.path / ROWS
+            try:
+                cache[name] = pq.read_table(f, columns=[name]).column(name)
+            except Exception:
+                raise CorruptPoolError(f"{f}: missing or unreadable; {pool_check.repair_hint(self.path)}") from None
+        return cache[name]
+
+    def _found(self, ids: list[str]) -> dict[str, int] | None:
+        """id -> row of those of ``ids`` in the pool, found by one Arrow membership pass over the id
+        column: for a few ids (labels, queued picks) of a big pool, instead of reading every id into
+        Python and mapping them (1M rows: 0.5-1.4 s). None when the full map is cheaper or built."""
+        if self._row_of or len(ids) * 20 > self.n or not all(type(x) is str for x in ids):
+            return None
+        if not ids:
+            return {}
+        col = self._column("id")
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            return None  # ids stored otherwise (not written by fmal): the map compares them as str
+        rows = np.flatnonzero(pc.is_in(col, value_set=pa.array(ids, pa.string())).to_numpy(zero_copy_only=False))
+        return dict(zip(col.take(pa.array(rows)).to_pylist(), rows.tolist()))
+
+    def ids_of(self, rows: np.ndarray) -> np.ndarray:
+        """The ids of ``rows`` (object array), without reading every id into Python."""
+        return self.ids[rows] if "ids" in self.__dict__ else self._column("id").take(pa.array(rows)).to_numpy(zero_copy_only=False)
+
+    def texts_of(self, rows: np.ndarray) -> np.ndarray:
+        """The texts of ``rows`` (object array), without reading every text into Python."""
+        return self.texts[rows] if "texts" in self.__dict__ else self._column("text").take(pa.array(rows)).to_numpy(zero_copy_only=False)
+
     def in_pool(self, ids: list[str]) -> list[str]:
         """The ``ids`` that are rows of this pool, in their order (one id map shared with rows_of)."""
-        row_of = self._row_map()
+        row_of = self._found(ids)
+        if row_of is None:
+            row_of = self._row_map()
         return [x for x in ids if x in row_of]
 
     def rows_of(self, ids: list[str] | np.ndarray, *, source: str = "labels") -> np.ndarray:
         """Row numbers of ``ids``; unknown ids are an error naming a few of them."""
-        self._row_map()
-        missing = [x for x in ids if x not in self._row_of]
+        ids = list(ids)
+        row_of = self._found(ids)
+        if row_of is None:
+            row_of = self._row_map()
+        missing = [x for x in ids if x not in row_of]
         if missing:
             shown = ", ".join(repr(x) for x in missing[:5])
             raise LabelsError(
                 f"{source}: {len(missing)} id(s) are not in pool {self.name!r} ({shown}"
                 f"{', ...' if len(missing) > 5 else ''}); check the file belongs to this pool"
             )
-        return np.fromiter((self._row_of[x] for x in ids), dtype=np.int64, count=len(ids))
+        return np.fromiter((row_of[x] for x in ids), dtype=np.int64, count=len(ids))
 
 
 def _to_float32(X: np.ndarray, batch: int = 65536) -> np.ndarray:

@@ -14,6 +14,7 @@ with one thread per library.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,8 @@ from fmal.seed.geometry import block
 
 #: pool rows per block of the exact search (labeled x block products)
 KNN_BLOCK = 16384
+#: pool rows per block scored by the probe
+SCORE_BLOCK = 65536
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,27 @@ def exact_neighbours(X: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     rows = np.concatenate([p[1] for p in parts], axis=1)
     top = np.argpartition(-sims, min(k, sims.shape[1]) - 1, axis=1)[:, :k]
     return np.take_along_axis(rows, top, axis=1)
+
+
+def score_rows(probe: Any, X: np.ndarray, rows: np.ndarray, batch: int = SCORE_BLOCK) -> np.ndarray:
+    """Class probabilities (``probe.predict_proba``) of the sorted ``rows`` of ``X`` [rows, classes].
+
+    When they are most of the pool, contiguous blocks are scored whole and the rows kept: gathering
+    100k scattered rows of a memory-mapped pool cost 5x the CPU of streaming it (0.28 s against
+    0.05 s, 100k x 384). The blocks go over the cores (one BLAS thread each; the products release
+    the GIL), each row scored by the same product as on one thread, so the numbers do not change
+    (on the busy 2-core machine, 1M rows: the same 0.5 s of CPU and no measurable wall gain)."""
+    out = np.empty((rows.size, probe.classes_.size), dtype=np.float32)
+    if 2 * rows.size < X.shape[0]:
+        for s in range(0, rows.size, batch):
+            out[s : s + batch] = probe.predict_proba(np.asarray(X[rows[s : s + batch]]))
+        return out
+
+    def one(s: int) -> None:
+        lo, hi = np.searchsorted(rows, (s, s + batch))
+        if hi > lo:
+            out[lo:hi] = probe.predict_proba(block(X, s, batch))[rows[lo:hi] - s]
+
+    with single_blas():  # set here, once: the threads' own (nested) limits then cannot undo each other's
+        parallel_map(one, range(0, X.shape[0], batch))
+    return out
