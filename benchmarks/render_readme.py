@@ -290,8 +290,11 @@ def render_interactive(name: str) -> str:
                 notes.append(f"{r['speed_vs_all']}x the speed of all")
             if "vs_baseline" in r:
                 notes.append(f"{r['vs_baseline']}x the baseline's speed, {r['vs_baseline_cpu']}x its CPU")
+            if "first_call_seconds" in r:
+                notes.append(f"the process's first call (imports) {r['first_call_seconds']:.2f} s")
             share = f"{100 * r['bound_share']:.1f}%" if "bound_share" in r else ""
-            out.append(f"| {size} | {r['step']} | {r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {share} | {'; '.join(notes)} |")
+            cpu = f"{r['cpu_seconds']:.2f}" if "cpu_seconds" in r else "-"
+            out.append(f"| {size} | {r['step']} | {r['seconds']:.2f} | {cpu} | {share} | {'; '.join(notes)} |")
         out += ["", (f"Baseline: commit {base[:10]}. " if base else "") + provenance(d), ""]
     return "\n".join(out).rstrip("\n")
 
