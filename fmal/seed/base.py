@@ -54,6 +54,11 @@ SEED_STRATEGIES: Registry[SeedStrategy] = Registry("seed strategy", context=SEED
 #: keywords :func:`select` takes for itself, never passed to a strategy that does not declare them
 SELECT_OPTIONS = ("diagnostics", "exact", "delta")
 
+#: strategies whose result carries the pool's k-means clusters (``SeedResult.assign``), which the
+#: coverage report then judges by: while they run, :func:`select` trains no k-means for the report.
+#: A name wrongly listed or missing costs time only (the report trains its own when it gets none).
+HAND_OVER_CLUSTERS = frozenset({"auto", "kmeans", "typiclust"})
+
 
 def check_params(strategy: str, params: Mapping[str, Any]) -> None:
     """Fail before any work when ``params`` (keywords meant for :func:`select`) hold one that
@@ -115,18 +120,52 @@ def select(
     InvalidInputError
         Unknown strategy, a parameter it does not take, or a bad value.
     """
-    from fmal._parallel import single_blas
-    from fmal.seed.diagnostics import diagnose  # diagnostics imports the strategies' modules
+    from concurrent.futures import ThreadPoolExecutor
 
-    if "delta" in (SEED_STRATEGIES.keywords(strategy) or ()):
+    from fmal._parallel import single_blas
+    from fmal.seed.diagnostics import diagnose, report_basis  # diagnostics imports the strategies' modules
+
+    takes_delta = "delta" in (SEED_STRATEGIES.keywords(strategy) or ())
+    if takes_delta:
         params["delta"] = delta
     if exact:  # a pool over the RAM cap: every row, no two-level, no sample
         index = None
-    with single_blas():  # one BLAS thread per worker thread: see fmal._parallel
+    n_chosen = _n_chosen(budget, labeled)
+    prepare = diagnostics and n_chosen is not None and ((delta is None and not takes_delta) or strategy not in HAND_OVER_CLUSTERS)
+    with single_blas(), ThreadPoolExecutor(1) as ex:  # one BLAS thread per worker thread: see fmal._parallel
+        # the report's part that does not depend on the picks (its delta, its own k-means) runs on a
+        # second thread while the strategy runs: the k-means training is one serial FAISS call
+        basis = ex.submit(report_basis, X, n_chosen, delta=delta is None and not takes_delta,
+                          clusters=strategy not in HAND_OVER_CLUSTERS, random_state=random_state, index=index,
+                          sample=not exact) if prepare else None
         res = SEED_STRATEGIES.call(strategy, X, budget, index=index, labeled=labeled, random_state=random_state,
                                    **params)
         if diagnostics:
             report_delta = res.delta if res.delta is not None else delta
             res.info.update(diagnose(X, res.indices, labeled, delta=report_delta, assign=res.assign,
-                                     random_state=random_state, index=index, sample=not exact))
+                                     random_state=random_state, index=index, sample=not exact,
+                                     basis=_result(basis)))
     return res
+
+
+def _n_chosen(budget: Any, labeled: Any) -> int | None:
+    """Rows the report will count as chosen (the picks and the labeled rows), or None when
+    ``budget`` or ``labeled`` is not what a strategy accepts (it will say so)."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        return None
+    try:
+        n_labeled = 0 if labeled is None else int(np.unique(np.asarray(labeled, dtype=np.int64)).size)
+    except (TypeError, ValueError):
+        return None
+    return int(budget) + n_labeled
+
+
+def _result(future: Any) -> Any:
+    """``future``'s result; None when there is none or it failed: :func:`diagnose` then computes
+    what it needs itself, and raises what it must on this thread."""
+    if future is None:
+        return None
+    try:
+        return future.result()
+    except Exception:  # noqa: BLE001 - redone (and reported) by diagnose
+        return None
