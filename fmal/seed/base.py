@@ -122,6 +122,7 @@ def select(
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from fmal._matrix import in_blocks
     from fmal._parallel import single_blas
     from fmal.seed.diagnostics import diagnose, report_basis  # diagnostics imports the strategies' modules
 
@@ -131,20 +132,23 @@ def select(
     if exact:  # a pool over the RAM cap: every row, no two-level, no sample
         index = None
     n_chosen = _n_chosen(budget, labeled)
-    prepare = diagnostics and n_chosen is not None and ((delta is None and not takes_delta) or strategy not in HAND_OVER_CLUSTERS)
-    with single_blas(), ThreadPoolExecutor(1) as ex:  # one BLAS thread per worker thread: see fmal._parallel
-        # the report's part that does not depend on the picks (its delta, its own k-means) runs on a
-        # second thread while the strategy runs: the k-means training is one serial FAISS call
-        basis = ex.submit(report_basis, X, n_chosen, delta=delta is None and not takes_delta,
-                          clusters=strategy not in HAND_OVER_CLUSTERS, random_state=random_state, index=index,
-                          sample=not exact) if prepare else None
+    need_delta = diagnostics and delta is None and not takes_delta
+    need_clusters = diagnostics and strategy not in HAND_OVER_CLUSTERS
+    with single_blas(), ThreadPoolExecutor(2) as ex:  # one BLAS thread per worker thread: see fmal._parallel
+        # the report's part that does not depend on the picks runs on other threads while the
+        # strategy runs: its delta, and its own k-means (one serial FAISS call) with the judged rows.
+        # Not over the RAM cap (read in blocks), where what the two hold at once would add up.
+        prep = dict(random_state=random_state, index=index, sample=not exact)
+        parts = [] if n_chosen is None or not diagnostics or in_blocks(X) else [
+            ex.submit(report_basis, X, n_chosen, delta=need_delta, clusters=False, judged=False, **prep) if need_delta else None,
+            ex.submit(report_basis, X, n_chosen, delta=False, clusters=need_clusters, **prep)]
         res = SEED_STRATEGIES.call(strategy, X, budget, index=index, labeled=labeled, random_state=random_state,
                                    **params)
         if diagnostics:
             report_delta = res.delta if res.delta is not None else delta
             res.info.update(diagnose(X, res.indices, labeled, delta=report_delta, assign=res.assign,
                                      random_state=random_state, index=index, sample=not exact,
-                                     basis=_result(basis)))
+                                     basis=_joined([_result(f) for f in parts])))
     return res
 
 
@@ -169,3 +173,12 @@ def _result(future: Any) -> Any:
         return future.result()
     except Exception:  # noqa: BLE001 - redone (and reported) by diagnose
         return None
+
+
+def _joined(parts: list[Any]) -> Any:
+    """The report bases made apart, as one (None when there is none)."""
+    out = None
+    for b in parts:
+        if b is not None:
+            out = b if out is None else out.joined(b)
+    return out

@@ -52,6 +52,14 @@ class ReportBasis:
     rows: np.ndarray | None
     judged: list[np.ndarray] | None = field(default=None, repr=False)
 
+    def joined(self, other: ReportBasis) -> ReportBasis:
+        """This basis with what it lacks taken from ``other`` (made for the same ``k``)."""
+        return ReportBasis(self.k, self.delta if self.delta is not None else other.delta,
+                           self.delta_rule if self.delta is not None else other.delta_rule,
+                           self.clusters if self.clusters is not None else other.clusters,
+                           self.rows if self.rows is not None else other.rows,
+                           self.judged if self.judged is not None else other.judged)
+
 
 def report_basis(
     X: np.ndarray,
@@ -62,11 +70,13 @@ def report_basis(
     random_state: int = 0,
     index: Any = None,
     sample: bool = True,
+    gather: bool = True,
 ) -> ReportBasis:
     """The pick-independent part of :func:`diagnose` for ``k`` chosen rows: ProbCover's automatic
     delta (``delta``), the report's own k-means into ``k`` clusters (``clusters``) and, on a pool
-    judged on a sample, the sampled rows, gathered. Seeded by ``random_state`` alone, so it is the
-    same whichever thread computes it and whenever."""
+    judged on a sample, the sampled rows (gathered when ``gather``). Seeded by ``random_state`` alone,
+    so it is the same whichever thread computes it and whenever; parts made apart are
+    :meth:`ReportBasis.joined`."""
     n = X.shape[0]
     d_value = d_rule = None
     if delta:
@@ -78,11 +88,12 @@ def report_basis(
     pc = None
     if clusters:  # unless over the RAM cap, assigned in the pass over the judged rows
         pc = pool_kmeans(X, min(k, n), index=index, random_state=random_state, assign=sampled and blocked)
-    rows = judged = None
+    rows = gathered = None
     if sampled:
         rows = np.sort(np.random.default_rng(random_state).choice(n, size=size, replace=False))
-        judged = [np.asarray(take(X, rows[s : s + _GATHER]), dtype=np.float32) for s in range(0, rows.size, _GATHER)]
-    return ReportBasis(int(k), d_value, d_rule, pc, rows, judged)
+    if sampled and gather:
+        gathered = [np.asarray(take(X, rows[s : s + _GATHER]), dtype=np.float32) for s in range(0, rows.size, _GATHER)]
+    return ReportBasis(int(k), d_value, d_rule, pc, rows, gathered)
 
 
 def diagnose(
@@ -111,32 +122,31 @@ def diagnose(
     n = X.shape[0]
     labeled = check_indices(labeled, n)
     chosen = np.union1d(np.asarray(picks, dtype=np.int64), labeled)
+    sampled = sample and n > (COVERAGE_SAMPLE if in_blocks(X) else REPORT_SAMPLE)
     fits = basis is not None and basis.k == chosen.size
     need_delta = delta is None and not (fits and basis.delta is not None)
     need_clusters = assign is None and not (fits and basis.clusters is not None)
-    if not fits or need_delta or need_clusters:
-        more = report_basis(X, chosen.size, delta=need_delta, clusters=need_clusters, random_state=random_state,
-                            index=index, sample=sample)
-        if fits:  # keep what was prepared
-            if not need_delta:
-                more.delta, more.delta_rule = basis.delta, basis.delta_rule
-            if not need_clusters:
-                more.clusters = basis.clusters
-        basis = more
+    need_rows = sampled and not (fits and basis.rows is not None)
+    if not fits or need_delta or need_clusters or need_rows:  # rows gathered a chunk at a time below
+        more = report_basis(X, chosen.size, delta=need_delta, clusters=need_clusters, gather=False,
+                            random_state=random_state, index=index, sample=sample)
+        basis = basis.joined(more) if fits else more
     out: dict[str, Any] = {}
     if delta is None:
         delta = basis.delta
         out["coverage_delta_rule"] = basis.delta_rule
     delta = check_delta(delta)
     C = np.asarray(X[chosen])
-    size = 0 if basis.rows is None else basis.rows.size
+    rows = basis.rows
     if assign is None:
         pc = basis.clusters
         assign = pc.assign
     groups = [(C, None)] if assign is not None else [(C, None), (pc.centroids, assign_bias(pc.centroids))]
     assign_chosen = None
-    if basis.judged is not None:
-        parts = [nearest_rows(xb, groups) for xb in basis.judged]
+    if sampled:
+        size = rows.size
+        chunks = basis.judged or (np.asarray(take(X, rows[s : s + _GATHER]), dtype=np.float32) for s in range(0, size, _GATHER))
+        parts = [nearest_rows(xb, groups) for xb in chunks]
         sim = np.concatenate([p[0][0] for p in parts])
         if assign is None:  # cluster sizes from the sample; the chosen rows' own clusters exactly
             assign = np.concatenate([p[1][1] for p in parts])
