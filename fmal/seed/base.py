@@ -102,7 +102,8 @@ def select(
     random_state : int, default 0
         Seed of every random choice.
     diagnostics : bool, default True
-        Add the coverage report (:func:`fmal.seed.diagnostics.diagnose`).
+        Add the coverage report (:func:`fmal.seed.diagnostics.diagnose`); its part that does not
+        depend on the picks is computed on two more threads while the strategy runs.
     exact : bool, default False
         On a pool read block by block, cluster and judge every row (no two-level clustering over
         ``index``'s IVF lists, no sampled report).
@@ -131,6 +132,8 @@ def select(
         params["delta"] = delta
     if exact:  # a pool over the RAM cap: every row, no two-level, no sample
         index = None
+    if diagnostics:  # the report trains a k-means with FAISS: loaded before single_blas, which then limits its
+        import faiss  # noqa: F401  OpenMP threads for the whole selection, not only inside each training
     n_chosen = _n_chosen(budget, labeled)
     need_delta = diagnostics and delta is None and not takes_delta
     need_clusters = diagnostics and strategy not in HAND_OVER_CLUSTERS

@@ -12,6 +12,14 @@ instead of a full pass, and one in RAM (or memory-mapped) of more than REPORT_SA
 sample of that many: the report says so. At 100k rows the full pass had cost as much CPU as the
 k-center selection it reported on (0.22 s against 0.25 s); fractions from 25,000 rows are within
 ~0.3% (one standard error), and the report's own k-means clusters are trained on a sample anyway.
+
+Most of the report does not depend on the picks: the delta, the report's own k-means (trained
+with the same call, hence the same clusters, as the clustering strategies') and the judged sample
+(:func:`report_basis`). :func:`fmal.seed.base.select` computes that part on two threads while the
+strategy runs (the delta's products on one, the serial FAISS training on the other), and
+:func:`diagnose` then only measures the picks against it: the same report, seeded alike, as when
+:func:`diagnose` computes everything itself. Left sequential for a pool read in blocks, where what
+the threads hold at once would add up against the RAM cap.
 """
 
 from __future__ import annotations
