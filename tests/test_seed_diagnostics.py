@@ -49,3 +49,23 @@ def test_a_report_basis_for_another_number_of_chosen_rows_is_not_used():
     assert diagnostics.diagnose(X, picks, random_state=1, basis=right) == alone
     partial = diagnostics.report_basis(X, 10, clusters=False, random_state=1)  # completed where it lacks
     assert diagnostics.diagnose(X, picks, random_state=1, basis=partial) == alone
+
+
+@pytest.mark.parametrize("strategy", ["kcenter", "typiclust", "random"])
+def test_the_report_basis_is_made_off_the_main_thread_and_not_again(strategy, monkeypatch):
+    """The prepared parts are used: diagnose() computes nothing of the basis again on the main thread."""
+    import threading
+
+    X, _ = clustered(n=4000, d=16, k=30, spread=0.3, seed=2)
+    monkeypatch.setattr(diagnostics, "REPORT_SAMPLE", 3000)
+    calls: list[tuple[str, bool, bool]] = []
+    orig = diagnostics.report_basis
+
+    def spy(*a, **k):
+        calls.append((threading.current_thread().name, k.get("delta", True), k.get("clusters", True)))
+        return orig(*a, **k)
+
+    monkeypatch.setattr(diagnostics, "report_basis", spy)
+    select(strategy, X, 12, random_state=5)
+    assert calls and all(name != threading.main_thread().name for name, _, _ in calls), calls
+    assert sum(d for _, d, _ in calls) == 1 and sum(c for _, _, c in calls) == (strategy != "typiclust")

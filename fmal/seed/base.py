@@ -143,7 +143,7 @@ def select(
         # Not over the RAM cap (read in blocks), where what the two hold at once would add up.
         prep = dict(random_state=random_state, index=index, sample=not exact)
         parts = [] if n_chosen is None or not diagnostics or in_blocks(X) else [
-            ex.submit(report_basis, X, n_chosen, delta=need_delta, clusters=False, judged=False, **prep) if need_delta else None,
+            ex.submit(report_basis, X, n_chosen, delta=need_delta, clusters=False, gather=False, **prep) if need_delta else None,
             ex.submit(report_basis, X, n_chosen, delta=False, clusters=need_clusters, **prep)]
         res = SEED_STRATEGIES.call(strategy, X, budget, index=index, labeled=labeled, random_state=random_state,
                                    **params)
@@ -168,14 +168,8 @@ def _n_chosen(budget: Any, labeled: Any) -> int | None:
 
 
 def _result(future: Any) -> Any:
-    """``future``'s result; None when there is none or it failed: :func:`diagnose` then computes
-    what it needs itself, and raises what it must on this thread."""
-    if future is None:
-        return None
-    try:
-        return future.result()
-    except Exception:  # noqa: BLE001 - redone (and reported) by diagnose
-        return None
+    """``future``'s result (its exception raised here), or None when there is no future."""
+    return None if future is None else future.result()
 
 
 def _joined(parts: list[Any]) -> Any:
