@@ -49,7 +49,7 @@ class ReportBasis:
     """What the coverage report needs that does not depend on the picks: the ball radius, the
     report's own k-means (when the strategy hands over no clusters) and the rows it judges.
 
-    :func:`report_basis` computes it; :func:`fmal.seed.base.select` does so on a second thread
+    :func:`report_basis` computes it; :func:`fmal.seed.base.select` does so on two more threads
     while the strategy runs (the k-means training is one serial FAISS call), and ``diagnose``
     when it is not given one. ``k``: the clusters it was made for (one per chosen row)."""
 
