@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from conftest import clustered
 
-from fmal.seed import diagnostics
+from fmal.seed import diagnostics, select
 from fmal.seed.coverage import kcenter_seed
 
 
@@ -22,3 +24,48 @@ def test_a_pool_over_report_sample_rows_is_judged_on_a_sample(monkeypatch):
     # the chosen rows' clusters are known exactly: as many represented as on the full pass
     assert est["clusters_represented"].split(" of ")[0] == full["clusters_represented"].split(" of ")[0]
     assert est == diagnostics.diagnose(X, picks)  # seeded: the same report twice
+
+
+@pytest.mark.parametrize(("strategy", "params"), [("kcenter", {}), ("random", {}), ("typiclust", {}), ("probcover", {}),
+                                                  ("auto", {"rule": "hedge"})])
+def test_select_prepares_the_report_on_a_second_thread_with_the_same_result(strategy, params, monkeypatch):
+    """select() computes the pick-independent part of the report (delta, its own k-means, the judged
+    sample) while the strategy runs: the report is the one diagnose() makes alone, labeled rows or not."""
+    X, _ = clustered(n=4000, d=16, k=30, spread=0.3, seed=2)
+    monkeypatch.setattr(diagnostics, "REPORT_SAMPLE", 3000)  # judged on a sample, gathered ahead
+    for labeled in (None, np.arange(0, 4000, 401)):
+        res = select(strategy, X, 12, labeled=labeled, random_state=5, **params)
+        alone = diagnostics.diagnose(X, res.indices, labeled, delta=res.delta, assign=res.assign, random_state=5)
+        assert {k: res.info[k] for k in alone} == alone and "3,000 random rows" in alone["coverage_sample"]
+
+
+def test_a_report_basis_for_another_number_of_chosen_rows_is_not_used():
+    X, _ = clustered(n=3000, d=16, k=20, spread=0.3, seed=4)
+    picks = kcenter_seed(X, 10).indices
+    wrong = diagnostics.report_basis(X, 7, random_state=1)
+    right = diagnostics.report_basis(X, 10, random_state=1)
+    alone = diagnostics.diagnose(X, picks, random_state=1)
+    assert diagnostics.diagnose(X, picks, random_state=1, basis=wrong) == alone
+    assert diagnostics.diagnose(X, picks, random_state=1, basis=right) == alone
+    partial = diagnostics.report_basis(X, 10, clusters=False, random_state=1)  # completed where it lacks
+    assert diagnostics.diagnose(X, picks, random_state=1, basis=partial) == alone
+
+
+@pytest.mark.parametrize("strategy", ["kcenter", "typiclust", "random"])
+def test_the_report_basis_is_made_off_the_main_thread_and_not_again(strategy, monkeypatch):
+    """The prepared parts are used: diagnose() computes nothing of the basis again on the main thread."""
+    import threading
+
+    X, _ = clustered(n=4000, d=16, k=30, spread=0.3, seed=2)
+    monkeypatch.setattr(diagnostics, "REPORT_SAMPLE", 3000)
+    calls: list[tuple[str, bool, bool]] = []
+    orig = diagnostics.report_basis
+
+    def spy(*a, **k):
+        calls.append((threading.current_thread().name, k.get("delta", True), k.get("clusters", True)))
+        return orig(*a, **k)
+
+    monkeypatch.setattr(diagnostics, "report_basis", spy)
+    select(strategy, X, 12, random_state=5)
+    assert calls and all(name != threading.main_thread().name for name, _, _ in calls), calls
+    assert sum(d for _, d, _ in calls) == 1 and sum(c for _, _, c in calls) == (strategy != "typiclust")

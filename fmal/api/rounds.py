@@ -190,7 +190,8 @@ def seed(
 def _seed_locked(p: Pool, session: Session, new: dict[str, str] | None, labels: PathLike | None, budget: int,
                  strategy: str, output: PathLike | None, random_state: int, params: dict[str, Any]) -> Selection:
     known, merge_info = _labels_into_session(session, new, labels)
-    labeled_rows = p.rows_of(sorted(known), source="labels")  # stored labels count too, with or without --labels
+    # stored labels count too, with or without --labels; none: no id -> row map of the whole pool
+    labeled_rows = p.rows_of(sorted(known), source="labels") if known else np.zeros(0, dtype=np.int64)
     check_budget(budget, p.n - labeled_rows.size)
     key = params_key({"kind": "seed", "strategy": strategy, "budget": budget, "seed": random_state,
                       "labeled": sorted(p.ids[labeled_rows].tolist()), "params": params})

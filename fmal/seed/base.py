@@ -54,6 +54,11 @@ SEED_STRATEGIES: Registry[SeedStrategy] = Registry("seed strategy", context=SEED
 #: keywords :func:`select` takes for itself, never passed to a strategy that does not declare them
 SELECT_OPTIONS = ("diagnostics", "exact", "delta")
 
+#: strategies whose result carries the pool's k-means clusters (``SeedResult.assign``), which the
+#: coverage report then judges by: while they run, :func:`select` trains no k-means for the report.
+#: A name wrongly listed or missing costs time only (the report trains its own when it gets none).
+HAND_OVER_CLUSTERS = frozenset({"auto", "kmeans", "typiclust"})
+
 
 def check_params(strategy: str, params: Mapping[str, Any]) -> None:
     """Fail before any work when ``params`` (keywords meant for :func:`select`) hold one that
@@ -97,7 +102,8 @@ def select(
     random_state : int, default 0
         Seed of every random choice.
     diagnostics : bool, default True
-        Add the coverage report (:func:`fmal.seed.diagnostics.diagnose`).
+        Add the coverage report (:func:`fmal.seed.diagnostics.diagnose`); its part that does not
+        depend on the picks is computed on two more threads while the strategy runs.
     exact : bool, default False
         On a pool read block by block, cluster and judge every row (no two-level clustering over
         ``index``'s IVF lists, no sampled report).
@@ -115,18 +121,61 @@ def select(
     InvalidInputError
         Unknown strategy, a parameter it does not take, or a bad value.
     """
-    from fmal._parallel import single_blas
-    from fmal.seed.diagnostics import diagnose  # diagnostics imports the strategies' modules
+    from concurrent.futures import ThreadPoolExecutor
 
-    if "delta" in (SEED_STRATEGIES.keywords(strategy) or ()):
+    from fmal._matrix import in_blocks
+    from fmal._parallel import single_blas
+    from fmal.seed.diagnostics import diagnose, report_basis  # diagnostics imports the strategies' modules
+
+    takes_delta = "delta" in (SEED_STRATEGIES.keywords(strategy) or ())
+    if takes_delta:
         params["delta"] = delta
     if exact:  # a pool over the RAM cap: every row, no two-level, no sample
         index = None
-    with single_blas():  # one BLAS thread per worker thread: see fmal._parallel
+    if diagnostics:  # the report trains a k-means with FAISS: loaded before single_blas, which then limits its
+        import faiss  # noqa: F401  OpenMP threads for the whole selection, not only inside each training
+    n_chosen = _n_chosen(budget, labeled)
+    need_delta = diagnostics and delta is None and not takes_delta
+    need_clusters = diagnostics and strategy not in HAND_OVER_CLUSTERS
+    with single_blas(), ThreadPoolExecutor(2) as ex:  # one BLAS thread per worker thread: see fmal._parallel
+        # the report's part that does not depend on the picks runs on other threads while the
+        # strategy runs: its delta, and its own k-means (one serial FAISS call) with the judged rows.
+        # Not over the RAM cap (read in blocks), where what the two hold at once would add up.
+        prep = dict(random_state=random_state, index=index, sample=not exact)
+        parts = [] if n_chosen is None or not diagnostics or in_blocks(X) else [
+            ex.submit(report_basis, X, n_chosen, delta=need_delta, clusters=False, gather=False, **prep) if need_delta else None,
+            ex.submit(report_basis, X, n_chosen, delta=False, clusters=need_clusters, **prep)]
         res = SEED_STRATEGIES.call(strategy, X, budget, index=index, labeled=labeled, random_state=random_state,
                                    **params)
         if diagnostics:
             report_delta = res.delta if res.delta is not None else delta
             res.info.update(diagnose(X, res.indices, labeled, delta=report_delta, assign=res.assign,
-                                     random_state=random_state, index=index, sample=not exact))
+                                     random_state=random_state, index=index, sample=not exact,
+                                     basis=_joined([_result(f) for f in parts])))
     return res
+
+
+def _n_chosen(budget: Any, labeled: Any) -> int | None:
+    """Rows the report will count as chosen (the picks and the labeled rows), or None when
+    ``budget`` or ``labeled`` is not what a strategy accepts (it will say so)."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
+        return None
+    try:
+        n_labeled = 0 if labeled is None else int(np.unique(np.asarray(labeled, dtype=np.int64)).size)
+    except (TypeError, ValueError):
+        return None
+    return int(budget) + n_labeled
+
+
+def _result(future: Any) -> Any:
+    """``future``'s result (its exception raised here), or None when there is no future."""
+    return None if future is None else future.result()
+
+
+def _joined(parts: list[Any]) -> Any:
+    """The report bases made apart, as one (None when there is none)."""
+    out = None
+    for b in parts:
+        if b is not None:
+            out = b if out is None else out.joined(b)
+    return out

@@ -35,7 +35,9 @@ def random_seed(X: np.ndarray, budget: int, *, labeled: np.ndarray | None = None
     """
     n = X.shape[0]
     labeled = check_indices(labeled, n)
-    free = np.setdiff1d(np.arange(n), labeled)
+    taken = np.zeros(n, dtype=bool)
+    taken[labeled] = True
+    free = np.flatnonzero(~taken)  # the sorted unlabeled rows, as np.setdiff1d gave, without its sort
     budget = check_budget(budget, free.size)
     picks = np.random.default_rng(random_state).choice(free, size=budget, replace=False)
     return SeedResult(picks.astype(np.int64), np.full(budget, np.nan), np.full(budget, -1, dtype=np.int64))
