@@ -477,20 +477,28 @@ def load_light(model_folder: Path, fingerprint: str, name: str, backend: str, de
     return session, found, rec, tok
 
 
+WINDOW = 8192  # texts tokenised and sorted by length at once: the batches are cut from a window
+
+
 def run_sorted(session: Any, tokenize: Any, texts: list[str], batch_size: int, dim: int, *, right_padded: bool = True,
-               window: int = 8192, workers: int = 1) -> np.ndarray:
+               window: int | None = None, workers: int = 1, first: Any = None) -> np.ndarray:
     """Embed ``texts`` with an ONNX session: tokenise a window at once (``tokenize``: texts -> the
     graph's int64 input arrays, padded to the longest), sort by token count, run batches cut to
     their own longest text (little padding), ``workers`` batches at a time, and put rows back in
-    input order."""
+    input order. ``first``: the first window already tokenised (arrays, or a future of them), when
+    the caller tokenised it while something else ran; the batches are the same."""
     out = np.empty((len(texts), dim), dtype=np.float32)
+    window = window or WINDOW
     # left-padded models re-tokenise each batch: a fast tokenizer used from two threads at once
     # can fail ("Already borrowed"), so they run one batch at a time
     pool = ThreadPoolExecutor(workers, thread_name_prefix="fmal-onnx") if workers > 1 and right_padded else None
     try:
         for w0 in range(0, len(texts), window):
             part = texts[w0 : w0 + window]
-            arrays = tokenize(part)
+            if w0 == 0 and first is not None:
+                arrays = first.result() if hasattr(first, "result") else first
+            else:
+                arrays = tokenize(part)
             lengths = arrays["attention_mask"].sum(axis=1) if "attention_mask" in arrays else np.full(len(part), 1)
             order = np.argsort(-lengths, kind="stable")
 

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -308,13 +309,7 @@ class SentenceTransformerEncoder:
         by token count on the ONNX backends), rows returned in input order."""
         texts = list(texts)
         if self._session is not None:
-            from fmal import _onnx
-
-            emb = _onnx.run_sorted(self._session, self._tokenize, texts, batch_size, self.dim,
-                                   right_padded=self._right_padded, workers=self.threads)
-            if normalize and len(emb):
-                emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-            return np.ascontiguousarray(emb, dtype=np.float32)
+            return self._encode_onnx(texts, batch_size, normalize)
         emb = self.model.encode(
             texts,
             batch_size=batch_size,
@@ -323,6 +318,48 @@ class SentenceTransformerEncoder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+    def _encode_onnx(self, texts: list[str], batch_size: int, normalize: bool, first: Any = None,
+                     tokenize: Any = None) -> np.ndarray:
+        from fmal import _onnx
+
+        emb = _onnx.run_sorted(self._session, tokenize or self._tokenize, texts, batch_size, self.dim,
+                               right_padded=self._right_padded, workers=self.threads, first=first)
+        if normalize and len(emb):
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(emb, dtype=np.float32)
+
+    def encode_chunks(self, chunks: Iterable[Sequence[str]], *, batch_size: int = 64,
+                      normalize: bool = True) -> Iterator[np.ndarray]:
+        """Embed each list of texts of ``chunks`` in turn, as :meth:`encode` would. On the ONNX
+        backends the next chunk is tokenised on a helper thread while this one runs (tokenising
+        was serial time with the encoder's cores idle); every tokenisation goes through that one
+        thread, and the batches, so the vectors, are those of :meth:`encode`."""
+        if self._session is None or not self._right_padded:
+            for texts in chunks:
+                yield self.encode(list(texts), batch_size=batch_size, normalize=normalize)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        from fmal import _onnx
+
+        helper = ThreadPoolExecutor(1, thread_name_prefix="fmal-tokenize")
+
+        def tokenize(part: list[str]) -> dict[str, np.ndarray]:
+            return helper.submit(self._tokenize, part).result()
+
+        try:
+            it = iter(chunks)
+            nxt = next(it, None)
+            ahead = helper.submit(self._tokenize, list(nxt[: _onnx.WINDOW])) if nxt is not None else None
+            while nxt is not None:
+                texts, first = list(nxt), ahead
+                nxt = next(it, None)
+                ahead = helper.submit(self._tokenize, list(nxt[: _onnx.WINDOW])) if nxt is not None else None
+                yield self._encode_onnx(texts, batch_size, normalize, first=first, tokenize=tokenize)
+        finally:
+            helper.shutdown(cancel_futures=True)
 
 
 def _cached_folder(name: str) -> Path | None:

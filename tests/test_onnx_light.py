@@ -120,3 +120,22 @@ def test_warm_fmal_embed_imports_no_torch(tiny_model_dir: Path, small_csv: Path,
     out = subprocess.run([sys.executable, "-c", code, str(small_csv), str(tmp_path / "ix"), str(tiny_model_dir)],
                          capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_encode_chunks_gives_the_rows_of_encode(tiny_model_dir: Path, backend: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """encode_chunks tokenises the next chunk ahead (ONNX): the same batches, the same bytes."""
+    enc = load_encoder(tiny_model_dir, backend=backend, threads=2)
+    chunks = [TEXTS[:20], TEXTS[20:21], TEXTS[21:]]
+    one_by_one = [enc.encode(c, batch_size=4) for c in chunks]
+    ahead = list(enc.encode_chunks(iter(chunks), batch_size=4))
+    assert [a.tobytes() for a in ahead] == [b.tobytes() for b in one_by_one]
+    assert list(enc.encode_chunks([])) == []
+    # windows smaller than a chunk: later windows are tokenised on the same helper thread
+    monkeypatch.setattr(_onnx, "WINDOW", 8)
+    small = [enc.encode(c, batch_size=4) for c in chunks]
+    assert [a.tobytes() for a in enc.encode_chunks(chunks, batch_size=4)] == [b.tobytes() for b in small]
+    gen = enc.encode_chunks(chunks, batch_size=4)
+    assert next(gen).tobytes() == small[0].tobytes()
+    gen.close()  # a build stopped halfway: the helper thread is shut down
