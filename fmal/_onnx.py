@@ -432,21 +432,73 @@ def load_session(st_model: Any, fingerprint: str, name: str, backend: str, devic
         return make_session(exp.path, device), exp
 
 
-def run_sorted(session: Any, st_model: Any, texts: list[str], input_names: tuple[str, ...], batch_size: int,
-               dim: int, window: int = 8192, workers: int = 1) -> np.ndarray:
-    """Embed ``texts`` with an ONNX session: tokenise a window at once, sort by token count, run
-    batches cut to their own longest text (little padding), ``workers`` batches at a time, and put
-    rows back in input order."""
+def save_light(st_model: Any, model_folder: Path | None, exp: OnnxExport, *, dim: int, default_max_len: int,
+               position_limit: int | None) -> None:
+    """Record what the light path (:mod:`fmal._onnx_light`) needs next to the export ``exp``,
+    unless a current record is there already; a failure only logs: the heavy path stays."""
+    from fmal import _onnx_light
+
+    if model_folder is None:
+        return
+    folder = exp.path.parent
+    try:
+        if _onnx_light.load(model_folder, folder, None) is not None:
+            return
+        meta = _read_meta(folder)
+        if meta.get("fingerprint") is None:
+            return
+        if _onnx_light.record(st_model, model_folder, folder, meta, dim=dim, default_max_len=default_max_len,
+                              position_limit=position_limit, input_names=exp.input_names):
+            write_json(folder / META, meta)
+    except Exception as exc:  # never fail a load for the sake of the next one
+        log.info("no light ONNX record for %s (%s: %s)", model_folder, type(exc).__name__, exc)
+
+
+def load_light(model_folder: Path, fingerprint: str, name: str, backend: str, device: str,
+               max_seq_length: int | None) -> tuple[Any, OnnxExport, dict[str, Any], Any] | None:
+    """(session, export, light record, tokeniser) for a model whose export is cached, intact and
+    recorded for the light path; None when any of that is missing (the heavy path then loads)."""
+    from fmal import _onnx_light
+
+    folder = cache_dir_for(fingerprint, name)
+    found, _ = _cached(folder, backend, fingerprint)
+    if found is None:
+        return None
+    light = _onnx_light.load(model_folder, folder, max_seq_length)
+    if light is None:
+        return None
+    rec, tok = light
+    if tuple(rec["input_names"]) != found.input_names:
+        return None
+    try:
+        session = make_session(found.path, device)
+    except Exception:  # onnxruntime raises its own exception types: the heavy path rebuilds it
+        return None
+    return session, found, rec, tok
+
+
+WINDOW = 8192  # texts tokenised and sorted by length at once: the batches are cut from a window
+
+
+def run_sorted(session: Any, tokenize: Any, texts: list[str], batch_size: int, dim: int, *, right_padded: bool = True,
+               window: int | None = None, workers: int = 1, first: Any = None) -> np.ndarray:
+    """Embed ``texts`` with an ONNX session: tokenise a window at once (``tokenize``: texts -> the
+    graph's int64 input arrays, padded to the longest), sort by token count, run batches cut to
+    their own longest text (little padding), ``workers`` batches at a time, and put rows back in
+    input order. ``first``: the first window already tokenised (arrays, or a future of them), when
+    the caller tokenised it while something else ran; the batches are the same."""
     out = np.empty((len(texts), dim), dtype=np.float32)
-    right_padded = getattr(getattr(st_model, "tokenizer", None), "padding_side", "right") == "right"
+    window = window or WINDOW
     # left-padded models re-tokenise each batch: a fast tokenizer used from two threads at once
     # can fail ("Already borrowed"), so they run one batch at a time
     pool = ThreadPoolExecutor(workers, thread_name_prefix="fmal-onnx") if workers > 1 and right_padded else None
     try:
         for w0 in range(0, len(texts), window):
             part = texts[w0 : w0 + window]
-            feats = st_model.preprocess(part)
-            arrays = {k: feats[k].numpy() for k in input_names}
+            if w0 == 0 and first is not None:
+                arrays = first.result() if hasattr(first, "result") else first
+            else:
+                arrays = tokenize(part)
             lengths = arrays["attention_mask"].sum(axis=1) if "attention_mask" in arrays else np.full(len(part), 1)
             order = np.argsort(-lengths, kind="stable")
 
@@ -457,8 +509,7 @@ def run_sorted(session: Any, st_model: Any, texts: list[str], input_names: tuple
                     top = int(lengths[idx].max())
                     batch = {k: np.ascontiguousarray(v[idx, :top]) for k, v in arrays.items()}
                 else:
-                    f = st_model.preprocess([part[i] for i in idx])
-                    batch = {k: f[k].numpy() for k in input_names}
+                    batch = tokenize([part[i] for i in idx])
                 out[w0 + idx] = session.run(["sentence_embedding"], batch)[0]
 
             starts = range(0, len(part), batch_size)

@@ -11,7 +11,8 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Protocol
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -78,13 +79,11 @@ def resolve_device(device: object, backend: str) -> str:
     None) is CUDA when torch sees a GPU and, for the ONNX backends, onnxruntime has the CUDA
     provider; else the CPU. An explicit CUDA request that cannot be met is an InvalidInputError."""
     if check_device(device) == "auto":
-        if not _torch_cuda():
-            return "cpu"
-        if backend != "torch":
+        if backend != "torch":  # onnxruntime first: a CPU-only onnxruntime answers without importing torch
             from fmal import _onnx
 
-            return "cuda" if _onnx.has_cuda_provider() else "cpu"
-        return "cuda"
+            return "cuda" if _onnx.has_cuda_provider() and _torch_cuda() else "cpu"
+        return "cuda" if _torch_cuda() else "cpu"
     if device == "cpu":
         return device
     if backend != "torch":
@@ -180,33 +179,63 @@ class SentenceTransformerEncoder:
             raise InvalidInputError(f"--max-seq-length must be a positive integer, got {max_seq_length!r}")
         self.threads = threads or available_threads()
         self.name, folder = resolve_model(model)
-        try:
-            import torch
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
+        self.onnx_file: str | None = None
+        #: False when the ONNX export runs unfused (slower): recorded in the pool manifest
+        self.onnx_fused: bool | None = None
+        self._session = None
+        self._tokenize = None
+        self._st = None
+        self._remote = trust_remote_code
+        self.folder = folder
+        if self.backend != "torch" and not trust_remote_code and self._load_light(max_seq_length):
+            path = "light (tokenizers + onnxruntime)"
+        else:
+            self._load_heavy(model, max_seq_length)
+            path = "sentence-transformers"
+        if self.onnx_fused is False:
+            log.warning("the ONNX export of %s runs unfused (slower): onnxruntime's optimizer could not fuse it", self.name)
+        log.info("encoder %s: backend %s on %s via %s, %d thread(s), max_seq_length %s, dim %d",
+                 self.name, self.backend, self.device, path, self.threads, self.max_seq_length, self.dim)
 
-            if torch.get_num_threads() != self.threads:
-                torch.set_num_threads(self.threads)
-            hf_logging.disable_progress_bar()  # "Loading weights" bars: noise on every command
-            self.model = SentenceTransformer(
-                str(folder) if folder else self.name, device=self.device if self.backend == "torch" else "cpu",
-                trust_remote_code=trust_remote_code,
-            )
-            if self.device != "cpu" and self.backend == "torch":
-                self.model.half()  # fp16 on the GPU: twice the throughput, cosine to fp32 ~0.9999
-        except Exception as exc:  # hub unreachable, bad config, missing files...
-            hint = (
-                "check the folder holds a sentence-transformers or transformers model"
-                if folder
-                else "it is not a local folder and could not be loaded from the hub; "
-                "download it and pass the folder"
-            )
-            raise ModelLoadError(f"--model {model}: cannot load ({type(exc).__name__}: {exc}); {hint}".replace("\n", " ")) from None
+    def _load_light(self, max_seq_length: int | None) -> bool:
+        """Open the cached ONNX export without torch (:mod:`fmal._onnx_light`); False when it is
+        not cached, or not recorded for the light path, or the record is stale."""
+        from fmal import _onnx
+
+        folder = self.folder or _cached_folder(self.name)
         if folder is None:
-            folder = self._cached_folder()
+            return False
+        try:
+            fingerprint = fingerprint_folder(folder)
+        except ModelLoadError:  # no weights: the heavy path says so in its own words
+            return False
+        got = _onnx.load_light(folder, fingerprint, self.name, self.backend, self.device, max_seq_length)
+        if got is None:
+            return False
+        self._session, exp, rec, self._tokenize = got
+        limit = rec.get("position_limit")
+        if max_seq_length is not None and limit is not None and max_seq_length > limit:
+            raise InvalidInputError(f"--max-seq-length must be at most the model's {limit} positions, got {max_seq_length}")
+        self.folder, self.fingerprint = folder, fingerprint
+        self.max_seq_length = int(max_seq_length or rec["max_seq_length"])
+        self.dim = int(rec["dim"])
+        self._input_names = exp.input_names
+        self._right_padded = True
+        self.onnx_file = str(exp.path)
+        self.onnx_fused = _onnx.is_fused(exp.path)
+        return True
+
+    def _load_heavy(self, model: str | os.PathLike[str] | None, max_seq_length: int | None) -> None:
+        """Load the model with sentence-transformers (and torch); on an ONNX backend, export (or
+        reuse) the graph and record what the next load's light path needs."""
+        folder = self.folder
+        self._st = self._sentence_transformer(model)
+        if folder is None:
+            folder = _cached_folder(self.name)
         self.folder = folder
         self.fingerprint = fingerprint_folder(folder) if folder else "unknown"
         limit = self._position_limit()
+        default_len = self.model.max_seq_length
         if max_seq_length is not None:
             if limit is not None and max_seq_length > limit:
                 raise InvalidInputError(
@@ -217,34 +246,57 @@ class SentenceTransformerEncoder:
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         dim = get_dim()
         self.dim = int(dim) if dim else int(self.model.encode(["x"]).shape[1])
-        self.onnx_file: str | None = None
-        #: False when the ONNX export runs unfused (slower): recorded in the pool manifest
-        self.onnx_fused: bool | None = None
-        self._session = None
         if self.backend != "torch":
             from fmal import _onnx
 
             self._session, exp = _onnx.load_session(self.model, self.fingerprint, self.name, self.backend, self.device)
             self._input_names = exp.input_names
+            st = self.model
+            self._right_padded = getattr(getattr(st, "tokenizer", None), "padding_side", "right") == "right"
+            self._tokenize = lambda texts: {k: v.numpy() for k, v in st.preprocess(texts).items() if k in exp.input_names}
             self.onnx_file = str(exp.path)
             self.onnx_fused = _onnx.is_fused(exp.path)
-            if self.onnx_fused is False:
-                log.warning("the ONNX export of %s runs unfused (slower): onnxruntime's optimizer could not fuse it", self.name)
-        log.info("encoder %s: backend %s on %s, %d thread(s), max_seq_length %s, dim %d",
-                 self.name, self.backend, self.device, self.threads, self.max_seq_length, self.dim)
+            if not self._remote:
+                _onnx.save_light(self.model, folder, exp, dim=self.dim, default_max_len=default_len, position_limit=limit)
+
+    def _sentence_transformer(self, model: str | os.PathLike[str] | None) -> Any:
+        folder = self.folder
+        try:
+            import torch
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
+            hf_logging.disable_progress_bar()  # "Loading weights" bars: noise on every command
+            st = SentenceTransformer(
+                str(folder) if folder else self.name, device=self.device if self.backend == "torch" else "cpu",
+                trust_remote_code=self._remote,
+            )
+            if self.device != "cpu" and self.backend == "torch":
+                st.half()  # fp16 on the GPU: twice the throughput, cosine to fp32 ~0.9999
+        except Exception as exc:  # hub unreachable, bad config, missing files...
+            hint = (
+                "check the folder holds a sentence-transformers or transformers model"
+                if folder
+                else "it is not a local folder and could not be loaded from the hub; "
+                "download it and pass the folder"
+            )
+            raise ModelLoadError(f"--model {model}: cannot load ({type(exc).__name__}: {exc}); {hint}".replace("\n", " ")) from None
+        return st
+
+    @property
+    def model(self) -> Any:
+        """The sentence-transformers model; on the light ONNX path loaded (with torch) on first use only."""
+        if self._st is None:
+            self._st = self._sentence_transformer(self.folder)
+            self._st.max_seq_length = self.max_seq_length
+        return self._st
 
     def _position_limit(self) -> int | None:
         cfg = getattr(getattr(self.model[0], "auto_model", None), "config", None) if len(self.model) else None
         n = getattr(cfg, "max_position_embeddings", None)
         return int(n) if isinstance(n, int) and n > 0 else None
-
-    def _cached_folder(self) -> Path | None:
-        try:
-            from huggingface_hub import snapshot_download
-
-            return Path(snapshot_download(self.name, local_files_only=True))
-        except Exception:
-            return None
 
     def describe(self) -> dict[str, object]:
         """What a pool manifest records about the encoder (backend is part of its identity)."""
@@ -257,13 +309,7 @@ class SentenceTransformerEncoder:
         by token count on the ONNX backends), rows returned in input order."""
         texts = list(texts)
         if self._session is not None:
-            from fmal import _onnx
-
-            emb = _onnx.run_sorted(self._session, self.model, texts, self._input_names, batch_size, self.dim,
-                                   workers=self.threads)
-            if normalize and len(emb):
-                emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-            return np.ascontiguousarray(emb, dtype=np.float32)
+            return self._encode_onnx(texts, batch_size, normalize)
         emb = self.model.encode(
             texts,
             batch_size=batch_size,
@@ -272,6 +318,58 @@ class SentenceTransformerEncoder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+    def _encode_onnx(self, texts: list[str], batch_size: int, normalize: bool, first: Any = None,
+                     tokenize: Any = None) -> np.ndarray:
+        from fmal import _onnx
+
+        emb = _onnx.run_sorted(self._session, tokenize or self._tokenize, texts, batch_size, self.dim,
+                               right_padded=self._right_padded, workers=self.threads, first=first)
+        if normalize and len(emb):
+            emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        return np.ascontiguousarray(emb, dtype=np.float32)
+
+    def encode_chunks(self, chunks: Iterable[Sequence[str]], *, batch_size: int = 64,
+                      normalize: bool = True) -> Iterator[np.ndarray]:
+        """Embed each list of texts of ``chunks`` in turn, as :meth:`encode` would. On the ONNX
+        backends the next chunk is tokenised on a helper thread while this one runs (tokenising
+        was serial time with the encoder's cores idle); every tokenisation goes through that one
+        thread, and the batches, so the vectors, are those of :meth:`encode`."""
+        if self._session is None or not self._right_padded:
+            for texts in chunks:
+                yield self.encode(list(texts), batch_size=batch_size, normalize=normalize)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        from fmal import _onnx
+
+        helper = ThreadPoolExecutor(1, thread_name_prefix="fmal-tokenize")
+
+        def tokenize(part: list[str]) -> dict[str, np.ndarray]:
+            return helper.submit(self._tokenize, part).result()
+
+        try:
+            it = iter(chunks)
+            nxt = next(it, None)
+            ahead = helper.submit(self._tokenize, list(nxt[: _onnx.WINDOW])) if nxt is not None else None
+            while nxt is not None:
+                texts, first = list(nxt), ahead
+                nxt = next(it, None)
+                ahead = helper.submit(self._tokenize, list(nxt[: _onnx.WINDOW])) if nxt is not None else None
+                yield self._encode_onnx(texts, batch_size, normalize, first=first, tokenize=tokenize)
+        finally:
+            helper.shutdown(cancel_futures=True)
+
+
+def _cached_folder(name: str) -> Path | None:
+    """The local snapshot of hub model ``name`` (None when it was never downloaded)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name, local_files_only=True))
+    except Exception:
+        return None
 
 
 def load_encoder(model: str | os.PathLike[str] | None = None, **kwargs: object) -> SentenceTransformerEncoder:

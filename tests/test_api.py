@@ -32,6 +32,10 @@ class _InterruptAfter:
         self.calls += 1
         return self.inner.encode(texts, **kw)
 
+    def encode_chunks(self, chunks, **kw):  # chunk by chunk through encode: the interruption lands between chunks
+        for texts in chunks:
+            yield self.encode(texts, **kw)
+
 
 def test_embed_interrupted_then_resumed_is_byte_identical(tmp_path, tiny_model_dir, demo_csv, monkeypatch):
     src = tmp_path / "in.csv"

@@ -284,11 +284,17 @@ def _embed_chunks(
     rows_done = int(sum(rows_per_unique[ch.lo : ch.hi].sum() for ch in chunks if ch not in todo))
     if on_progress and rows_done:
         on_progress(rows_done)
-    for ch in todo:
-        write.save_chunk(partial / ch.file_name, encoder.encode(uniq[ch.lo : ch.hi], batch_size=settings.batch_size, normalize=True))
-        rows_done += int(rows_per_unique[ch.lo : ch.hi].sum())
-        if on_progress:
-            on_progress(rows_done)
+    # an encoder with encode_chunks prepares the next chunk while this one runs (fmal.encoders)
+    many = getattr(encoder, "encode_chunks", None)
+    texts = (uniq[ch.lo : ch.hi] for ch in todo)
+    embedded = (many(texts, batch_size=settings.batch_size, normalize=True) if many
+                else (encoder.encode(t, batch_size=settings.batch_size, normalize=True) for t in texts))
+    with contextlib.closing(embedded):
+        for ch, emb in zip(todo, embedded):
+            write.save_chunk(partial / ch.file_name, emb)
+            rows_done += int(rows_per_unique[ch.lo : ch.hi].sum())
+            if on_progress:
+                on_progress(rows_done)
     n_embedded = sum(ch.hi - ch.lo for ch in todo)
 
     def fill(X: np.ndarray) -> None:  # rows in order, duplicates expanded from their unique text's chunk
