@@ -27,7 +27,7 @@ where the label is not the embedding's main axis (built from the cached embeddin
   direction (seed 0) orthogonal to the top 10 principal components: a linear label that the probe
   can learn but that the clusters do not follow.
 
-    python benchmarks/query_quality.py --jobs 2 --seeds 10      # the README's table
+    python benchmarks/query_quality.py --jobs 2 --seeds 20      # the README's table
     python benchmarks/query_quality.py --strategies random margin badge auto --seeds 5 --name query_quality_all
     python benchmarks/query_quality.py --tune                    # pick constants on train rows only
     python benchmarks/query_quality.py --tune --reuse-cache --first-seed 100 --seeds 20 --datasets trec6 \
