@@ -578,6 +578,7 @@ def build(
         want = {"n": source.n, "dim": source.dim, "dtype": precision}
         resumed = _embeddings_done(path, partial, want)
         written = 0
+        known: dict[str, Any] = {}
 
         def blocks() -> Iterator[np.ndarray]:
             nonlocal written
@@ -588,7 +589,7 @@ def build(
                     on_progress(written)
 
         if not resumed:
-            pool_write.write_embeddings_stream(path, source.n, source.dim, precision, blocks())
+            known[EMBEDDINGS] = pool_write.write_embeddings_stream(path, source.n, source.dim, precision, blocks())
             from fmal._atomic import write_json
 
             write_json(partial / _DONE, {**want, "size": (path / EMBEDDINGS).stat().st_size})
@@ -598,7 +599,7 @@ def build(
         pool_write.write_pool(
             path, ids=source.ids, texts=source.texts, n_unique=len(set(source.texts)), dim=source.dim,
             model=model_info(source, model), input=input_info(source), settings=settings, normalized=normalize,
-            read_in_blocks=True,
+            read_in_blocks=True, known=known,
         )
         return ExternalBuild(path, source.n, written, skipped=False, resumed=resumed, repaired=repaired, backup=start.backup)
 
