@@ -9,18 +9,20 @@ sized to the budget. HNSW is available on request.
 
 Building an IVF index is two big products: training (k-means of 64 x nlist sampled rows into
 nlist lists, IVF_TRAIN_NITER iterations) and assigning every row to its nearest list (N x nlist x
-d). Both run with one BLAS/OpenMP thread per worker (fmal._parallel: FAISS's OpenMP threads and
-OpenBLAS's fought over the cores); the assignment is fmal's own blocked product spread over the
-cores, and FAISS only appends each block's codes to the lists it was assigned (``add_core``).
-``build(..., timings={})`` fills in the seconds and GFLOP of each step (benchmarks/interactive.py
-prints the share of the fp32 bound they reached); they stay out of the manifest, which must be the
-same for the same input.
+d). The training runs on FAISS's threads when it is large, one thread when small (fmal._parallel:
+FAISS's OpenMP threads and OpenBLAS's fought over the cores on small products); the assignment is
+fmal's own blocked product spread over the cores (one BLAS thread each), and FAISS only appends
+each block's codes to the lists it was assigned (``add_core``). The same product scores the
+recall queries (:mod:`fmal.recall`) against every row, so their exact neighbours cost no second
+pass over the pool, and recall per nprobe is read off the lists. ``build(..., timings={})``
+fills in the seconds and GFLOP of each step (benchmarks/interactive.py and ingest.py print the
+share of the fp32 bound they reached); they stay out of the manifest, which must be the same for
+the same input.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -37,6 +39,8 @@ from fmal._atomic import atomic_path
 from fmal._lazy import lazy_module
 from fmal._parallel import n_workers, parallel_map, single_blas
 from fmal.exceptions import CorruptPoolError, InvalidInputError
+from fmal.recall import RECALL_TARGET, _NPROBES, exact_knn, probed_recall, recall_at_k, recall_truth, tune  # noqa: F401 (fmal.index's API)
+from fmal.recall import merge_top, recall_queries, without_self
 
 faiss = lazy_module("faiss")  # imported on first use: fmal --help must not pay for it
 log = logging.getLogger(__name__)
@@ -45,10 +49,8 @@ INDEX_KINDS = ("auto", "flat", "hnsw", "ivfflat", "ivfsq", "ivfpq")
 #: exact search up to this many vectors when it fits the budget (a flat scan of 200k x 384 is ~10 ms a query)
 FLAT_MAX_ROWS = 200_000
 DEFAULT_MAX_MEMORY = 4 * 2**30
-RECALL_TARGET = 0.95
 #: PQ codes are 8-bit: each sub-quantizer trains 2**8 centroids, so IVF-PQ needs this many vectors
 PQ_MIN_ROWS = 256
-_NPROBES = (8, 16, 32, 64, 128, 256)
 #: the search parameters a manifest may record (IVF: nprobe, HNSW: efSearch)
 SEARCH_PARAMS = ("nprobe", "efSearch")
 
@@ -165,72 +167,6 @@ def _sample(X: np.ndarray, size: int, random_state: int) -> np.ndarray:
     return np.ascontiguousarray(X[rows], dtype=np.float32)
 
 
-def exact_knn(X: np.ndarray, queries: np.ndarray, k: int, *, block: int = 65536) -> np.ndarray:
-    """Exact top-``k`` inner-product neighbours of ``queries`` in ``X``, streaming ``X`` in blocks
-    (over the cores, one BLAS thread each; 65,536 rows a block: ~100 MB at 384 dims), best first.
-
-    Why not ``faiss.contrib.exhaustive_search.knn_ground_truth`` (the same job over an iterator of
-    blocks): tried in its place (2026-12, 100,000 x 384 rows, 200 queries, k=11, the busy 2-core
-    machine), it returned the same ids but took 5.3-6.5 s against 0.75-3.5 s here, with FAISS's
-    OpenMP threads at 1 or at their default (likely: it pushes every row of a block through a
-    heap per query where this takes one argpartition per block, and it reads one block at a time
-    where this spreads blocks over the cores)."""
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-
-    def one(s: int) -> tuple[np.ndarray, np.ndarray]:
-        sims = q @ np.ascontiguousarray(X[s : s + block], dtype=np.float32).T
-        kk = min(k, sims.shape[1])
-        top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        return np.take_along_axis(sims, top, 1), top + s
-
-    with single_blas():
-        parts = parallel_map(one, range(0, X.shape[0], block))
-    best_s = np.concatenate([p[0] for p in parts], axis=1)
-    best_i = np.concatenate([p[1] for p in parts], axis=1)
-    keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(best_i, keep, 1)
-
-
-def recall_at_k(
-    index: faiss.Index,
-    X: np.ndarray,
-    *,
-    k: int = 10,
-    n_queries: int = 200,
-    random_state: int = 0,
-    truth: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-) -> float:
-    """Share of the exact top-``k`` neighbours that ``index`` returns for held-out queries.
-
-    The queries are pool rows, but each is held out of its own answer: its neighbours are the
-    ``k`` nearest *other* rows, exactly and from the index alike (the index is asked for ``k + 1``
-    and the query's own row is dropped). A row finding itself is free for any index and would
-    inflate recall by up to 1/k. ``truth``: (queries, exact neighbours, query rows) from
-    :func:`recall_truth`, to measure several settings with one exact pass over the pool."""
-    q, exact, rows = truth if truth is not None else recall_truth(X, k=k, n_queries=n_queries, random_state=random_state)
-    kk = exact.shape[1]
-    _, got = index.search(q, min(kk + 1, index.ntotal))
-    hits = 0
-    for row, want, found in zip(rows.tolist(), exact, got):
-        others = [i for i in found.tolist() if i != row and i >= 0][:kk]
-        hits += len(set(want.tolist()) & set(others))
-    return hits / float(exact.size)
-
-
-def recall_truth(X: np.ndarray, *, k: int = 10, n_queries: int = 200,
-                 random_state: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A seeded sample of pool rows as queries, their exact top-``k`` neighbours among the *other*
-    rows (one streamed pass), and the query rows themselves: (queries, neighbours, rows)."""
-    n = X.shape[0]
-    rows = np.arange(n) if n <= n_queries else np.sort(
-        np.random.default_rng(random_state + 1).choice(n, size=n_queries, replace=False))
-    q = np.ascontiguousarray(X[rows], dtype=np.float32)
-    near = exact_knn(X, q, min(k + 1, n))
-    # drop the query's own row (normally its first neighbour; with duplicates, wherever it is)
-    keep = [[i for i in r if i != row][: min(k, n - 1)] for r, row in zip(near.tolist(), rows.tolist())]
-    return q, np.asarray(keep, dtype=np.int64).reshape(len(rows), -1), rows
-
-
 def build_index(X: np.ndarray, kind: str = "flat", **kwargs: Any) -> faiss.Index:
     """Just the index of :func:`build` (for callers that do not record the choice)."""
     return build(X, kind, **kwargs)[0]
@@ -268,9 +204,11 @@ def build(
         with contextlib.nullcontext() if big else single_blas():
             index.train(train)
     t1 = time.perf_counter()
-    if choice.nlist:
-        _add_ivf(index, X, min(batch, ADD_BLOCK))
-        flops["add"] = 2.0 * n * choice.nlist * d
+    truth = None
+    if choice.nlist:  # the recall queries' exact neighbours come out of the same products as the assignment
+        rows, q = recall_queries(X, random_state=random_state)
+        truth = without_self(q, _add_ivf(index, X, min(batch, ADD_BLOCK), q, min(11, n)), rows, 10, n)
+        flops["add"], flops["truth"] = 2.0 * n * choice.nlist * d, 2.0 * len(rows) * n * d
     else:
         for s in range(0, n, batch):
             index.add(np.ascontiguousarray(X[s : s + batch], dtype=np.float32))
@@ -281,9 +219,9 @@ def build(
     if choice.warning:
         log.warning(choice.warning)
         info["warnings"].append(choice.warning)
-    if choice.kind != "flat":
+    if choice.kind == "hnsw":
         flops["recall"] = 2.0 * 200 * n * d  # the exact pass of recall_truth
-    tuned = tune(index, X, choice.kind, choice.nlist, random_state=random_state, factory=choice.factory)
+    tuned = tune(index, X, choice.kind, choice.nlist, random_state=random_state, factory=choice.factory, truth=truth)
     if warning := tuned.pop("recall_warning"):
         info["warnings"].append(warning)
     info.update(tuned)
@@ -293,103 +231,50 @@ def build(
     return index, info
 
 
-def _add_ivf(index: Any, X: np.ndarray, block: int) -> None:
+def _add_ivf(index: Any, X: np.ndarray, block: int, queries: np.ndarray, k: int) -> np.ndarray:
     """Add every row of ``X`` to an IVF ``index``: fmal assigns each block of rows to its nearest
     list (one product with the list centroids, blocks over the cores), FAISS encodes and appends
-    them in row order (``add_core`` with the assignment, ids = row numbers)."""
+    them in row order (``add_core`` with the assignment, ids = row numbers). The same product has
+    a column per row of ``queries``: returns their exact top-``k`` rows of ``X`` (inner product,
+    best first), with no second pass over ``X``."""
     ivf = faiss.extract_index_ivf(index)
     C = ivf.quantizer.reconstruct_n(0, ivf.nlist)
-    CT = np.ascontiguousarray(C.T)
+    CQ = np.ascontiguousarray(np.concatenate([C, queries]).T)
     ip = ivf.quantizer.metric_type == faiss.METRIC_INNER_PRODUCT
     bias = None if ip else -0.5 * np.einsum("ij,ij->i", C, C)
 
-    def assign(s: int) -> tuple[np.ndarray, np.ndarray]:
+    def assign(s: int) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
         xb = np.ascontiguousarray(X[s : s + block], dtype=np.float32)
-        P = xb @ CT
+        P = xb @ CQ
+        A = P[:, : ivf.nlist]
         if bias is not None:
-            P += bias
-        return xb, np.argmax(P, axis=1).astype(np.int64)
+            A += bias
+        S = P[:, ivf.nlist :].T  # queries x rows
+        kk = min(k, S.shape[1])
+        top = np.argpartition(-S, kk - 1, axis=1)[:, :kk]
+        return xb, np.argmax(A, axis=1).astype(np.int64), (np.take_along_axis(S, top, 1), top + s)
 
     starts = list(range(0, X.shape[0], block))
     step = 2 * n_workers()
+    near: list[tuple[np.ndarray, np.ndarray]] = []
     with single_blas():
         for g in range(0, len(starts), step):
-            for xb, a in parallel_map(assign, starts[g : g + step]):
+            for xb, a, cand in parallel_map(assign, starts[g : g + step]):
                 index.add_core(xb.shape[0], faiss.swig_ptr(xb), None, faiss.swig_ptr(a))
-
-
-def tune(index: faiss.Index, X: np.ndarray, kind: str, nlist: int = 0, *, random_state: int = 0,
-         factory: str = "") -> dict[str, Any]:
-    """Measure recall@10 on held-out pool rows and raise the search parameter (nprobe, efSearch)
-    until it reaches RECALL_TARGET: the manifest's ``search_params``, ``recall_at_10``,
-    ``recall_target`` and ``recall_queries``; ``recall_warning`` (logged too) when the target is
-    never reached. Run after a build, and after rows are appended to an index (its lists grew)."""
-    if kind == "flat":
-        return {"search_params": {}, "recall_at_10": 1.0, "recall_target": RECALL_TARGET, "recall_queries": "exact",
-                "recall_warning": None}
-    recall, params = 0.0, {}
-    truth = recall_truth(X, random_state=random_state)
-    name, values = ("efSearch", (32, 64, 128, 256)) if kind == "hnsw" else ("nprobe", [p for p in _NPROBES if p <= nlist] or [nlist])
-    bound = probed_recall(index, truth, values) if name == "nprobe" else {}
-    if bound:  # settings whose probed lists cannot hold the target share of the neighbours are not searched
-        values = values[next((i for i, v in enumerate(values) if bound[v] >= RECALL_TARGET), len(values) - 1):]
-    for v in values:
-        faiss.ParameterSpace().set_index_parameter(index, name, v)
-        params = {name: v}
-        # flat codes score exactly: the neighbours found are those in the probed lists (no search needed)
-        recall = bound[v] if kind == "ivfflat" and bound else recall_at_k(index, X, truth=truth)
-        if recall >= RECALL_TARGET:
-            break
-    warning = None
-    if recall < RECALL_TARGET:
-        knob = ", ".join(f"{k}={v}" for k, v in params.items())
-        warning = (f"index {factory or kind}: recall@10 {recall:.3f} at the largest setting tried ({knob}) is under "
-                   f"the {RECALL_TARGET} target; neighbour searches (--candidates knn:K, seeding) may miss rows. "
-                   "Use --index flat (exact) or a larger --max-index-memory")
-        log.warning(warning)
-    return {"search_params": params, "recall_at_10": round(float(recall), 4), "recall_target": RECALL_TARGET,
-            "recall_queries": "held-out pool rows (each query's own row excluded)", "recall_warning": warning}
-
-
-def probed_recall(index: Any, truth: tuple[np.ndarray, np.ndarray, np.ndarray], nprobes: list[int]) -> dict[int, float]:
-    """For each nprobe, the share of the exact neighbours in ``truth`` (:func:`recall_truth`) that
-    lie in the lists an IVF search probes: no search finds more, and one with flat codes (exact
-    scores) finds exactly these (its top-k of the probed rows holds every true neighbour among
-    them). Two small products instead of a search a setting: {} when ``index`` is not an IVF."""
-    try:
-        ivf = faiss.extract_index_ivf(index)
-    except RuntimeError:
-        return {}
-    q, exact, _ = truth
-    want = np.unique(exact)
-    where = np.full(want.shape[0], -1, dtype=np.int64)
-    inv = ivf.invlists
-    for lst in range(ivf.nlist):  # the list each neighbour was stored in
-        size = inv.list_size(lst)
-        if size:
-            ptr = inv.get_ids(lst)
-            ids = faiss.rev_swig_ptr(ptr, size).copy()
-            inv.release_ids(lst, ptr)
-            pos = np.searchsorted(want, ids).clip(0, want.shape[0] - 1)
-            where[pos[want[pos] == ids]] = lst
-    _, order = ivf.quantizer.search(q, ivf.nlist)  # each query's lists, nearest first (as a search probes them)
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(ivf.nlist)[None, :].repeat(len(q), 0), 1)
-    lists = where[np.searchsorted(want, exact)]
-    r = np.where(lists >= 0, np.take_along_axis(rank, lists.clip(0), 1), ivf.nlist)
-    return {p: float((r < p).mean()) if r.size else 1.0 for p in nprobes}
+                near.append(cand)
+    return merge_top(near, k)
 
 
 def save_index(index: faiss.Index, path: str | os.PathLike[str]) -> str:
     """Write ``index`` atomically; return its sha256 (hashed as it is written: no second read)."""
-    h = hashlib.sha256()
+    h = pool_check.StreamSha256()
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         def put(b: bytes) -> None:
             h.update(b)
             fh.write(b)
 
         faiss.write_index(index, faiss.PyCallbackIOWriter(put))
-    return "sha256:" + h.hexdigest()
+    return h.hexdigest()
 
 
 def load_index(

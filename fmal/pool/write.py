@@ -8,7 +8,6 @@ so every pool has the same format.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -87,7 +86,7 @@ def write_embeddings_stream(path: Path, n: int, dim: int, precision: str, blocks
     head = io.BytesIO()
     np.lib.format.write_array_header_1_0(head, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
                                                 "shape": (n, dim)})
-    h = hashlib.sha256(head.getvalue())
+    h = pool_check.StreamSha256(head.getvalue())
     with atomic_path(path / EMBEDDINGS) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(head.getvalue())
@@ -102,7 +101,7 @@ def write_embeddings_stream(path: Path, n: int, dim: int, precision: str, blocks
             fh.flush()
             os.fsync(fh.fileno())
             size = fh.tell()
-    return {"size": size, "sha256": "sha256:" + h.hexdigest()}
+    return {"size": size, "sha256": h.hexdigest()}
 
 
 def write_rows(path: Path, ids: list[str], texts: list[str]) -> None:
