@@ -14,7 +14,9 @@ Cases, each in its own child process (so its peak memory is its own):
   of each step. Its ``bound_share`` is the FLOPs of training and assignment (k-means iterations on
   the training sample, then N x nlist x d) over its seconds times the fp32 matmul peak measured in
   the same run (``_results.fp32_peak_gflops``, best of before and after the cases): 100% would be
-  pure arithmetic at peak; ``bound_share_train_add`` counts only the train and add seconds.
+  pure arithmetic at peak; ``bound_share_train_add`` counts only the train and add seconds. The
+  recall queries' exact scores, computed in the add step's products (200 more columns beside the
+  nlist centroids), are not counted: the share is a lower bound.
 * ``fmal_ingest_ivfsq``: the same with ``--index ivfsq`` (8-bit codes, a quarter of the vectors): memory no longer
   holds the float32 vectors anywhere, which shows what the ingestion itself keeps (blocks).
 * ``baseline_append``: ``np.load`` the pool's and the new vectors, concatenate and save them,

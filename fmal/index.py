@@ -9,9 +9,9 @@ sized to the budget. HNSW is available on request.
 
 Building an IVF index is two big products: training (k-means of 64 x nlist sampled rows into
 nlist lists, IVF_TRAIN_NITER iterations) and assigning every row to its nearest list (N x nlist x
-d). The training runs on FAISS's threads when it is large, one thread when small (fmal._parallel:
-FAISS's OpenMP threads and OpenBLAS's fought over the cores on small products); the assignment is
-fmal's own blocked product spread over the cores (one BLAS thread each), and FAISS only appends
+d). Both run with one BLAS/OpenMP thread per worker (fmal._parallel: FAISS's OpenMP threads and
+OpenBLAS's fought over the cores); the assignment is fmal's own blocked product spread over the
+cores (one BLAS thread each), and FAISS only appends
 each block's codes to the lists it was assigned (``add_core``). The same product scores the
 recall queries (:mod:`fmal.recall`) against every row, so their exact neighbours cost no second
 pass over the pool, and recall per nprobe is read off the lists. ``build(..., timings={})``
@@ -22,7 +22,6 @@ the same input.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -64,8 +63,6 @@ def format_memory(n_bytes: float) -> str:
 #: k-means iterations of the IVF lists' training (FAISS's IVF default, pinned here because the
 #: FLOP count reported in ``timings`` depends on it)
 IVF_TRAIN_NITER = 10
-#: FLOPs of one k-means iteration above which the training runs on FAISS's threads, all cores
-TRAIN_THREADS_FLOP = 1e9
 #: rows assigned per block (its product with 1,024 lists, 16 MiB, stays in cache better than larger ones)
 ADD_BLOCK = 4096
 
@@ -198,10 +195,10 @@ def build(
         if ivf is not None:
             ivf.cp.niter = IVF_TRAIN_NITER
             flops["train"] = 2.0 * train.shape[0] * choice.nlist * d * IVF_TRAIN_NITER
-        # FAISS's own threads when the k-means is large (a 1M build's 65,536 x 1,024 lists: 2x faster on
-        # 2 cores, 2026-12); one thread when it is small, where they cost more than they give (fmal._parallel)
-        big = 2.0 * train.shape[0] * max(choice.nlist, 1) * d >= TRAIN_THREADS_FLOP
-        with contextlib.nullcontext() if big else single_blas():
+        # one thread: FAISS's OpenMP threads (tried 2026-12 for the 1M build's 65,536 rows x 1,024 lists) were
+        # 2x faster on the 2 cores when idle, slower when busy (11.5 s against 14-16 s), and the blocked
+        # assignment after them ran slower too (5.3 -> 7.1 s at 200k rows)
+        with single_blas():
             index.train(train)
     t1 = time.perf_counter()
     truth = None
