@@ -141,14 +141,25 @@ def check_block(b: np.ndarray, start: int, where: Callable[[int], str], *, norma
         r = int(np.argmin(finite))
         raise InvalidInputError(f"{where(start + r)}: NaN or infinite value in the embedding; fix or drop that row")
     if normalize:
-        norms = np.linalg.norm(X, axis=1)
+        norms = row_norms(X)
         if (norms == 0).any():
             r = int(np.argmax(norms == 0))
             raise InvalidInputError(f"{where(start + r)}: all-zero embedding cannot be normalised; drop that row or pass --no-normalize")
         off = np.abs(norms - 1.0) > UNIT_TOL
         if off.any():
-            X[off] /= norms[off, None]
+            X /= np.where(off, norms, 1)[:, None]  # x / 1 is x, bit for bit: rows of unit length stay as stored
     return X
+
+
+def row_norms(X: np.ndarray, rows: int = 4096) -> np.ndarray:
+    """``np.linalg.norm(X, axis=1)``, bit for bit (the same products and per-row sums), a few
+    thousand rows at a time: its block-sized temporaries (two of 64 MiB a block) were fresh memory
+    maps to fault in, 7 of 43 s of a 1M ingestion (2026-12)."""
+    out = np.empty(X.shape[0], dtype=X.dtype)
+    for s in range(0, X.shape[0], rows):
+        part = X[s : s + rows]
+        np.sqrt(np.add.reduce(part * part, axis=1), out=out[s : s + rows])
+    return out
 
 
 # ----------------------------------------------------------------------------- readers

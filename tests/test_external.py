@@ -193,3 +193,18 @@ def test_checksums_hashed_while_writing_match_the_files_after_ingest_and_append(
     assert m.n_rows == 3000 and check_pool(path, m, checksums=True) == []
     for name, rec in m.file_records.items():
         assert rec["sha256"] == sha256_file(path / name) and rec["size"] == (path / name).stat().st_size, name
+
+
+def test_blocks_are_normalised_bit_for_bit_as_numpy_would():
+    # check_block computes the norms a few thousand rows at a time (no block-sized temporaries):
+    # the stored vectors must stay those of X / np.linalg.norm(X, axis=1) for off-unit rows
+    from fmal.external import check_block, row_norms
+
+    X = (np.random.default_rng(3).normal(size=(9000, 24)) * 7).astype(np.float32)
+    X[4] /= np.linalg.norm(X[4])  # already unit: stored as given
+    assert (row_norms(X, rows=1000) == np.linalg.norm(X, axis=1)).all()
+    want = X.copy()
+    norms = np.linalg.norm(want, axis=1)
+    off = np.abs(norms - 1.0) > 1e-6
+    want[off] /= norms[off, None]
+    assert check_block(X, 0, str, normalize=True).tobytes() == want.tobytes()
