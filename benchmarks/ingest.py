@@ -9,6 +9,14 @@ Cases, each in its own child process (so its peak memory is its own):
   fmal's ``--index auto`` picks for this size (written to disk): what a script would do.
 * ``fmal_ingest``: ``fmal embed --embeddings vectors.npy --ids ids.parquet`` (auto index), the
   whole pool written: embeddings, rows, index, manifest with sha256 of every file.
+* ``fmal_index``: the index step alone (``fmal.index.build`` on the written pool's embeddings, auto
+  kind, then saved): train, add, recall measurement and nprobe tuning, with the seconds and GFLOP
+  of each step. Its ``bound_share`` is the FLOPs of training and assignment (k-means iterations on
+  the training sample, then N x nlist x d) over its seconds times the fp32 matmul peak measured in
+  the same run (``_results.fp32_peak_gflops``, best of before and after the cases): 100% would be
+  pure arithmetic at peak; ``bound_share_train_add`` counts only the train and add seconds. The
+  recall queries' exact scores, computed in the add step's products (200 more columns beside the
+  nlist centroids), are not counted: the share is a lower bound.
 * ``fmal_ingest_ivfsq``: the same with ``--index ivfsq`` (8-bit codes, a quarter of the vectors): memory no longer
   holds the float32 vectors anywhere, which shows what the ingestion itself keeps (blocks).
 * ``baseline_append``: ``np.load`` the pool's and the new vectors, concatenate and save them,
@@ -38,6 +46,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "ingest.json"
+CASES = ("baseline_ingest", "fmal_ingest", "fmal_index", "fmal_ingest_ivfsq", "baseline_append", "fmal_append")
 
 _SAMPLER = r"""
 import json, os, resource, sys, threading, time
@@ -83,6 +92,16 @@ np.save(sys.argv[4], np.concatenate([old, new]))
 idx = faiss.read_index(sys.argv[3]); idx.add(new); faiss.write_index(idx, sys.argv[5])
 """
 
+FMAL_INDEX = r"""
+from fmal import index as fi
+from fmal._matrix import BlockMatrix
+tm = {}
+index, info = fi.build(BlockMatrix(sys.argv[1]), "auto", timings=tm)
+fi.save_index(index, sys.argv[2])
+print("__INDEX__" + json.dumps({"timings": tm, "factory": info.get("factory"), "recall_at_10": info.get("recall_at_10"),
+      "search_params": info.get("search_params")}))
+"""
+
 FMAL_CLI = r"""
 from fmal.cli import main
 sys.argv = ["fmal", *sys.argv[1:]]
@@ -99,8 +118,12 @@ def run(code: str, *args: str) -> dict:
     p = subprocess.run([sys.executable, "-c", _SAMPLER + code + _REPORT, *args], env=env, capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"child failed ({p.returncode}): {p.stderr[-2000:]}")
-    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("__RESULT__"))
-    return json.loads(line[len("__RESULT__"):])
+    out = {}
+    for tag in ("__INDEX__", "__RESULT__"):
+        line = next((ln for ln in p.stdout.splitlines() if ln.startswith(tag)), None)
+        if line is not None:
+            out.update(json.loads(line[len(tag):]))
+    return out
 
 
 def gib(n: float) -> str:
@@ -114,7 +137,13 @@ def main() -> None:
     ap.add_argument("--append-share", type=float, default=0.1)
     ap.add_argument("--workdir", type=Path, default=None, help="where the test files go (default: a temp folder, removed)")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES),
+                    help="run only these (fmal_index and the appends need fmal_ingest's pool)")
     args = ap.parse_args()
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from _results import fp32_peak_gflops
+
+    peak = fp32_peak_gflops(reps=30)  # best of many: on a busy machine a few reps find no quiet moment
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -134,28 +163,39 @@ def main() -> None:
     print(f"{n:,} x {dim} float32 = {gib(file_bytes)}; append {n_new:,} rows", flush=True)
 
     res: dict[str, dict] = {}
-    res["baseline_ingest"] = run(BASELINE_INGEST, str(d / "vectors.npy"), str(d / "baseline.faiss"))
-    print("baseline_ingest", res["baseline_ingest"], flush=True)
     ix = d / "ix"
     common = ["--ids", str(d / "ids.parquet"), "--index-dir", str(ix)]
-    res["fmal_ingest"] = run(FMAL_CLI, "embed", "--embeddings", str(d / "vectors.npy"), "--pool", "p", *common)
-    print("fmal_ingest", res["fmal_ingest"], flush=True)
-    res["fmal_ingest_ivfsq"] = run(FMAL_CLI, "embed", "--embeddings", str(d / "vectors.npy"), "--pool", "sq", "--index", "ivfsq", *common)
-    print("fmal_ingest_ivfsq", res["fmal_ingest_ivfsq"], flush=True)
+    cases = {
+        "baseline_ingest": lambda: run(BASELINE_INGEST, str(d / "vectors.npy"), str(d / "baseline.faiss")),
+        "fmal_ingest": lambda: run(FMAL_CLI, "embed", "--embeddings", str(d / "vectors.npy"), "--pool", "p", *common),
+        "fmal_index": lambda: run(FMAL_INDEX, str(ix / "p" / "embeddings.npy"), str(d / "alone.faiss")),
+        "fmal_ingest_ivfsq": lambda: run(FMAL_CLI, "embed", "--embeddings", str(d / "vectors.npy"), "--pool", "sq", "--index", "ivfsq",
+                                         *common),
+        "baseline_append": lambda: run(BASELINE_APPEND, str(ix / "p" / "embeddings.npy"), str(d / "new.npy"),
+                                       str(ix / "p" / "index.faiss"), str(d / "grown.npy"), str(d / "grown.faiss")),
+        "fmal_append": lambda: run(FMAL_CLI, "embed", "--embeddings", str(d / "new.npy"), "--ids", str(d / "new_ids.parquet"),
+                                   "--pool", "p", "--index-dir", str(ix), "--append"),
+    }
     import shutil
 
-    shutil.rmtree(ix / "sq")
-    res["baseline_append"] = run(BASELINE_APPEND, str(ix / "p" / "embeddings.npy"), str(d / "new.npy"), str(ix / "p" / "index.faiss"),
-                                 str(d / "grown.npy"), str(d / "grown.faiss"))
-    print("baseline_append", res["baseline_append"], flush=True)
-    (d / "grown.npy").unlink()
-    res["fmal_append"] = run(FMAL_CLI, "embed", "--embeddings", str(d / "new.npy"), "--ids", str(d / "new_ids.parquet"),
-                             "--pool", "p", "--index-dir", str(ix), "--append")
-    print("fmal_append", res["fmal_append"], flush=True)
-    manifest = json.loads((ix / "p" / "manifest.json").read_text())
+    for case in CASES:
+        if case not in args.cases:
+            continue
+        res[case] = cases[case]()
+        print(case, res[case], flush=True)
+        for leftover in (ix / "sq", d / "grown.npy", d / "alone.faiss", d / "baseline.faiss", d / "grown.faiss"):
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+    peak = max(peak, fp32_peak_gflops(reps=30))
+    manifest = json.loads((ix / "p" / "manifest.json").read_text()) if (ix / "p" / "manifest.json").exists() else {"index": {}}
+    if "fmal_index" in res:
+        r = res["fmal_index"]
+        sec, gflop = r["timings"]["seconds"], r["timings"]["gflop"]
+        flop = gflop.get("train", 0) + gflop.get("add", 0)
+        r["bound_share"] = round(flop / peak / r["seconds"], 3)
+        r["bound_share_train_add"] = round(flop / peak / (sec["train"] + sec["add"]), 3)
 
-    def ratio(a: str, b: str, key: str) -> float:
-        return round(res[a][key] / res[b][key], 3)
+    def ratio(a: str, b: str, key: str) -> float | None:
+        return round(res[a][key] / res[b][key], 3) if a in res and b in res else None
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
@@ -167,7 +207,7 @@ def main() -> None:
         "benchmark": "ingest", "fmal_version": __version__, "git_commit": commit, "cores": os.cpu_count(),
         "machine": platform.platform(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "rows": n, "dim": dim, "file_bytes": file_bytes, "append_rows": n_new,
+        "rows": n, "dim": dim, "file_bytes": file_bytes, "append_rows": n_new, "fp32_peak_gflops": peak,
         "index": {k: manifest["index"].get(k) for k in ("type", "factory", "recall_at_10", "search_params")},
         "results": res,
         "ratios_fmal_over_baseline": {
@@ -185,6 +225,13 @@ def main() -> None:
     for k, v in res.items():
         print(f"{k:<20} {v['seconds']:>9.1f} {gib(v['peak_anon']):>11} {gib(v['peak_rss']):>11}")
     print(json.dumps(out["ratios_fmal_over_baseline"]))
+    if "fmal_index" in res:
+        r = res["fmal_index"]
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in r["timings"]["seconds"].items())
+        print(f"index alone ({r['factory']}, recall@10 {r['recall_at_10']} at {r['search_params']}): {r['seconds']:.1f} s ({steps}); "
+              f"train + assignment {sum(r['timings']['gflop'].get(k, 0) for k in ('train', 'add')):.0f} GFLOP at a "
+              f"{peak:.0f} GFLOP/s fp32 peak: {100 * r['bound_share']:.0f}% of the FLOP bound "
+              f"({100 * r['bound_share_train_add']:.0f}% over the train and add seconds)")
     print(f"wrote {args.out}")
     tmp.cleanup()
 

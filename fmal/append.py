@@ -63,7 +63,8 @@ def _finish_commit(path: Path) -> bool:
         if staged.exists():
             os.replace(staged, path / name)
             crash_point("append.renamed")
-    pool_write.write_manifest(path, manifest)  # file checks of the new files; drops .partial
+    # file checks of the new files (the staged embeddings and index were hashed as they were written); drops .partial
+    pool_write.write_manifest(path, manifest, manifest.file_records)
     log.info("%s: finished an interrupted append", path)
     return True
 
@@ -157,13 +158,13 @@ def append(
                     on_progress(done)
                 yield b
 
-        pool_write.write_embeddings_stream(stage, n_all, dim, dtype, all_blocks())
+        known = {EMBEDDINGS: pool_write.write_embeddings_stream(stage, n_all, dim, dtype, all_blocks())}
         crash_point("append.embeddings-staged")
         pool_write.write_rows(stage, old_ids + new_ids, old_texts + new_texts)
-        index = _extend_index(path, stage, m, len(old_ids), n_all)
+        index, known[INDEX] = _extend_index(path, stage, m, len(old_ids), n_all)
         additions = [*(m.additions or []), {**record, "n_rows_before": len(old_ids), "n_rows_added": len(new_ids),
                                              "n_skipped": n_skipped, "n_embedded": n_embedded, "recall_at_10": index.recall_at_10}]
-        manifest = dataclasses.replace(m, file_checks=None, present=m.present - {"file_checks"}, n_rows=n_all, n_unique_texts=len(set(old_texts) | set(new_texts)),
+        manifest = dataclasses.replace(m, file_checks=known, n_rows=n_all, n_unique_texts=len(set(old_texts) | set(new_texts)),
                                        index=index, additions=additions)
         write_json(partial / COMMIT, manifest.to_json())
         crash_point("append.committed")
@@ -272,9 +273,9 @@ def _embed_new(plan: dict[str, Any], m: Manifest, path: Path, old_texts: list[st
     return out, n_embedded, reused
 
 
-def _extend_index(path: Path, stage: Path, m: Manifest, n_old: int, n_all: int) -> IndexRecord:
+def _extend_index(path: Path, stage: Path, m: Manifest, n_old: int, n_all: int) -> tuple[IndexRecord, dict[str, Any]]:
     """Read the pool's index, add the new rows (IVF: into the trained lists), re-measure recall,
-    save it in ``stage``; return the manifest's new index record."""
+    save it in ``stage``; return the manifest's new index record and the file's (size, sha256)."""
     import faiss
 
     from fmal import index as fmal_index
@@ -295,5 +296,5 @@ def _extend_index(path: Path, stage: Path, m: Manifest, n_old: int, n_all: int) 
     info.update(tuned)
     info["ntotal"] = int(idx.ntotal)
     del X
-    fmal_index.save_index(idx, stage / INDEX)
-    return IndexRecord.from_json(info)
+    sha = fmal_index.save_index(idx, stage / INDEX)
+    return IndexRecord.from_json(info), {"size": (stage / INDEX).stat().st_size, "sha256": sha}

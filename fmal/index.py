@@ -11,10 +11,13 @@ Building an IVF index is two big products: training (k-means of 64 x nlist sampl
 nlist lists, IVF_TRAIN_NITER iterations) and assigning every row to its nearest list (N x nlist x
 d). Both run with one BLAS/OpenMP thread per worker (fmal._parallel: FAISS's OpenMP threads and
 OpenBLAS's fought over the cores); the assignment is fmal's own blocked product spread over the
-cores, and FAISS only appends each block's codes to the lists it was assigned (``add_core``).
-``build(..., timings={})`` fills in the seconds and GFLOP of each step (benchmarks/interactive.py
-prints the share of the fp32 bound they reached); they stay out of the manifest, which must be the
-same for the same input.
+cores (one BLAS thread each), and FAISS only appends
+each block's codes to the lists it was assigned (``add_core``). The same product scores the
+recall queries (:mod:`fmal.recall`) against every row, so their exact neighbours cost no second
+pass over the pool, and recall per nprobe is read off the lists. ``build(..., timings={})``
+fills in the seconds and GFLOP of each step (benchmarks/interactive.py and ingest.py print the
+share of the fp32 bound they reached); they stay out of the manifest, which must be the same for
+the same input.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from fmal._atomic import atomic_path
 from fmal._lazy import lazy_module
 from fmal._parallel import n_workers, parallel_map, single_blas
 from fmal.exceptions import CorruptPoolError, InvalidInputError
+from fmal.recall import RECALL_TARGET, _NPROBES, exact_knn, probed_recall, recall_at_k, recall_truth, tune  # noqa: F401 (fmal.index's API)
+from fmal.recall import merge_top, recall_queries, without_self
 
 faiss = lazy_module("faiss")  # imported on first use: fmal --help must not pay for it
 log = logging.getLogger(__name__)
@@ -43,10 +48,8 @@ INDEX_KINDS = ("auto", "flat", "hnsw", "ivfflat", "ivfsq", "ivfpq")
 #: exact search up to this many vectors when it fits the budget (a flat scan of 200k x 384 is ~10 ms a query)
 FLAT_MAX_ROWS = 200_000
 DEFAULT_MAX_MEMORY = 4 * 2**30
-RECALL_TARGET = 0.95
 #: PQ codes are 8-bit: each sub-quantizer trains 2**8 centroids, so IVF-PQ needs this many vectors
 PQ_MIN_ROWS = 256
-_NPROBES = (8, 16, 32, 64, 128, 256)
 #: the search parameters a manifest may record (IVF: nprobe, HNSW: efSearch)
 SEARCH_PARAMS = ("nprobe", "efSearch")
 
@@ -161,72 +164,6 @@ def _sample(X: np.ndarray, size: int, random_state: int) -> np.ndarray:
     return np.ascontiguousarray(X[rows], dtype=np.float32)
 
 
-def exact_knn(X: np.ndarray, queries: np.ndarray, k: int, *, block: int = 65536) -> np.ndarray:
-    """Exact top-``k`` inner-product neighbours of ``queries`` in ``X``, streaming ``X`` in blocks
-    (over the cores, one BLAS thread each; 65,536 rows a block: ~100 MB at 384 dims), best first.
-
-    Why not ``faiss.contrib.exhaustive_search.knn_ground_truth`` (the same job over an iterator of
-    blocks): tried in its place (2026-12, 100,000 x 384 rows, 200 queries, k=11, the busy 2-core
-    machine), it returned the same ids but took 5.3-6.5 s against 0.75-3.5 s here, with FAISS's
-    OpenMP threads at 1 or at their default (likely: it pushes every row of a block through a
-    heap per query where this takes one argpartition per block, and it reads one block at a time
-    where this spreads blocks over the cores)."""
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-
-    def one(s: int) -> tuple[np.ndarray, np.ndarray]:
-        sims = q @ np.ascontiguousarray(X[s : s + block], dtype=np.float32).T
-        kk = min(k, sims.shape[1])
-        top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        return np.take_along_axis(sims, top, 1), top + s
-
-    with single_blas():
-        parts = parallel_map(one, range(0, X.shape[0], block))
-    best_s = np.concatenate([p[0] for p in parts], axis=1)
-    best_i = np.concatenate([p[1] for p in parts], axis=1)
-    keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(best_i, keep, 1)
-
-
-def recall_at_k(
-    index: faiss.Index,
-    X: np.ndarray,
-    *,
-    k: int = 10,
-    n_queries: int = 200,
-    random_state: int = 0,
-    truth: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-) -> float:
-    """Share of the exact top-``k`` neighbours that ``index`` returns for held-out queries.
-
-    The queries are pool rows, but each is held out of its own answer: its neighbours are the
-    ``k`` nearest *other* rows, exactly and from the index alike (the index is asked for ``k + 1``
-    and the query's own row is dropped). A row finding itself is free for any index and would
-    inflate recall by up to 1/k. ``truth``: (queries, exact neighbours, query rows) from
-    :func:`recall_truth`, to measure several settings with one exact pass over the pool."""
-    q, exact, rows = truth if truth is not None else recall_truth(X, k=k, n_queries=n_queries, random_state=random_state)
-    kk = exact.shape[1]
-    _, got = index.search(q, min(kk + 1, index.ntotal))
-    hits = 0
-    for row, want, found in zip(rows.tolist(), exact, got):
-        others = [i for i in found.tolist() if i != row and i >= 0][:kk]
-        hits += len(set(want.tolist()) & set(others))
-    return hits / float(exact.size)
-
-
-def recall_truth(X: np.ndarray, *, k: int = 10, n_queries: int = 200,
-                 random_state: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A seeded sample of pool rows as queries, their exact top-``k`` neighbours among the *other*
-    rows (one streamed pass), and the query rows themselves: (queries, neighbours, rows)."""
-    n = X.shape[0]
-    rows = np.arange(n) if n <= n_queries else np.sort(
-        np.random.default_rng(random_state + 1).choice(n, size=n_queries, replace=False))
-    q = np.ascontiguousarray(X[rows], dtype=np.float32)
-    near = exact_knn(X, q, min(k + 1, n))
-    # drop the query's own row (normally its first neighbour; with duplicates, wherever it is)
-    keep = [[i for i in r if i != row][: min(k, n - 1)] for r, row in zip(near.tolist(), rows.tolist())]
-    return q, np.asarray(keep, dtype=np.int64).reshape(len(rows), -1), rows
-
-
 def build_index(X: np.ndarray, kind: str = "flat", **kwargs: Any) -> faiss.Index:
     """Just the index of :func:`build` (for callers that do not record the choice)."""
     return build(X, kind, **kwargs)[0]
@@ -258,12 +195,17 @@ def build(
         if ivf is not None:
             ivf.cp.niter = IVF_TRAIN_NITER
             flops["train"] = 2.0 * train.shape[0] * choice.nlist * d * IVF_TRAIN_NITER
+        # one thread: FAISS's OpenMP threads (tried 2026-12 for the 1M build's 65,536 rows x 1,024 lists) were
+        # 2x faster on the 2 cores when idle, slower when busy (11.5 s against 14-16 s), and the blocked
+        # assignment after them ran slower too (5.3 -> 7.1 s at 200k rows)
         with single_blas():
             index.train(train)
     t1 = time.perf_counter()
-    if choice.nlist:
-        _add_ivf(index, X, min(batch, ADD_BLOCK))
-        flops["add"] = 2.0 * n * choice.nlist * d
+    truth = None
+    if choice.nlist:  # the recall queries' exact neighbours come out of the same products as the assignment
+        rows, q = recall_queries(X, random_state=random_state)
+        truth = without_self(q, _add_ivf(index, X, min(batch, ADD_BLOCK), q, min(11, n)), rows, 10, n)
+        flops["add"], flops["truth"] = 2.0 * n * choice.nlist * d, 2.0 * len(rows) * n * d
     else:
         for s in range(0, n, batch):
             index.add(np.ascontiguousarray(X[s : s + batch], dtype=np.float32))
@@ -274,9 +216,9 @@ def build(
     if choice.warning:
         log.warning(choice.warning)
         info["warnings"].append(choice.warning)
-    if choice.kind != "flat":
+    if choice.kind == "hnsw":
         flops["recall"] = 2.0 * 200 * n * d  # the exact pass of recall_truth
-    tuned = tune(index, X, choice.kind, choice.nlist, random_state=random_state, factory=choice.factory)
+    tuned = tune(index, X, choice.kind, choice.nlist, random_state=random_state, factory=choice.factory, truth=truth)
     if warning := tuned.pop("recall_warning"):
         info["warnings"].append(warning)
     info.update(tuned)
@@ -286,63 +228,50 @@ def build(
     return index, info
 
 
-def _add_ivf(index: Any, X: np.ndarray, block: int) -> None:
+def _add_ivf(index: Any, X: np.ndarray, block: int, queries: np.ndarray, k: int) -> np.ndarray:
     """Add every row of ``X`` to an IVF ``index``: fmal assigns each block of rows to its nearest
     list (one product with the list centroids, blocks over the cores), FAISS encodes and appends
-    them in row order (``add_core`` with the assignment, ids = row numbers)."""
+    them in row order (``add_core`` with the assignment, ids = row numbers). The same product has
+    a column per row of ``queries``: returns their exact top-``k`` rows of ``X`` (inner product,
+    best first), with no second pass over ``X``."""
     ivf = faiss.extract_index_ivf(index)
     C = ivf.quantizer.reconstruct_n(0, ivf.nlist)
-    CT = np.ascontiguousarray(C.T)
+    CQ = np.ascontiguousarray(np.concatenate([C, queries]).T)
     ip = ivf.quantizer.metric_type == faiss.METRIC_INNER_PRODUCT
     bias = None if ip else -0.5 * np.einsum("ij,ij->i", C, C)
 
-    def assign(s: int) -> tuple[np.ndarray, np.ndarray]:
+    def assign(s: int) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
         xb = np.ascontiguousarray(X[s : s + block], dtype=np.float32)
-        P = xb @ CT
+        P = xb @ CQ
+        A = P[:, : ivf.nlist]
         if bias is not None:
-            P += bias
-        return xb, np.argmax(P, axis=1).astype(np.int64)
+            A += bias
+        S = P[:, ivf.nlist :].T  # queries x rows
+        kk = min(k, S.shape[1])
+        top = np.argpartition(-S, kk - 1, axis=1)[:, :kk]
+        return xb, np.argmax(A, axis=1).astype(np.int64), (np.take_along_axis(S, top, 1), top + s)
 
     starts = list(range(0, X.shape[0], block))
     step = 2 * n_workers()
+    near: list[tuple[np.ndarray, np.ndarray]] = []
     with single_blas():
         for g in range(0, len(starts), step):
-            for xb, a in parallel_map(assign, starts[g : g + step]):
+            for xb, a, cand in parallel_map(assign, starts[g : g + step]):
                 index.add_core(xb.shape[0], faiss.swig_ptr(xb), None, faiss.swig_ptr(a))
+                near.append(cand)
+    return merge_top(near, k)
 
 
-def tune(index: faiss.Index, X: np.ndarray, kind: str, nlist: int = 0, *, random_state: int = 0,
-         factory: str = "") -> dict[str, Any]:
-    """Measure recall@10 on held-out pool rows and raise the search parameter (nprobe, efSearch)
-    until it reaches RECALL_TARGET: the manifest's ``search_params``, ``recall_at_10``,
-    ``recall_target`` and ``recall_queries``; ``recall_warning`` (logged too) when the target is
-    never reached. Run after a build, and after rows are appended to an index (its lists grew)."""
-    if kind == "flat":
-        return {"search_params": {}, "recall_at_10": 1.0, "recall_target": RECALL_TARGET, "recall_queries": "exact",
-                "recall_warning": None}
-    recall, params = 0.0, {}
-    truth = recall_truth(X, random_state=random_state)
-    name, values = ("efSearch", (32, 64, 128, 256)) if kind == "hnsw" else ("nprobe", [p for p in _NPROBES if p <= nlist] or [nlist])
-    for v in values:
-        faiss.ParameterSpace().set_index_parameter(index, name, v)
-        params = {name: v}
-        recall = recall_at_k(index, X, truth=truth)
-        if recall >= RECALL_TARGET:
-            break
-    warning = None
-    if recall < RECALL_TARGET:
-        knob = ", ".join(f"{k}={v}" for k, v in params.items())
-        warning = (f"index {factory or kind}: recall@10 {recall:.3f} at the largest setting tried ({knob}) is under "
-                   f"the {RECALL_TARGET} target; neighbour searches (--candidates knn:K, seeding) may miss rows. "
-                   "Use --index flat (exact) or a larger --max-index-memory")
-        log.warning(warning)
-    return {"search_params": params, "recall_at_10": round(float(recall), 4), "recall_target": RECALL_TARGET,
-            "recall_queries": "held-out pool rows (each query's own row excluded)", "recall_warning": warning}
+def save_index(index: faiss.Index, path: str | os.PathLike[str]) -> str:
+    """Write ``index`` atomically; return its sha256 (hashed as it is written: no second read)."""
+    h = pool_check.StreamSha256()
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        def put(b: bytes) -> None:
+            h.update(b)
+            fh.write(b)
 
-
-def save_index(index: faiss.Index, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path) as tmp:
-        faiss.write_index(index, str(tmp))
+        faiss.write_index(index, faiss.PyCallbackIOWriter(put))
+    return h.hexdigest()
 
 
 def load_index(

@@ -176,3 +176,35 @@ def test_interrupted_ingestion_resumes(tmp_path):
     fmal.embed(None, "fresh", index_dir=tmp_path / "ix", embeddings=tmp_path / "v.npy")
     for f in ("embeddings.npy", "rows.parquet", "index.faiss"):
         assert (tmp_path / "ix" / "p" / f).read_bytes() == (tmp_path / "ix" / "fresh" / f).read_bytes()
+
+
+def test_checksums_hashed_while_writing_match_the_files_after_ingest_and_append(tmp_path):
+    # the embeddings and index of an ingestion or an append are hashed as they are written (no re-read):
+    # the manifest's records must be those of the files on disk
+    from fmal.pool.check import check_pool, sha256_file
+    from fmal.pool.manifest import read_manifest
+
+    X = _unit(3000, 16)
+    ix = tmp_path / "ix"
+    fmal.embed(None, embeddings=X[:2500], ids=[f"r{i}" for i in range(2500)], pool="p", index_dir=ix, index="ivfflat")
+    fmal.embed(None, embeddings=X[2500:], ids=[f"r{i}" for i in range(2500, 3000)], pool="p", index_dir=ix, append=True)
+    path = ix / "p"
+    m = read_manifest(path)
+    assert m.n_rows == 3000 and check_pool(path, m, checksums=True) == []
+    for name, rec in m.file_records.items():
+        assert rec["sha256"] == sha256_file(path / name) and rec["size"] == (path / name).stat().st_size, name
+
+
+def test_blocks_are_normalised_bit_for_bit_as_numpy_would():
+    # check_block computes the norms a few thousand rows at a time (no block-sized temporaries):
+    # the stored vectors must stay those of X / np.linalg.norm(X, axis=1) for off-unit rows
+    from fmal.external import check_block, row_norms
+
+    X = (np.random.default_rng(3).normal(size=(9000, 24)) * 7).astype(np.float32)
+    X[4] /= np.linalg.norm(X[4])  # already unit: stored as given
+    assert (row_norms(X, rows=1000) == np.linalg.norm(X, axis=1)).all()
+    want = X.copy()
+    norms = np.linalg.norm(want, axis=1)
+    off = np.abs(norms - 1.0) > 1e-6
+    want[off] /= norms[off, None]
+    assert check_block(X, 0, str, normalize=True).tobytes() == want.tobytes()

@@ -70,8 +70,10 @@ def test_recall_is_measured_on_queries_held_out_of_their_own_answer():
 
 def test_recall_below_target_warns_and_is_recorded(monkeypatch, caplog):
     X, _ = clustered(n=3000, d=16, k=10, spread=0.3)
-    monkeypatch.setattr(fi, "RECALL_TARGET", 1.01)  # unreachable: every nprobe is tried
-    with caplog.at_level("WARNING", logger="fmal.index"):
+    import fmal.recall
+
+    monkeypatch.setattr(fmal.recall, "RECALL_TARGET", 1.01)  # unreachable: every nprobe is tried
+    with caplog.at_level("WARNING", logger="fmal.recall"):
         _, info = fi.build(X, "ivfflat")
     assert info["search_params"] == {"nprobe": min(max(fi._NPROBES), info["nlist"])}  # the last one tried
     assert len(info["warnings"]) == 1 and "under the 1.01 target" in info["warnings"][0]
@@ -148,3 +150,41 @@ def test_a_second_concurrent_build_of_a_pool_fails_at_once(tmp_path):
     finally:
         holder.communicate("")
     assert [f.name for f in path.iterdir() if f.name != ".lock"] == []
+
+
+@pytest.mark.parametrize("kind", ["ivfflat", "ivfsq"])
+def test_probed_lists_bound_the_recall_and_equal_it_with_flat_codes(kind):
+    # tune() reads recall off the probed lists instead of searching (ivfflat) or to skip hopeless
+    # nprobes (ivfsq): it must agree with a real search at every setting
+    import faiss
+
+    X, _ = clustered(n=6000, d=24, k=30, spread=0.3)
+    index, info = fi.build(X, kind)
+    truth = fi.recall_truth(X, random_state=1)
+    bound = fi.probed_recall(index, truth, [1, 2, 4, 8, 16, 32, 64])
+    for p, b in bound.items():
+        faiss.ParameterSpace().set_index_parameter(index, "nprobe", p)
+        got = fi.recall_at_k(index, X, truth=truth)
+        assert got == pytest.approx(b, abs=1e-9) if kind == "ivfflat" else got <= b + 1e-9
+    assert fi.probed_recall(fi.build_index(X[:500], "flat"), truth, [1]) == {}
+
+
+def test_saved_index_reports_the_sha256_of_its_file(tmp_path):
+    from fmal.pool.check import sha256_file
+
+    X, _ = clustered(n=3000, d=16, k=10)
+    index = fi.build_index(X, "ivfflat")
+    assert fi.save_index(index, tmp_path / "i.faiss") == sha256_file(tmp_path / "i.faiss")
+
+
+def test_neighbours_scored_in_the_assignment_product_are_the_exact_ones():
+    # build() takes the recall queries' exact neighbours from the add pass (no second pass over X)
+    import faiss
+
+    X, _ = clustered(n=5000, d=24, k=30, spread=0.3)
+    index = faiss.index_factory(24, "IVF64,Flat", faiss.METRIC_INNER_PRODUCT)
+    index.train(X[:3000])
+    q = X[[3, 999, 4321]]
+    got = fi._add_ivf(index, X, 512, q, 11)
+    assert index.ntotal == 5000
+    assert (got == fi.exact_knn(X, q, 11)).all()

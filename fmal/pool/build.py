@@ -242,17 +242,20 @@ def _repair(m: Manifest, table: TextTable, encoder: Encoder, path: Path, setting
     if ROWS in bad:
         write.write_rows(path, table.ids, table.texts)
     n_embedded = reused = 0
+    fresh: dict[str, dict] = {}  # records of the files rewritten here, hashed once
     if EMBEDDINGS in bad:
         fill, _, n_embedded, reused = _embed_chunks(table, encoder, path, settings, on_progress)
         write.write_embeddings(path, n, encoder.dim, settings.precision, fill)
-        if pool_check.sha256_file(path / EMBEDDINGS) != (old.get(EMBEDDINGS) or {}).get("sha256"):
+        fresh[EMBEDDINGS] = {"size": (path / EMBEDDINGS).stat().st_size, "sha256": pool_check.sha256_file(path / EMBEDDINGS)}
+        if fresh[EMBEDDINGS]["sha256"] != (old.get(EMBEDDINGS) or {}).get("sha256"):
             bad.add(INDEX)  # new vectors (or none recorded to compare): the index is rebuilt from them
     index = m.index
     if INDEX in bad:
         kind = index.type or settings.index_kind  # the pool's own choice, not a new one
-        index = write.write_index(path, n, encoder.dim, settings.precision, kind, int(index.max_memory or settings.max_index_memory))
+        index = write.write_index(path, n, encoder.dim, settings.precision, kind, int(index.max_memory or settings.max_index_memory),
+                                  checks=fresh)
     manifest = dataclasses.replace(m, n_rows=n, n_unique_texts=n_unique, dim=encoder.dim, index=index)
-    write.write_manifest(path, manifest, known={k: v for k, v in old.items() if k not in bad})
+    write.write_manifest(path, manifest, known={**{k: v for k, v in old.items() if k not in bad}, **fresh})
     return BuildResult(path, n, n_unique, n_embedded, reused, skipped=False, repaired=tuple(sorted(bad)) or (MANIFEST,))
 
 

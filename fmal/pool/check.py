@@ -48,6 +48,34 @@ def sha256_file(f: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+class StreamSha256:
+    """sha256 of the chunks a writer writes, hashed on a worker thread while the writer goes on to
+    its next chunk (hashlib releases the GIL): a file is hashed as it is written, in about the time
+    of whichever is slower, never by reading it back. One chunk in flight at a time (the writer
+    waits for it before handing over the next), so memory stays one chunk."""
+
+    def __init__(self, first: bytes = b"") -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._h = hashlib.sha256(first)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fmal-sha256")
+        self._pending: Any = None
+
+    def update(self, chunk: Any) -> None:
+        """Hash ``chunk`` (bytes or a contiguous buffer the caller no longer changes) next."""
+        if self._pending is not None:
+            self._pending.result()
+        self._pending = self._pool.submit(self._h.update, chunk)
+
+    def hexdigest(self) -> str:
+        """'sha256:<hex>' of everything passed to :meth:`update` (waits for the last chunk)."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+        self._pool.shutdown()
+        return "sha256:" + self._h.hexdigest()
+
+
 def file_record(f: Path, shape: tuple[int, ...]) -> dict[str, Any]:
     """What the manifest records of a derived file it was just written."""
     return {"size": f.stat().st_size, "sha256": sha256_file(f), "shape": list(shape)}

@@ -8,6 +8,7 @@ so every pool has the same format.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -49,20 +50,24 @@ def write_pool(
     fill: Callable[[np.ndarray], None] | None = None,
     normalized: bool = True,
     read_in_blocks: bool = False,
+    known: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Write a finished pool: embeddings (``fill`` writes them, in row order, into the [n_rows,
     dim] array it is given; None: the embeddings file is already written), rows, index, then the
-    manifest; drop ``.partial``. ``read_in_blocks``: see :func:`write_index`."""
+    manifest; drop ``.partial``. ``read_in_blocks``: see :func:`write_index`. ``known``: file
+    records (size, sha256) of files this run wrote and hashed as it wrote them."""
     if fill is not None:
         write_embeddings(path, len(ids), dim, settings.precision, fill)
     write_rows(path, ids, texts)
-    index = write_index(path, len(ids), dim, settings.precision, settings.index_kind, settings.max_index_memory, read_in_blocks)
+    known = dict(known or {})
+    index = write_index(path, len(ids), dim, settings.precision, settings.index_kind, settings.max_index_memory, read_in_blocks,
+                        checks=known)
     manifest = Manifest(
         format=FORMAT, format_version=FORMAT_VERSION, fmal_version=__version__, n_rows=len(ids), n_unique_texts=n_unique,
         dim=dim, dtype=settings.precision, normalized=normalized, model=model, input=input, embedding=settings.embedding,
         index=index, files={"rows": ROWS, "embeddings": EMBEDDINGS, "index": INDEX},
     )
-    write_manifest(path, manifest)
+    write_manifest(path, manifest, known)
 
 
 def write_embeddings(path: Path, n: int, dim: int, precision: str, fill: Callable[[np.ndarray], None]) -> None:
@@ -73,22 +78,30 @@ def write_embeddings(path: Path, n: int, dim: int, precision: str, fill: Callabl
         del X
 
 
-def write_embeddings_stream(path: Path, n: int, dim: int, precision: str, blocks: Iterable[np.ndarray]) -> None:
+def write_embeddings_stream(path: Path, n: int, dim: int, precision: str, blocks: Iterable[np.ndarray]) -> dict[str, Any]:
     """Write the embeddings file from ``blocks`` of rows in order, with plain writes: only one
-    block is ever in memory (a memory map would keep every page written resident)."""
+    block is ever in memory (a memory map would keep every page written resident). Returns the
+    file's record for the manifest (size, sha256), hashed as it is written: no second read."""
     dtype = np.dtype(precision)
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                                                "shape": (n, dim)})
+    h = pool_check.StreamSha256(head.getvalue())
     with atomic_path(path / EMBEDDINGS) as tmp:
         with open(tmp, "wb") as fh:
-            np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
-                                                      "shape": (n, dim)})
+            fh.write(head.getvalue())
             done = 0
             for b in blocks:
-                fh.write(np.ascontiguousarray(b, dtype=dtype).tobytes())
+                buf = memoryview(np.ascontiguousarray(b, dtype=dtype)).cast("B")
+                h.update(buf)
+                fh.write(buf)
                 done += len(b)
             if done != n:
                 raise CorruptPoolError(f"{path / EMBEDDINGS}: {done} rows written, {n} expected")
             fh.flush()
             os.fsync(fh.fileno())
+            size = fh.tell()
+    return {"size": size, "sha256": h.hexdigest()}
 
 
 def write_rows(path: Path, ids: list[str], texts: list[str]) -> None:
@@ -97,14 +110,17 @@ def write_rows(path: Path, ids: list[str], texts: list[str]) -> None:
 
 
 def write_index(path: Path, n: int, dim: int, precision: str, index_kind: str, max_index_memory: int,
-                read_in_blocks: bool = False) -> IndexRecord:
+                read_in_blocks: bool = False, checks: dict[str, dict[str, Any]] | None = None) -> IndexRecord:
     """Build the index over the pool's embeddings file and save it; return its manifest record.
     ``read_in_blocks``: read the file with ``pread`` (:class:`BlockMatrix`) even when it would fit
-    the RAM cap, so the pages read do not stay resident (ingesting a file made elsewhere)."""
+    the RAM cap, so the pages read do not stay resident (ingesting a file made elsewhere).
+    ``checks``: gets the index file's record (size, sha256, hashed as it is written)."""
     X = BlockMatrix(path / EMBEDDINGS) if read_in_blocks else open_embeddings(path / EMBEDDINGS, n, dim, precision)
     idx, index_info = fmal_index.build(X, index_kind, max_memory=max_index_memory)
     del X
-    fmal_index.save_index(idx, path / INDEX)
+    sha = fmal_index.save_index(idx, path / INDEX)
+    if checks is not None:
+        checks[INDEX] = {"size": (path / INDEX).stat().st_size, "sha256": sha}
     return IndexRecord.from_json(index_info)
 
 
