@@ -381,7 +381,38 @@ def render_query_quality(name: str) -> str:
     return "\n".join(out)
 
 
+def render_ingest(name: str) -> str:
+    """benchmarks/ingest.py: seconds and peak memory per case, the index step alone with its share
+    of the FLOP bound."""
+    d = load(name)
+    what = {"baseline_ingest": "baseline: `np.load` + normalise + the same index, written",
+            "fmal_ingest": "`fmal embed --embeddings` (auto index; embeddings, rows, index, checksums)",
+            "fmal_index": "the index step alone (`fmal.index.build`, auto kind, saved)",
+            "fmal_ingest_ivfsq": "`fmal embed --embeddings --index ivfsq`",
+            "baseline_append": f"baseline append of {d['append_rows']:,}: `np.load` + concatenate + save, index read + add + write",
+            "fmal_append": f"`fmal embed --embeddings new.npy --append` ({d['append_rows']:,} rows)"}
+    out = ["| case | seconds | peak RSS | peak anonymous |", "|---|---:|---:|---:|"]
+    for k, r in d["results"].items():
+        out.append(f"| {what.get(k, k)} | {r['seconds']:.1f} | {r['peak_rss'] / 2**30:.2f} GiB | {r['peak_anon'] / 2**30:.2f} GiB |")
+    rt = d["ratios_fmal_over_baseline"]
+    notes = [f"{d['rows']:,} x {d['dim']} float32 ({d['file_bytes'] / 2**30:.2f} GiB), uniform random unit vectors"]
+    if rt.get("ingest_seconds"):
+        notes.append(f"fmal / baseline: ingest {rt['ingest_seconds']:.2f}x the seconds, append {rt['append_seconds']:.2f}x")
+    if "fmal_index" in d["results"]:
+        r = d["results"]["fmal_index"]
+        sec, gf = r["timings"]["seconds"], r["timings"]["gflop"]
+        steps = ", ".join(f"{k} {v:.1f} s" for k, v in sec.items())
+        notes.append(f"index alone: {r['factory']}, recall@10 {r['recall_at_10']} at {r['search_params']}, {steps}; train + "
+                     f"assignment {gf.get('train', 0) + gf.get('add', 0):.0f} GFLOP at the {d['fp32_peak_gflops']:.0f} GFLOP/s "
+                     f"fp32 peak measured in the run: {100 * r['bound_share']:.0f}% of the FLOP bound")
+    out += ["", "; ".join(notes) + ".", "",
+            f"<sub>`{d['command']}`: fmal {d['fmal_version']}, commit {(d.get('git_commit') or '?')[:10]}, "
+            f"{d['cores']} cores, {d['date'][:10]}</sub>"]
+    return "\n".join(out)
+
+
 RENDERERS: dict[str, Callable[[str], str]] = {
+    "ingest": render_ingest,
     "interactive": render_interactive,
     "run_all": render_run_all,
     "simulate_multilabel": render_simulate_multilabel,  # before "simulate_": the first matching prefix wins
