@@ -240,6 +240,12 @@ def render_seed_two_level(name: str) -> str:
 def render_embed_throughput(name: str) -> str:
     d = load(name)
     runs = d["numbers"]["runs"]
+    if "ratio" in d["numbers"]:  # --processes: each side a process of its own, seconds end to end
+        n = d["numbers"]
+        cells = [f"{k} {v['seconds']:.1f} s (runs: {', '.join(f'{x:.1f}' for x in v['all'])})" for k, v in runs.items()]
+        return "\n".join([f"{n['n_texts']:,} texts, end to end, best of {d['settings'].get('repeats', 1)} interleaved runs: "
+                          + "; ".join(cells) + f": **fmal embed / raw = {n['ratio']:.2f}x**, mean / min cosine to the raw "
+                          f"vectors {n['mean_cosine']:.4f} / {n['min_cosine']:.4f}.", "", provenance(d)])
     cells = [f"{k}: {v['texts_s']:.0f} texts/s ({v['ratio']:.2f}x)" for k, v in runs.items()]
     return "\n".join([f"{d['numbers']['n_texts']:,} texts, end to end, best of {d['settings']['repeats']} interleaved runs: "
                       + "; ".join(cells) + ".", "", provenance(d)])

@@ -38,6 +38,7 @@ FULL = [
     ["benchmarks/embed_backends.py", "--sizes", "2000", "20000"],
     ["benchmarks/seed_two_level.py"],
     ["benchmarks/scale.py", "--sizes", "100000", "--kinds", "auto"],
+    ["benchmarks/embed_throughput.py", "--processes", "--n", "6000", "--repeats", "2"],
     ["benchmarks/ingest.py"],  # 1M x 384: ~5 min, ~3.5 GiB
     ["benchmarks/query_quality.py", "--seeds", "20", "--jobs", "2"],  # ~6 min on 2 quiet cores: not in QUICK
 ]
