@@ -33,10 +33,8 @@ fmal / baseline, measured in the same run on the same files.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -45,7 +43,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results" / "ingest.json"
 CASES = ("baseline_ingest", "fmal_ingest", "fmal_index", "fmal_ingest_ivfsq", "baseline_append", "fmal_append")
 
 _SAMPLER = r"""
@@ -136,7 +133,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--append-share", type=float, default=0.1)
     ap.add_argument("--workdir", type=Path, default=None, help="where the test files go (default: a temp folder, removed)")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--name", default="ingest", help="results file: benchmarks/results/NAME.json")
     ap.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES),
                     help="run only these (fmal_index and the appends need fmal_ingest's pool)")
     args = ap.parse_args()
@@ -197,16 +194,11 @@ def main() -> None:
     def ratio(a: str, b: str, key: str) -> float | None:
         return round(res[a][key] / res[b][key], 3) if a in res and b in res else None
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = None
-    from fmal._version import __version__
+    import _results
 
+    prov = _results.provenance()
+    prov["machine"]["fp32_peak_gflops"] = round(peak, 1)  # this run's best, before and after the cases
     out = {
-        "benchmark": "ingest", "fmal_version": __version__, "git_commit": commit, "cores": os.cpu_count(),
-        "machine": platform.platform(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "rows": n, "dim": dim, "file_bytes": file_bytes, "append_rows": n_new, "fp32_peak_gflops": peak,
         "index": {k: manifest["index"].get(k) for k in ("type", "factory", "recall_at_10", "search_params")},
         "results": res,
@@ -219,8 +211,8 @@ def main() -> None:
         },
         "peak_anon_over_file": {k: round(v["peak_anon"] / file_bytes, 3) for k, v in res.items()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    _results.write(args.name, out, settings={"rows": n, "dim": dim, "append_share": args.append_share,
+                                             "cases": list(args.cases)}, provenance_=prov)
     print(f"\n{'case':<20} {'seconds':>9} {'peak anon':>11} {'peak rss':>11}")
     for k, v in res.items():
         print(f"{k:<20} {v['seconds']:>9.1f} {gib(v['peak_anon']):>11} {gib(v['peak_rss']):>11}")
@@ -232,7 +224,6 @@ def main() -> None:
               f"train + assignment {sum(r['timings']['gflop'].get(k, 0) for k in ('train', 'add')):.0f} GFLOP at a "
               f"{peak:.0f} GFLOP/s fp32 peak: {100 * r['bound_share']:.0f}% of the FLOP bound "
               f"({100 * r['bound_share_train_add']:.0f}% over the train and add seconds)")
-    print(f"wrote {args.out}")
     tmp.cleanup()
 
 

@@ -390,7 +390,8 @@ def render_query_quality(name: str) -> str:
 def render_ingest(name: str) -> str:
     """benchmarks/ingest.py: seconds and peak memory per case, the index step alone with its share
     of the FLOP bound."""
-    d = load(name)
+    doc = load(name)
+    d = doc["numbers"]
     what = {"baseline_ingest": "baseline: `np.load` + normalise + the same index, written",
             "fmal_ingest": "`fmal embed --embeddings` (auto index; embeddings, rows, index, checksums)",
             "fmal_index": "the index step alone (`fmal.index.build`, auto kind, saved)",
@@ -411,9 +412,7 @@ def render_ingest(name: str) -> str:
         notes.append(f"index alone: {r['factory']}, recall@10 {r['recall_at_10']} at {r['search_params']}, {steps}; train + "
                      f"assignment {gf.get('train', 0) + gf.get('add', 0):.0f} GFLOP at the {d['fp32_peak_gflops']:.0f} GFLOP/s "
                      f"fp32 peak measured in the run: {100 * r['bound_share']:.0f}% of the FLOP bound")
-    out += ["", "; ".join(notes) + ".", "",
-            f"<sub>`{d['command']}`: fmal {d['fmal_version']}, commit {(d.get('git_commit') or '?')[:10]}, "
-            f"{d['cores']} cores, {d['date'][:10]}</sub>"]
+    out += ["", "; ".join(notes) + ".", "", provenance(doc)]
     return "\n".join(out)
 
 
