@@ -90,8 +90,11 @@ def append(
     backend: str | None = None,
     max_seq_length: int | None = None,
     threads: int | None = None,
+    device: str | None = "auto",
 ) -> Any:
-    """Add to the finished pool at ``path`` the rows of ``input`` (texts) or ``embeddings`` it lacks."""
+    """Add to the finished pool at ``path`` the rows of ``input`` (texts) or ``embeddings`` it lacks
+    (``device``: where the encoder runs for new texts; the vectors do not depend on it beyond the
+    runtime's own rounding)."""
     from fmal.api.results import EmbedResult
 
     path.mkdir(parents=True, exist_ok=True)
@@ -143,7 +146,7 @@ def append(
         else:
             emb_new, n_embedded, reused = _embed_new(plan, m, path, old_texts, model=model, trust_remote_code=trust_remote_code,
                                                      backend=backend, max_seq_length=max_seq_length, threads=threads,
-                                                     on_progress=on_progress)
+                                                     on_progress=on_progress, device=device)
             new_vectors = iter([emb_new])
         n_all = len(old_ids) + len(new_ids)
         stage.mkdir(parents=True, exist_ok=True)
@@ -231,7 +234,7 @@ def _plan_vectors(embeddings: Any, ids: Any, texts: Any, id_col: str | None, tex
 
 def _embed_new(plan: dict[str, Any], m: Manifest, path: Path, old_texts: list[str], *, model: Any,
                trust_remote_code: bool, backend: str | None, max_seq_length: int | None, threads: int | None,
-               on_progress: Any) -> tuple[np.ndarray, int, int]:
+               on_progress: Any, device: str | None = "auto") -> tuple[np.ndarray, int, int]:
     """Vectors of the new rows: texts the pool holds reuse its vectors, the others are embedded
     with the pool's model in chunks saved to ``.partial`` (resumable)."""
     from fmal import encoders
@@ -242,7 +245,7 @@ def _embed_new(plan: dict[str, Any], m: Manifest, path: Path, old_texts: list[st
     if backend != m.backend:
         raise ModelMismatchError(f"{path}: pool was built with --backend {m.backend}, not {backend}; leave --backend out")
     encoder = encoders.load_encoder(model=None if model is None else str(model), trust_remote_code=trust_remote_code,
-                                    backend=backend, max_seq_length=max_seq_length, threads=threads)
+                                    backend=backend, max_seq_length=max_seq_length, threads=threads, device=device)
     if encoder.fingerprint != mm.fingerprint:
         raise ModelMismatchError(f"{path}: pool was built with model {mm.name!r}, not {encoder.name!r}; "
                                  f"append with --model {mm.name}")

@@ -99,6 +99,22 @@ def test_append_refuses_what_would_change_or_mix(tmp_path, tiny_model_dir):
         fmal.embed(tmp_path / "new.csv", "p", index_dir=ix, model=tiny_model_dir, append=True, overwrite=True)
 
 
+def test_append_honours_device(tmp_path, tiny_model_dir):
+    """--device reaches the encoder of an append (it was dropped: the new texts ran on auto)."""
+    _csvs(tmp_path)
+    ix = tmp_path / "ix"
+    fmal.embed(tmp_path / "old.csv", "p", index_dir=ix, model=tiny_model_dir)
+    with pytest.raises(InvalidInputError, match="--device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        fmal.embed(tmp_path / "new.csv", "p", index_dir=ix, model=tiny_model_dir, append=True, device="gpu")
+    import torch
+
+    if not torch.cuda.is_available():  # a CUDA request that cannot be met is refused, not run on the CPU
+        with pytest.raises(InvalidInputError, match="cuda"):
+            fmal.embed(tmp_path / "new.csv", "p", index_dir=ix, model=tiny_model_dir, append=True, device="cuda")
+    res = fmal.embed(tmp_path / "new.csv", "p", index_dir=ix, model=tiny_model_dir, append=True, device="cpu")
+    assert res.n_appended > 0
+
+
 def test_external_pool_grows_like_one_build(tmp_path):
     X = np.random.default_rng(3).normal(size=(900, 16)).astype(np.float32)
     ids = [f"v{i}" for i in range(900)]

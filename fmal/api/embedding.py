@@ -200,6 +200,7 @@ def embed(
         raise InvalidInputError("append adds texts; growing an image pool is not supported yet: rebuild it with overwrite and "
                                 "keep_labels", param=("append", "overwrite", "keep_labels"))
     # ---
+    fmal_encoders.check_device(device)  # a bad device fails before any reading, on every path
     if embeddings is not None or append:
         return _embed_more(input, pool, t0, index_dir=index_dir, text_col=text_col, id_col=id_col, model=model,
                            batch_size=batch_size, chunk_size=chunk_size, overwrite=overwrite, repair=repair,
@@ -207,7 +208,7 @@ def embed(
                            backend=backend, precision=precision, max_seq_length=max_seq_length, threads=threads,
                            index=index, max_index_memory=max_index_memory, on_start=on_start, on_progress=on_progress,
                            embeddings=embeddings, ids=ids, texts=texts, embedding_col=embedding_col, normalize=normalize,
-                           append=append)
+                           append=append, device=device)
     if input is None:
         raise InvalidInputError("input: give the texts to embed (a file, folder, DataFrame or list), or embeddings=")
     if repair and overwrite:
