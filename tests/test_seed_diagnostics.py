@@ -69,3 +69,18 @@ def test_the_report_basis_is_made_off_the_main_thread_and_not_again(strategy, mo
     select(strategy, X, 12, random_state=5)
     assert calls and all(name != threading.main_thread().name for name, _, _ in calls), calls
     assert sum(d for _, d, _ in calls) == 1 and sum(c for _, _, c in calls) == (strategy != "typiclust")
+
+
+def test_select_refuses_a_bad_budget_or_labeled_before_the_report_threads_start(monkeypatch):
+    """An error the caller can fix comes at once, not after the report's k-means (with k up to n)."""
+    from fmal.exceptions import InvalidInputError, PoolExhaustedError
+
+    started = []
+    monkeypatch.setattr(diagnostics, "report_basis", lambda *a, **k: started.append(1))
+    X = np.random.default_rng(0).normal(size=(500, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    with pytest.raises(PoolExhaustedError, match="budget must be no larger than the 495"):
+        select("kcenter", X, 496, labeled=np.arange(5))
+    with pytest.raises(InvalidInputError, match=r"labeled indices must lie in \[0, 500\)"):
+        select("kcenter", X, 10, labeled=np.array([-1, 3]))
+    assert not started, "the report's threads started before the arguments were checked"

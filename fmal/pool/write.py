@@ -92,6 +92,8 @@ def write_embeddings_stream(path: Path, n: int, dim: int, precision: str, blocks
             fh.write(head.getvalue())
             done = 0
             for b in blocks:
+                if not len(b):  # an empty block (an empty Arrow batch): nothing to write, and no view to cast
+                    continue
                 buf = memoryview(np.ascontiguousarray(b, dtype=dtype)).cast("B")
                 h.update(buf)
                 fh.write(buf)

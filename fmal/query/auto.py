@@ -101,6 +101,8 @@ def _reason(share: float, n_random: int, phase: str, then: str, ev: tuple[float,
     rest = "typical picks in uncovered clusters" if phase == "typical" else then
     head = f"{share:.0%} random ({n_random} picks), rest {rest}{skipped}"
     if ev is None:
+        if n_random_labeled >= min_random:  # enough random picks, but no active pick labeled yet
+            return f"{head}; active vs random: no active pick labeled yet ({n_random_labeled} random picks)"
         return f"{head}; active vs random: {n_random_labeled} random picks labeled (needs {min_random})"
     z = ev[0] / ev[1]
     verdict = (f"active picks lose by more than {evidence_z:g} SE: more random" if z <= -evidence_z

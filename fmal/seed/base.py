@@ -125,6 +125,7 @@ def select(
 
     from fmal._matrix import in_blocks
     from fmal._parallel import single_blas
+    from fmal._validation import check_budget, check_indices
     from fmal.seed.diagnostics import diagnose, report_basis  # diagnostics imports the strategies' modules
 
     takes_delta = "delta" in (SEED_STRATEGIES.keywords(strategy) or ())
@@ -134,6 +135,8 @@ def select(
         index = None
     if diagnostics:  # the report trains a k-means with FAISS: loaded before single_blas, which then limits its
         import faiss  # noqa: F401  OpenMP threads for the whole selection, not only inside each training
+    # budget and labeled checked before the report's threads start: an error must not wait for them
+    check_budget(budget, int(X.shape[0]) - check_indices(labeled, int(X.shape[0])).size)
     n_chosen = _n_chosen(budget, labeled)
     need_delta = diagnostics and delta is None and not takes_delta
     need_clusters = diagnostics and strategy not in HAND_OVER_CLUSTERS
