@@ -78,24 +78,20 @@ print("RESULT " + json.dumps({**info, "timings": timings}))
 """
 
 WARM = """
-import json, shutil, sys, time
+import json, sys, time
 from pathlib import Path
 pool, labels, budget, cand, out = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+sys.path.insert(0, sys.argv[6])
+from interactive import reset  # the benchmark's own: one list of what a cold start removes
 import fmal
-
-def reset():
-    for name in ("labels.db", "labels.db-wal", "labels.db-shm", "session.json", "labels.csv"):
-        (pool / name).unlink(missing_ok=True)
-    for name in ("rounds", "probes"):
-        shutil.rmtree(pool / name, ignore_errors=True)
 
 times = []
 for i in range(4):  # the first call pays the imports, like the sync loop's first round: not counted
-    reset()
+    reset(pool)
     t0 = time.perf_counter()
     fmal.query(str(pool), labels, budget, candidates=cand, output=out)
     times.append(time.perf_counter() - t0)
-reset()
+reset(pool)
 print("RESULT " + json.dumps({"first": round(times[0], 3), "rounds": [round(t, 3) for t in times[1:]]}))
 """
 
@@ -323,7 +319,8 @@ def main(argv: list[str] | None = None) -> None:
                 q[cand] = record(n, f"fmal query --candidates {cand}", best(cmd, a.reps, 900, lambda: reset(pool)), gflop)
                 vs_baseline(n, f"fmal query --candidates {cand}", q[cand], cmd, a.reps, 900, lambda: reset(pool), gflop)
             for cand in ("all", f"knn:{a.knn}"):
-                res = run_child([PY, "-c", WARM, str(pool), str(labels), str(a.budget), cand, str(a.workdir / "query.csv")], 900)
+                res = run_child([PY, "-c", WARM, str(pool), str(labels), str(a.budget), cand, str(a.workdir / "query.csv"), str(HERE)],
+                                900)
                 if "stdout" in res:
                     got = json.loads(res["stdout"].split("RESULT ", 1)[1])
                     res = {"seconds": min(got["rounds"]), "all_seconds": got["rounds"], "first_call_seconds": got["first"]}

@@ -53,17 +53,27 @@ MAX_AGREEMENT_ROWS = 2000
 ESTIMATE_SEED = 0
 
 
-def _evidence(ctx: QueryContext, min_random: int) -> tuple[float, float, int] | None:
-    """(active minus random, points; its standard error; random picks used) from ``ctx.labels`` and
-    ``ctx.origin``; None before ``min_random`` labeled random picks or without active ones."""
-    if ctx.labels is None or ctx.origin is None:
+def _record(ctx: QueryContext) -> np.ndarray | None:
+    """``ctx.origin`` as strings, checked once: one entry per labeled row, as are ``ctx.labels``;
+    None without a record."""
+    if ctx.origin is None:
         return None
     origin = np.asarray(ctx.origin).astype(str)
+    lab = np.asarray(ctx.labeled, dtype=np.int64)
+    y_shape = lab.shape if ctx.labels is None else np.asarray(ctx.labels).shape
+    if origin.shape != lab.shape or y_shape != lab.shape:
+        raise InvalidInputError(f"labels and origin must have one entry per labeled row ({lab.size}), "
+                                f"got {y_shape} and {origin.shape}")
+    return origin
+
+
+def _evidence(ctx: QueryContext, origin: np.ndarray | None, min_random: int) -> tuple[float, float, int] | None:
+    """(active minus random, points; its standard error; random picks used) from ``ctx.labels`` and
+    ``origin``; None before ``min_random`` labeled random picks or without active ones."""
+    if ctx.labels is None or origin is None:
+        return None
     y = np.asarray(ctx.labels).astype(str)
     lab = np.asarray(ctx.labeled, dtype=np.int64)
-    if origin.shape != lab.shape or y.shape != lab.shape:
-        raise InvalidInputError(f"labels and origin must have one entry per labeled row ({lab.size}), "
-                                f"got {y.shape} and {origin.shape}")
     rnd, rest = np.nonzero(origin == RANDOM)[0], np.nonzero(origin != RANDOM)[0]
     if rnd.size < min_random or not (origin == ACTIVE).any():
         return None
@@ -78,15 +88,13 @@ def _evidence(ctx: QueryContext, min_random: int) -> tuple[float, float, int] | 
     return None if est is None else (est[0], est[1], int(rnd.size))
 
 
-def _agreement(ctx: QueryContext) -> float | None:
+def _agreement(ctx: QueryContext, origin: np.ndarray | None) -> float | None:
     """Nearest-labeled-neighbour agreement kappa of the labels not chosen by uncertainty or
     typicality (seed, random, imported; all labels without a record); None without evidence."""
     lab = np.asarray(ctx.labeled, dtype=np.int64)
     if ctx.labels is None or lab.size < 4:
         return None
-    keep = np.ones(lab.size, dtype=bool) if ctx.origin is None else np.asarray(ctx.origin).astype(str) != ACTIVE
-    if keep.size != lab.size:
-        return None  # a bad record: _evidence refuses it with the reason
+    keep = np.ones(lab.size, dtype=bool) if origin is None else origin != ACTIVE
     rows = np.nonzero(keep)[0]
     if rows.size > MAX_AGREEMENT_ROWS:
         rows = np.sort(np.random.default_rng(ESTIMATE_SEED).choice(rows, MAX_AGREEMENT_ROWS, replace=False))
@@ -192,8 +200,9 @@ def auto(
     n_labels = int(ctx.labeled.size)
     n_classes = len(ctx.classes)
     phase = "typical" if n_labels < switch_per_class * n_classes else "uncertain"
-    ev = _evidence(ctx, int(min_random))
-    kappa = _agreement(ctx) if phase == "typical" and agreement_threshold > -1 else None
+    origin = _record(ctx)
+    ev = _evidence(ctx, origin, int(min_random))
+    kappa = _agreement(ctx, origin) if phase == "typical" and agreement_threshold > -1 else None
     skipped = ""
     if kappa is not None and kappa < agreement_threshold:
         phase = "uncertain"
@@ -216,7 +225,7 @@ def auto(
         rnd = np.random.default_rng(ctx.random_state + 1).choice(free, size=n_random, replace=False)
         idx = np.concatenate([idx, rnd])
         sc = np.concatenate([sc, np.full(n_random, np.nan)])
-    n_rnd_labeled = 0 if ctx.origin is None else int((np.asarray(ctx.origin).astype(str) == RANDOM).sum())
+    n_rnd_labeled = 0 if origin is None else int((origin == RANDOM).sum())
     numbers = {"random_share": round(share, 4), "n_random": n_random, "phase": phase,
                "p_active": 0.5 if z is None else round(0.5 * (1.0 + math.erf(z / math.sqrt(2.0))), 4),
                "delta": None if ev is None else round(ev[0], 4), "delta_se": None if ev is None else round(ev[1], 4),

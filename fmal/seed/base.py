@@ -136,8 +136,8 @@ def select(
     if diagnostics:  # the report trains a k-means with FAISS: loaded before single_blas, which then limits its
         import faiss  # noqa: F401  OpenMP threads for the whole selection, not only inside each training
     # budget and labeled checked before the report's threads start: an error must not wait for them
-    check_budget(budget, int(X.shape[0]) - check_indices(labeled, int(X.shape[0])).size)
-    n_chosen = _n_chosen(budget, labeled)
+    n_labeled = check_indices(labeled, int(X.shape[0])).size
+    n_chosen = check_budget(budget, int(X.shape[0]) - n_labeled) + n_labeled  # the picks and the labeled rows
     need_delta = diagnostics and delta is None and not takes_delta
     need_clusters = diagnostics and strategy not in HAND_OVER_CLUSTERS
     with single_blas(), ThreadPoolExecutor(2) as ex:  # one BLAS thread per worker thread: see fmal._parallel
@@ -145,7 +145,7 @@ def select(
         # strategy runs: its delta, and its own k-means (one serial FAISS call) with the judged rows.
         # Not over the RAM cap (read in blocks), where what the two hold at once would add up.
         prep = dict(random_state=random_state, index=index, sample=not exact)
-        parts = [] if n_chosen is None or not diagnostics or in_blocks(X) else [
+        parts = [] if not diagnostics or in_blocks(X) else [
             ex.submit(report_basis, X, n_chosen, delta=need_delta, clusters=False, gather=False, **prep) if need_delta else None,
             ex.submit(report_basis, X, n_chosen, delta=False, clusters=need_clusters, **prep)]
         res = SEED_STRATEGIES.call(strategy, X, budget, index=index, labeled=labeled, random_state=random_state,
@@ -156,18 +156,6 @@ def select(
                                      random_state=random_state, index=index, sample=not exact,
                                      basis=_joined([_result(f) for f in parts])))
     return res
-
-
-def _n_chosen(budget: Any, labeled: Any) -> int | None:
-    """Rows the report will count as chosen (the picks and the labeled rows), or None when
-    ``budget`` or ``labeled`` is not what a strategy accepts (it will say so)."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
-        return None
-    try:
-        n_labeled = 0 if labeled is None else int(np.unique(np.asarray(labeled, dtype=np.int64)).size)
-    except (TypeError, ValueError):
-        return None
-    return int(budget) + n_labeled
 
 
 def _result(future: Any) -> Any:
