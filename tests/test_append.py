@@ -104,6 +104,7 @@ def test_append_honours_device(tmp_path, tiny_model_dir):
     _csvs(tmp_path)
     ix = tmp_path / "ix"
     fmal.embed(tmp_path / "old.csv", "p", index_dir=ix, model=tiny_model_dir)
+    before = {f.name: f.read_bytes() for f in (ix / "p").iterdir() if f.is_file()}
     with pytest.raises(InvalidInputError, match="--device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
         fmal.embed(tmp_path / "new.csv", "p", index_dir=ix, model=tiny_model_dir, append=True, device="gpu")
     import torch
@@ -111,6 +112,8 @@ def test_append_honours_device(tmp_path, tiny_model_dir):
     if not torch.cuda.is_available():  # a CUDA request that cannot be met is refused, not run on the CPU
         with pytest.raises(InvalidInputError, match="cuda"):
             fmal.embed(tmp_path / "new.csv", "p", index_dir=ix, model=tiny_model_dir, append=True, device="cuda")
+    assert {f.name: f.read_bytes() for f in (ix / "p").iterdir() if f.is_file()} == before  # refused: nothing written
+    assert not (ix / "p" / ".partial").exists()
     res = fmal.embed(tmp_path / "new.csv", "p", index_dir=ix, model=tiny_model_dir, append=True, device="cpu")
     assert res.n_appended > 0
 
