@@ -69,6 +69,37 @@ def test_active_vs_random_sees_biased_active_picks():
     assert delta < -2 * se < 0
 
 
+def test_active_vs_random_compares_as_many_labels_on_each_side():
+    """Fewer active picks than random ones, all drawn the same way: a fair comparison finds no
+    difference (an unmatched one credited random with its extra labels)."""
+    X, k = clustered(n=3000, d=16, k=8, spread=0.6, seed=6)
+    y = np.asarray([f"c{v}" for v in k])
+    rows = np.random.default_rng(7).choice(len(X), size=220, replace=False)
+    origin = np.asarray([RANDOM] * 200 + [ACTIVE] * 20)
+    delta, se = active_vs_random(X[rows], y[rows], origin)
+    assert abs(delta) <= 2 * se
+
+
+def test_auto_evidence_keeps_the_active_picks_among_many_imported_labels(monkeypatch):
+    """Thousands of imported labels: the capped comparison still reads every active pick."""
+    from fmal.query import auto
+
+    X, k = clustered(n=3000, d=16, k=6, spread=0.3, seed=8)
+    y = np.asarray([f"c{v}" for v in k])
+    labeled = np.arange(2400)
+    origin = np.asarray([OTHER] * 2000 + [RANDOM] * 200 + [ACTIVE] * 200)
+    seen = {}
+    real = auto.active_vs_random
+
+    def spy(Xs, ys, o, *a, **kw):
+        seen.update(zip(*np.unique(o, return_counts=True)))
+        return real(Xs, ys, o, *a, **kw)
+
+    monkeypatch.setattr(auto, "active_vs_random", spy)
+    auto._evidence(_ctx(X, y, labeled, origin), origin, 8)
+    assert seen[ACTIVE] == 200 and seen[RANDOM] == 200 and sum(seen.values()) <= auto.MAX_EVIDENCE_ROWS
+
+
 def test_agreement_is_none_without_evidence_and_high_for_clusters():
     X, k = clustered(n=200, d=8, k=3, spread=0.05)
     assert neighbour_agreement(X[:3], np.array(["a", "b", "a"])) is None

@@ -45,8 +45,8 @@ DEFAULT_MAX_SHARE = 0.5
 DEFAULT_MIN_RANDOM = 8
 #: 2 and 3 gave the same AULC on --tune (seeds 100-119, mean gain over random +1.33 / +1.32)
 DEFAULT_EVIDENCE_Z = 2.0
-#: the online comparison reads at most this many labeled rows (a seeded subset; random picks first),
-#: so its cost (10 probe fits) stays bounded however many labels there are
+#: the online comparison reads at most this many labeled rows (a seeded subset, a third at most per
+#: arm: random picks, active picks, the rest), so its cost (10 probe fits) stays bounded
 MAX_EVIDENCE_ROWS = 1000
 #: the neighbour agreement (n x n similarities) reads at most this many labels (a seeded subset)
 MAX_AGREEMENT_ROWS = 2000
@@ -74,15 +74,18 @@ def _evidence(ctx: QueryContext, origin: np.ndarray | None, min_random: int) -> 
         return None
     y = np.asarray(ctx.labels).astype(str)
     lab = np.asarray(ctx.labeled, dtype=np.int64)
-    rnd, rest = np.nonzero(origin == RANDOM)[0], np.nonzero(origin != RANDOM)[0]
+    rnd = np.nonzero(origin == RANDOM)[0]
     if rnd.size < min_random or not (origin == ACTIVE).any():
         return None
     rng = np.random.default_rng(ESTIMATE_SEED)
-    if rnd.size > MAX_EVIDENCE_ROWS // 2:
-        rnd = np.sort(rng.choice(rnd, MAX_EVIDENCE_ROWS // 2, replace=False))
-    if rest.size > MAX_EVIDENCE_ROWS - rnd.size:
-        rest = np.sort(rng.choice(rest, MAX_EVIDENCE_ROWS - rnd.size, replace=False))
-    keep = np.concatenate([rest, rnd])
+    act, base = np.nonzero(origin == ACTIVE)[0], np.nonzero((origin != RANDOM) & (origin != ACTIVE))[0]
+    # a cap per arm: a uniform cap over the non-random rows would let thousands of imported labels
+    # crowd out the active picks the comparison is about
+    arm = MAX_EVIDENCE_ROWS // 3
+    rnd, act = (np.sort(rng.choice(r, arm, replace=False)) if r.size > arm else r for r in (rnd, act))
+    if base.size > MAX_EVIDENCE_ROWS - rnd.size - act.size:
+        base = np.sort(rng.choice(base, MAX_EVIDENCE_ROWS - rnd.size - act.size, replace=False))
+    keep = np.concatenate([base, act, rnd])
     est = active_vs_random(np.asarray(ctx.X[lab[keep]], dtype=np.float32), y[keep], origin[keep],
                            ESTIMATE_SEED, repeats=1)
     return None if est is None else (est[0], est[1], int(rnd.size))

@@ -64,8 +64,10 @@ def active_vs_random(X: np.ndarray, y: np.ndarray, origin: np.ndarray, random_st
     """Per-label value of active picks over random ones, in accuracy points, and its standard error.
 
     ``X``, ``y``, ``origin``: the labeled rows. K-fold over the random picks (repeated ``repeats``
-    times, seeded): base (seed/other) + the other random picks vs base + as many active picks
-    (a seeded subset), both scored on the held-out random picks. None without random and active picks.
+    times, seeded): base (seed/other) + random picks vs base + as many active picks, both scored on
+    the held-out random picks. The two arms always add the same number of labels (a seeded subset of
+    the larger one): with fewer active picks than training random ones, an unmatched comparison
+    would credit random with its extra labels. None without random and active picks.
     """
     y = np.asarray(y).astype(str)
     rnd = np.nonzero(origin == RANDOM)[0]
@@ -81,7 +83,10 @@ def active_vs_random(X: np.ndarray, y: np.ndarray, origin: np.ndarray, random_st
         for f in range(k):
             te_pos = perm[f::k]
             tr = np.delete(rnd, te_pos)
-            sub = rng.choice(act, size=min(tr.size, act.size), replace=False)
+            m = min(tr.size, act.size)
+            sub = rng.choice(act, size=m, replace=False)
+            if tr.size > m:
+                tr = rng.choice(tr, size=m, replace=False)
             te = rnd[te_pos]
             pr = _probe_predict(X[np.concatenate([base, tr])], y[np.concatenate([base, tr])], X[te], random_state)
             pa = _probe_predict(X[np.concatenate([base, sub])], y[np.concatenate([base, sub])], X[te], random_state)
