@@ -29,6 +29,8 @@ from fmal.exceptions import InvalidInputError
 from fmal.io import READ_FORMATS, ShardJoiner, TextTable, read_shard
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from fmal.pool.manifest import Manifest
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -255,6 +257,30 @@ def pool_image_root(manifest: Manifest) -> Path | None:
     """The folder an image pool's paths are relative to; None for a text pool."""
     inp = manifest.input
     return Path(inp.image_root) if inp is not None and inp.modality == "image" and inp.image_root else None
+
+
+def image_options(manifest: Manifest, pool_name: str, image_root: str | os.PathLike[str] | None = None,
+                  url_prefix: str | None = None) -> Path | None:
+    """The image pool's root (:func:`pool_image_root`), None for a text pool, where ``image_root``
+    and ``url_prefix`` (where the tool finds the images) are an error."""
+    root = pool_image_root(manifest)
+    if root is None and (image_root is not None or url_prefix is not None):
+        raise InvalidInputError(f"image_root and image_url_prefix say where an image pool's images are; pool {pool_name!r} "
+                                "holds texts", param=("image_root", "image_url_prefix"))
+    return root
+
+
+def with_image_sources(frame: pd.DataFrame, manifest: Manifest, pool_name: str, *,
+                       image_root: str | os.PathLike[str] | None = None, url_prefix: str | None = None) -> bool:
+    """Give an image pool's picks table the ``image`` column an annotation tool loads (see
+    :func:`image_sources`; marks ``frame.attrs["modality"]``); False for a text pool. Export and
+    sync both go through here."""
+    root = image_options(manifest, pool_name, image_root, url_prefix)
+    if root is None:
+        return False
+    frame["image"] = image_sources(frame["text"].astype(str).tolist(), root, image_root=image_root, url_prefix=url_prefix)
+    frame.attrs["modality"] = "image"
+    return True
 
 
 def image_sources(rels: list[str], root: Path, *, image_root: str | os.PathLike[str] | None = None,

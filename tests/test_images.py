@@ -210,6 +210,10 @@ def test_image_options_on_a_text_pool_are_refused(tiny_pool):
     api.seed(name, 4, index_dir=index_dir)
     with pytest.raises(InvalidInputError, match="holds texts"):
         api.export(name, format="label-studio", index_dir=index_dir, image_url_prefix="http://x/")
+    from fmal.sync import labelstudio as ls
+
+    with pytest.raises(InvalidInputError, match="holds texts"):  # refused before any server is called
+        ls.sync(name, "http://127.0.0.1:9", index_dir=index_dir, token="t", image_url_prefix="http://x/")
 
 
 def test_jpeg_webp_and_exif_orientation(clip_dir, index_dir, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _clip import build_tiny_clip, write_digit_pngs
 from conftest import clustered, vector_pool
 from test_labelstudio import TOKEN, _ensure_template, _ensure_venv, _Server, private_tmp  # noqa: F401  (fixture)
 
@@ -40,6 +41,29 @@ def _annotate(server: _Server, task: dict, label: str | None, user: int | None =
     if cancelled:
         body["was_cancelled"] = True
     return server.call("POST", f"/api/tasks/{task['id']}/annotations/", body)
+
+
+def _image_pool_round_trip(server: _Server, tmp: Path) -> None:
+    """An image pool (tiny random CLIP, digit PNGs): the project shows ``$image``, each task loads
+    the image from the prefix given, and the answers come back as the pool's labels."""
+    folder, index_dir = tmp / "imgs", tmp / "image-indexes"
+    gold = write_digit_pngs(folder, per_class=2)
+    api.embed(folder, "digits", index_dir=index_dir, model=build_tiny_clip(tmp / "clip"), batch_size=8)
+    api.seed("digits", 6, "kmeans", index_dir=index_dir, classes=[str(d) for d in range(10)])
+    prefix = "/data/local-files/?d=imgs/"
+    r1 = ls.sync("digits", server.url, index_dir=index_dir, token=TOKEN, image_url_prefix=prefix)
+    assert r1.pushed == 6
+    proj = server.call("GET", f"/api/projects/{r1.project}")
+    assert '<Image name="image" value="$image"/>' in proj["label_config"]
+    assert [c.to_name for c in ls.parse_config(proj["label_config"], "image")] == ["image"]
+    assert ls.parse_config(proj["label_config"]) == []  # no control on a text object
+    tasks = _tasks(server, r1.project)
+    assert sorted(t["data"]["image"] for t in tasks) == sorted(prefix + t["data"]["fmal_id"] for t in tasks)
+    for t in tasks[:4]:
+        _annotate(server, t, gold[t["data"]["fmal_id"]])
+    r2 = ls.sync("digits", server.url, r1.project, index_dir=index_dir, token=TOKEN, image_url_prefix=prefix)
+    assert r2.added == 4 and r2.pushed == 0
+    assert Session(index_dir / "digits").labels == {t["data"]["fmal_id"]: gold[t["data"]["fmal_id"]] for t in tasks[:4]}
 
 
 def test_sync_multi_round_loop(private_tmp: Path) -> None:  # noqa: F811
@@ -123,6 +147,8 @@ def test_sync_multi_round_loop(private_tmp: Path) -> None:  # noqa: F811
         fmal_ids = [t["data"]["fmal_id"] for t in _tasks(server, pid)]
         assert len(fmal_ids) == len(set(fmal_ids)) == 32
         assert len(s.sync_tasks(ls.target_of(server.url, pid))) == 32
+
+        _image_pool_round_trip(server, tmp)
 
         with pytest.raises(ServiceError, match="refused the token"):
             ls.sync("loop", server.url, pid, index_dir=index_dir, token="not-a-token")

@@ -134,15 +134,7 @@ def export(
     if rec is None:
         raise InvalidInputError(f"round must be one of the pool's rounds ({', '.join(map(str, numbers))}), got {round}", param="round")
     frame = _frame_of_round(p, rec)
-    # --- images (fmal.images): where the tool loads each pick's image from
-    if (root := images.pool_image_root(p.manifest)) is not None:
-        frame["image"] = images.image_sources(frame["text"].astype(str).tolist(), root, image_root=image_root,
-                                              url_prefix=image_url_prefix)
-        frame.attrs["modality"] = "image"
-    elif image_root is not None or image_url_prefix is not None:
-        raise InvalidInputError(f"image_root and image_url_prefix say where an image pool's images are; pool {p.name!r} holds texts",
-                                param=("image_root", "image_url_prefix"))
-    # ---
+    images.with_image_sources(frame, p.manifest, p.name, image_root=image_root, url_prefix=image_url_prefix)
     if session.task == multilabel.MULTI:  # multi-label hook: the formats write multiple-choice questions
         frame.attrs["multi_label"] = True
     if with_vectors:

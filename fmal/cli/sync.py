@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fmal.cli import _Commands, app, guarded
+from fmal.cli import IMAGE_ROOT_HELP, IMAGE_URL_PREFIX_HELP, _Commands, app, guarded
 
 sync_app = typer.Typer(cls=_Commands, help="Run the annotation loop against a live annotation tool.", no_args_is_help=True,
                        rich_markup_mode=None)
@@ -28,6 +28,8 @@ def label_studio_cmd(
     strategy: str = typer.Option("auto", "--strategy", "-s", help="Query strategy of the new rounds."),
     watch: bool = typer.Option(False, "--watch", help="Keep syncing (one line per event) until interrupted."),
     interval: float = typer.Option(10.0, "--interval", help="--watch: seconds between passes."),
+    image_root: Optional[Path] = typer.Option(None, "--image-root", help=IMAGE_ROOT_HELP),
+    image_url_prefix: Optional[str] = typer.Option(None, "--image-url-prefix", help=IMAGE_URL_PREFIX_HELP),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Push the current round's picks to Label Studio as tasks (with the probe's suggestion as a
@@ -38,7 +40,7 @@ def label_studio_cmd(
     from fmal.sync import labelstudio as ls
 
     kwargs = dict(index_dir=index_dir, classes=classes, control=control, on_conflict=on_conflict, every=every,
-                  budget=budget, strategy=strategy)
+                  budget=budget, strategy=strategy, image_root=image_root, image_url_prefix=image_url_prefix)
     if watch:
         ls.token_from_env()  # a missing token fails at once, not on every pass
         typer.echo(f"watching {url} every {interval:g} s (Ctrl-C to stop)")

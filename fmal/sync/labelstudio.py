@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fmal import multilabel
+from fmal import images, multilabel
 from fmal._validation import show
 from fmal.exceptions import InvalidInputError, LabelsError, ServiceError
-from fmal.export.base import ID_KEY, LABEL_KEY
+from fmal.export.base import ID_KEY, IMAGE_KEY, LABEL_KEY
 from fmal.export.labelstudio import TEXT_KEY, answers_of, label_config, tasks
 from fmal.session import LabelConflict, Session
 
@@ -120,8 +120,9 @@ class Control:
     choices: tuple[str, ...]
 
 
-def parse_config(xml: str) -> list[Control]:
-    """Every ``<Choices>`` control of a labeling config whose object shows ``$text``."""
+def parse_config(xml: str, shows: str = TEXT_KEY) -> list[Control]:
+    """Every ``<Choices>`` control of a labeling config whose object shows ``$text`` (``shows``:
+    ``image`` for an image pool's config)."""
     try:
         root = ET.fromstring(xml or "<View/>")
     except ET.ParseError as exc:
@@ -130,18 +131,18 @@ def parse_config(xml: str) -> list[Control]:
     out = []
     for el in root.iter("Choices"):
         to = el.get("toName", "")
-        if objects.get(to) == f"${TEXT_KEY}":
+        if objects.get(to) == f"${shows}":
             out.append(Control(el.get("name", ""), to, tuple(c.get("value", "") for c in el.iter("Choice"))))
     return out
 
 
-def _project_control(project: dict[str, Any], control: str | None) -> Control | None:
-    found = parse_config(project.get("label_config") or "")
+def _project_control(project: dict[str, Any], control: str | None, shows: str = TEXT_KEY) -> Control | None:
+    found = parse_config(project.get("label_config") or "", shows)
     if control is not None:
         mine = [c for c in found if c.name == control]
         if not mine:
             raise ServiceError(f"project {project.get('id')}: no choices control named {control!r} on the object "
-                               f"showing ${TEXT_KEY} (found: {', '.join(c.name for c in found) or 'none'})")
+                               f"showing ${shows} (found: {', '.join(c.name for c in found) or 'none'})")
         return mine[0]
     if not found:
         return None
@@ -210,7 +211,7 @@ def _project_tasks(client: Client, project: int) -> dict[str, str]:
 
 
 def find_or_create_project(client: Client, pool_name: str, project: int | None, classes: list[str],
-                           multiple: bool = False) -> dict[str, Any]:
+                           multiple: bool = False, image: bool = False) -> dict[str, Any]:
     if project is not None:
         try:
             return client.call("GET", f"/api/projects/{int(project)}")
@@ -225,25 +226,27 @@ def find_or_create_project(client: Client, pool_name: str, project: int | None, 
             return client.call("GET", f"/api/projects/{p['id']}")
     if not classes:
         raise InvalidInputError(f"pool {pool_name!r} has no classes: pass --classes A,B,C to create the Label Studio project")
-    return client.call("POST", "/api/projects", {"title": title, "label_config": label_config(classes, multiple=multiple)})
+    return client.call("POST", "/api/projects", {"title": title, "label_config": label_config(classes, image=image, multiple=multiple)})
 
 
 def _setup(client: Client, session: Session, pool_name: str, project: int | None, control: str | None,
-           res_events: list[str]) -> tuple[dict[str, Any], Control]:
-    """The project, its labeling config written or checked, the pool's classes in step with it."""
+           res_events: list[str], image: bool = False) -> tuple[dict[str, Any], Control]:
+    """The project, its labeling config written or checked, the pool's classes in step with it
+    (``image``: an image pool, whose control labels the object showing ``$image``)."""
     classes = list(session.classes)
     multiple = session.task == multilabel.MULTI  # multi-label hook: a multiple-choice control
-    proj = find_or_create_project(client, pool_name, project, classes, multiple)
-    ctl = _project_control(proj, control)
+    shows = IMAGE_KEY if image else TEXT_KEY
+    proj = find_or_create_project(client, pool_name, project, classes, multiple, image)
+    ctl = _project_control(proj, control, shows)
     if ctl is None:
         if (proj.get("label_config") or "").strip() not in ("", "<View></View>", "<View/>"):
             raise ServiceError(f"project {proj['id']}: its labeling config has no choices control on an object showing "
-                               f"${TEXT_KEY}; fmal writes tasks with data.{TEXT_KEY} and reads one single-choice control")
+                               f"${shows}; fmal writes tasks with data.{shows} and reads one single-choice control")
         if not classes:
             raise InvalidInputError(f"project {proj['id']} has no labeling config and pool {pool_name!r} no classes: "
                                     "pass --classes A,B,C")
-        proj = client.call("PATCH", f"/api/projects/{proj['id']}", {"label_config": label_config(classes, multiple=multiple)})
-        ctl = _project_control(proj, control) or Control(LABEL_KEY, TEXT_KEY, tuple(classes))
+        proj = client.call("PATCH", f"/api/projects/{proj['id']}", {"label_config": label_config(classes, image=image, multiple=multiple)})
+        ctl = _project_control(proj, control, shows) or Control(LABEL_KEY, shows, tuple(classes))
         res_events.append(f"project {proj['id']}: labeling config written: control {ctl.name!r}, {len(classes)} classes")
         return proj, ctl
     if not classes:
@@ -327,8 +330,10 @@ def _pull(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl
         res.events.append(f"  {res.unknown} answer(s) for ids not in the pool (not imported)")
 
 
-def _push(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl: Control, target: str, res: SyncResult) -> None:
-    """Push the last round's open picks that are not in the project yet."""
+def _push(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl: Control, target: str, res: SyncResult,
+          image_root: Any = None, image_url_prefix: str | None = None) -> None:
+    """Push the last round's open picks that are not in the project yet (an image pool's with the
+    ``image`` each task loads: :func:`fmal.images.with_image_sources`)."""
     from fmal.api.rounds import _frame_of_round
 
     pid = proj["id"]
@@ -351,6 +356,7 @@ def _push(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl
     frame = frame[frame["id"].isin(todo)].reset_index(drop=True)
     if session.task == multilabel.MULTI:  # multi-label hook: suggestions as several choices
         frame.attrs["multi_label"] = True
+    images.with_image_sources(frame, pool.manifest, pool.name, image_root=image_root, url_prefix=image_url_prefix)
     payload = tasks(frame, ctl.name, ctl.to_name, list(ctl.choices))
     n_pred = sum(1 for t in payload if t.get("predictions"))
     client.call("POST", f"/api/projects/{pid}/import", payload)
@@ -403,8 +409,12 @@ def sync(
     strategy: str = "auto",
     token: str | None = None,
     client: Client | None = None,
+    image_root: Any = None,
+    image_url_prefix: str | None = None,
 ) -> SyncResult:
-    """One pass of the loop against Label Studio at ``url`` (see the module docstring)."""
+    """One pass of the loop against Label Studio at ``url`` (see the module docstring). An image
+    pool's tasks carry ``image``: ``image_url_prefix`` + the relative path (e.g. Label Studio's
+    ``/data/local-files/?d=images/``), else the path under ``image_root`` or the folder embedded."""
     from fmal.pool import open_pool
     from fmal.api.labelset import _declare
     from fmal.export.consensus import POLICIES
@@ -415,19 +425,20 @@ def sync(
     if every is not None and every < 1:
         raise InvalidInputError(f"--every must be a positive number of labels, got {every}")
     p = open_pool(pool, index_dir)
+    image = images.image_options(p.manifest, p.name, image_root, image_url_prefix) is not None
     session = Session(p.path)
     if classes is not None:
         _declare(session, classes)
     client = client or Client(url, token or token_from_env())
     events: list[str] = []
-    proj, ctl = _setup(client, session, p.name, project, control, events)
+    proj, ctl = _setup(client, session, p.name, project, control, events, image)
     target = target_of(client.url, int(proj["id"]))
     res = SyncResult(int(proj["id"]), target, events)
     session = Session(p.path)
     _pull(client, session, p, proj, ctl, target, on_conflict, res)
     session = Session(p.path)
     _maybe_query(pool, session, every, budget, strategy, index_dir, res)
-    _push(client, Session(p.path), p, proj, ctl, target, res)
+    _push(client, Session(p.path), p, proj, ctl, target, res, image_root, image_url_prefix)
     res.seconds = time.perf_counter() - t0
     return res
 
