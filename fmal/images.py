@@ -261,12 +261,18 @@ def pool_image_root(manifest: Manifest) -> Path | None:
 
 def image_options(manifest: Manifest, pool_name: str, image_root: str | os.PathLike[str] | None = None,
                   url_prefix: str | None = None) -> Path | None:
-    """The image pool's root (:func:`pool_image_root`), None for a text pool, where ``image_root``
-    and ``url_prefix`` (where the tool finds the images) are an error."""
+    """The image pool's root (:func:`pool_image_root`), None for a text pool; ``image_root`` and
+    ``url_prefix`` (where the tool finds the images) checked before any work: one of them at most,
+    a prefix not blank, neither for a text pool."""
     root = pool_image_root(manifest)
-    if root is None and (image_root is not None or url_prefix is not None):
-        raise InvalidInputError(f"image_root and image_url_prefix say where an image pool's images are; pool {pool_name!r} "
-                                "holds texts", param=("image_root", "image_url_prefix"))
+    given = tuple(n for n, v in (("image_root", image_root), ("image_url_prefix", url_prefix)) if v is not None)
+    if root is None and given:
+        raise InvalidInputError(f"{' and '.join(given)} {'say' if len(given) > 1 else 'says'} where an image pool's images are; "
+                                f"pool {pool_name!r} holds texts", param=given)
+    if len(given) > 1:
+        raise InvalidInputError("image_url_prefix and image_root both say where the images are: pass one", param=given)
+    if url_prefix is not None and not url_prefix.strip():
+        raise InvalidInputError("image_url_prefix must not be empty", param="image_url_prefix")
     return root
 
 
@@ -288,11 +294,7 @@ def image_sources(rels: list[str], root: Path, *, image_root: str | os.PathLike[
     """What an annotation tool loads for each image: ``url_prefix`` + the URL-quoted relative path
     (images served over HTTP, or Label Studio's ``/data/local-files/?d=...``), else the file path
     under ``image_root`` (the images moved or mounted elsewhere), else under the pool's root."""
-    if url_prefix is not None and image_root is not None:
-        raise InvalidInputError("--image-url-prefix and --image-root both say where the images are: pass one")
-    if url_prefix is not None:
-        if not url_prefix.strip():
-            raise InvalidInputError("--image-url-prefix must not be empty")
+    if url_prefix is not None:  # checked by image_options
         return [url_prefix + quote(r) for r in rels]
     base = Path(image_root).expanduser().resolve() if image_root is not None else root
     return [str(base / r) for r in rels]

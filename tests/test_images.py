@@ -18,7 +18,7 @@ from test_labelset import offline_argilla  # noqa: F401  (the real argilla clien
 
 from fmal import api
 from fmal.pool import open_pool
-from fmal.exceptions import InvalidInputError
+from fmal.exceptions import InvalidInputError, ServiceError
 
 CLASSES = [str(d) for d in range(10)]
 
@@ -214,6 +214,41 @@ def test_image_options_on_a_text_pool_are_refused(tiny_pool):
 
     with pytest.raises(InvalidInputError, match="holds texts"):  # refused before any server is called
         ls.sync(name, "http://127.0.0.1:9", index_dir=index_dir, token="t", image_url_prefix="http://x/")
+
+
+class _FakeLabelStudio:
+    """Answers the project lookups of a sync pass with one project whose config is ``config``;
+    any other call fails the test (the refusals below come before tasks or labels move)."""
+
+    url = "http://ls.test"
+
+    def __init__(self, config: str) -> None:
+        self.config, self.calls = config, []
+
+    def call(self, method: str, path: str, body=None):
+        self.calls.append((method, path))
+        if method == "GET" and path.startswith("/api/projects/1"):
+            return {"id": 1, "title": "fmal: im", "label_config": self.config}
+        raise AssertionError(f"unexpected call {method} {path}")
+
+
+def test_sync_of_an_image_pool_needs_a_url_prefix_and_an_image_project(clip_dir, digits, index_dir):
+    from fmal.export.labelstudio import label_config
+    from fmal.sync import labelstudio as ls
+
+    folder, _ = digits
+    api.embed(folder, "im", index_dir=index_dir, model=clip_dir, batch_size=8)
+    api.seed("im", 4, index_dir=index_dir, classes=CLASSES)
+    text_project = _FakeLabelStudio(label_config(CLASSES))
+    with pytest.raises(InvalidInputError, match="holds images, which Label Studio loads by URL: pass image_url_prefix"):
+        ls.sync("im", "http://ls.test", 1, index_dir=index_dir, client=text_project)
+    with pytest.raises(InvalidInputError, match="image_url_prefix must not be empty"):
+        ls.sync("im", "http://ls.test", 1, index_dir=index_dir, client=text_project, image_url_prefix=" ")
+    assert text_project.calls == []  # refused before any call
+    with pytest.raises(ServiceError, match=r"labels \$text \(made for a text pool\) but pool 'im' holds images"):
+        ls.sync("im", "http://ls.test", 1, index_dir=index_dir, client=text_project, image_url_prefix="/data/local-files/?d=x/")
+    with pytest.raises(InvalidInputError, match="both say where the images are"):
+        api.export("im", format="label-studio", index_dir=index_dir, image_root=folder, image_url_prefix="http://x/")
 
 
 def test_jpeg_webp_and_exif_orientation(clip_dir, index_dir, tmp_path):

@@ -71,11 +71,6 @@ app = typer.Typer(
 #: the --pool option's help, the same in every command (fmal.pool.pool_path is the rule)
 POOL_HELP = ("Pool: a name (a folder under --index-dir, default ./indexes), or a folder path with a '/' "
              "(./p, ../p, /data/p), used as it is and not combined with --index-dir.")
-#: where an image pool's tasks point the annotation tool (fmal export, fmal sync label-studio)
-IMAGE_ROOT_HELP = ("Image pools: the folder the tool reads the images from (default: the folder they were embedded from); "
-                   "tasks carry ROOT/relative path.")
-IMAGE_URL_PREFIX_HELP = ("Image pools: tasks carry this prefix + the URL-quoted relative path, e.g. http://host:8000/ or "
-                         "Label Studio's /data/local-files/?d=images/ (Prodigy needs a URL).")
 
 
 #: exit code of a command whose stdout was closed by its reader: 128 + SIGPIPE, as a shell reports

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fmal.cli import IMAGE_ROOT_HELP, IMAGE_URL_PREFIX_HELP, POOL_HELP, command, format_names
+from fmal.cli import POOL_HELP, command, format_names
 
 
 @command("export", lazy_help={"format": lambda: f"Format: one of {format_names()}."}, json_result="the ExportResult: round, format, output, n_tasks, n_suggestions, classes")
@@ -18,8 +18,8 @@ def export_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="File to write (default: the pool's exports/ folder)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="The label set, comma-separated: stored with the pool (once is enough); every task lists every class."),
     with_vectors: bool = typer.Option(False, "--with-vectors", help="argilla: add each text's embedding to its record (vector field 'embedding')."),
-    image_root: Optional[Path] = typer.Option(None, "--image-root", help=IMAGE_ROOT_HELP),
-    image_url_prefix: Optional[str] = typer.Option(None, "--image-url-prefix", help=IMAGE_URL_PREFIX_HELP),
+    image_root: Optional[Path] = typer.Option(None, "--image-root", help="Image pools: the folder the tool reads the images from (default: the folder they were embedded from); tasks carry ROOT/relative path."),
+    image_url_prefix: Optional[str] = typer.Option(None, "--image-url-prefix", help="Image pools: tasks carry this prefix + the URL-quoted relative path, e.g. http://host:8000/ or Label Studio's /data/local-files/?d=images/ (Prodigy needs a URL)."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Write a round's picks as an annotation tool's import file.

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from fmal.cli import IMAGE_ROOT_HELP, IMAGE_URL_PREFIX_HELP, _Commands, app, guarded
+from fmal.cli import _Commands, app, guarded
 
 sync_app = typer.Typer(cls=_Commands, help="Run the annotation loop against a live annotation tool.", no_args_is_help=True,
                        rich_markup_mode=None)
@@ -28,8 +28,7 @@ def label_studio_cmd(
     strategy: str = typer.Option("auto", "--strategy", "-s", help="Query strategy of the new rounds."),
     watch: bool = typer.Option(False, "--watch", help="Keep syncing (one line per event) until interrupted."),
     interval: float = typer.Option(10.0, "--interval", help="--watch: seconds between passes."),
-    image_root: Optional[Path] = typer.Option(None, "--image-root", help=IMAGE_ROOT_HELP),
-    image_url_prefix: Optional[str] = typer.Option(None, "--image-url-prefix", help=IMAGE_URL_PREFIX_HELP),
+    image_url_prefix: Optional[str] = typer.Option(None, "--image-url-prefix", help="Image pools (required): tasks carry this prefix + the URL-quoted relative path, e.g. /data/local-files/?d=photos/ (Label Studio serving local files: LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true, d= relative to LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT) or http://host:8000/."),
     index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="Where pools live (default: ./indexes)."),
 ) -> None:
     """Push the current round's picks to Label Studio as tasks (with the probe's suggestion as a
@@ -40,7 +39,7 @@ def label_studio_cmd(
     from fmal.sync import labelstudio as ls
 
     kwargs = dict(index_dir=index_dir, classes=classes, control=control, on_conflict=on_conflict, every=every,
-                  budget=budget, strategy=strategy, image_root=image_root, image_url_prefix=image_url_prefix)
+                  budget=budget, strategy=strategy, image_url_prefix=image_url_prefix)
     if watch:
         ls.token_from_env()  # a missing token fails at once, not on every pass
         typer.echo(f"watching {url} every {interval:g} s (Ctrl-C to stop)")

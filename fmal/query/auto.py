@@ -45,8 +45,8 @@ DEFAULT_MAX_SHARE = 0.5
 DEFAULT_MIN_RANDOM = 8
 #: 2 and 3 gave the same AULC on --tune (seeds 100-119, mean gain over random +1.33 / +1.32)
 DEFAULT_EVIDENCE_Z = 2.0
-#: the online comparison reads at most this many labeled rows (a seeded subset, a third at most per
-#: arm: random picks, active picks, the rest), so its cost (10 probe fits) stays bounded
+#: the online comparison reads at most this many labeled rows (a seeded subset: at most half random
+#: picks, a third active picks, the rest base labels), so its cost (10 probe fits) stays bounded
 MAX_EVIDENCE_ROWS = 1000
 #: the neighbour agreement (n x n similarities) reads at most this many labels (a seeded subset)
 MAX_AGREEMENT_ROWS = 2000
@@ -79,12 +79,13 @@ def _evidence(ctx: QueryContext, origin: np.ndarray | None, min_random: int) -> 
         return None
     rng = np.random.default_rng(ESTIMATE_SEED)
     act, base = np.nonzero(origin == ACTIVE)[0], np.nonzero((origin != RANDOM) & (origin != ACTIVE))[0]
-    # a cap per arm: a uniform cap over the non-random rows would let thousands of imported labels
-    # crowd out the active picks the comparison is about
-    arm = MAX_EVIDENCE_ROWS // 3
-    rnd, act = (np.sort(rng.choice(r, arm, replace=False)) if r.size > arm else r for r in (rnd, act))
-    if base.size > MAX_EVIDENCE_ROWS - rnd.size - act.size:
-        base = np.sort(rng.choice(base, MAX_EVIDENCE_ROWS - rnd.size - act.size, replace=False))
+    if rnd.size + act.size + base.size > MAX_EVIDENCE_ROWS:
+        # a cap per arm (random picks, the test rows, first): a uniform cap over the non-random rows
+        # would let thousands of imported labels crowd out the active picks the comparison is about
+        rnd, act = (np.sort(rng.choice(r, cap, replace=False)) if r.size > cap else r
+                    for r, cap in ((rnd, MAX_EVIDENCE_ROWS // 2), (act, MAX_EVIDENCE_ROWS // 3)))
+        if base.size > MAX_EVIDENCE_ROWS - rnd.size - act.size:
+            base = np.sort(rng.choice(base, MAX_EVIDENCE_ROWS - rnd.size - act.size, replace=False))
     keep = np.concatenate([base, act, rnd])
     est = active_vs_random(np.asarray(ctx.X[lab[keep]], dtype=np.float32), y[keep], origin[keep],
                            ESTIMATE_SEED, repeats=1)

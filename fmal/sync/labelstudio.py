@@ -239,9 +239,14 @@ def _setup(client: Client, session: Session, pool_name: str, project: int | None
     proj = find_or_create_project(client, pool_name, project, classes, multiple, image)
     ctl = _project_control(proj, control, shows)
     if ctl is None:
+        other = TEXT_KEY if image else IMAGE_KEY
+        if parse_config(proj.get("label_config") or "", other):
+            raise ServiceError(f"project {proj['id']}: its labeling config labels ${other} (made for {'a text' if image else 'an image'} "
+                               f"pool) but pool {pool_name!r} holds {'images' if image else 'texts'}: pass --project of another "
+                               f"project, or rename or delete project {proj['id']} and fmal creates one")
         if (proj.get("label_config") or "").strip() not in ("", "<View></View>", "<View/>"):
             raise ServiceError(f"project {proj['id']}: its labeling config has no choices control on an object showing "
-                               f"${shows}; fmal writes tasks with data.{shows} and reads one single-choice control")
+                               f"${shows}; fmal writes tasks with data.{shows} and reads one choices control")
         if not classes:
             raise InvalidInputError(f"project {proj['id']} has no labeling config and pool {pool_name!r} no classes: "
                                     "pass --classes A,B,C")
@@ -331,7 +336,7 @@ def _pull(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl
 
 
 def _push(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl: Control, target: str, res: SyncResult,
-          image_root: Any = None, image_url_prefix: str | None = None) -> None:
+          image_url_prefix: str | None = None) -> None:
     """Push the last round's open picks that are not in the project yet (an image pool's with the
     ``image`` each task loads: :func:`fmal.images.with_image_sources`)."""
     from fmal.api.rounds import _frame_of_round
@@ -356,7 +361,7 @@ def _push(client: Client, session: Session, pool: Any, proj: dict[str, Any], ctl
     frame = frame[frame["id"].isin(todo)].reset_index(drop=True)
     if session.task == multilabel.MULTI:  # multi-label hook: suggestions as several choices
         frame.attrs["multi_label"] = True
-    images.with_image_sources(frame, pool.manifest, pool.name, image_root=image_root, url_prefix=image_url_prefix)
+    images.with_image_sources(frame, pool.manifest, pool.name, url_prefix=image_url_prefix)
     payload = tasks(frame, ctl.name, ctl.to_name, list(ctl.choices))
     n_pred = sum(1 for t in payload if t.get("predictions"))
     client.call("POST", f"/api/projects/{pid}/import", payload)
@@ -409,12 +414,12 @@ def sync(
     strategy: str = "auto",
     token: str | None = None,
     client: Client | None = None,
-    image_root: Any = None,
     image_url_prefix: str | None = None,
 ) -> SyncResult:
     """One pass of the loop against Label Studio at ``url`` (see the module docstring). An image
-    pool's tasks carry ``image``: ``image_url_prefix`` + the relative path (e.g. Label Studio's
-    ``/data/local-files/?d=images/``), else the path under ``image_root`` or the folder embedded."""
+    pool's tasks carry ``image``: ``image_url_prefix`` + the URL-quoted relative path (Label
+    Studio's ``/data/local-files/?d=REL/`` with local file serving on, or ``http://host/`` of a
+    server of the images); required for an image pool, as the browser loads each image by URL."""
     from fmal.pool import open_pool
     from fmal.api.labelset import _declare
     from fmal.export.consensus import POLICIES
@@ -425,7 +430,11 @@ def sync(
     if every is not None and every < 1:
         raise InvalidInputError(f"--every must be a positive number of labels, got {every}")
     p = open_pool(pool, index_dir)
-    image = images.image_options(p.manifest, p.name, image_root, image_url_prefix) is not None
+    image = images.image_options(p.manifest, p.name, None, image_url_prefix) is not None
+    if image and image_url_prefix is None:
+        raise InvalidInputError(f"pool {p.name!r} holds images, which Label Studio loads by URL: pass image_url_prefix, e.g. "
+                                "'/data/local-files/?d=photos/' (local file serving on) or 'http://host:8000/'",
+                                param="image_url_prefix")
     session = Session(p.path)
     if classes is not None:
         _declare(session, classes)
@@ -438,7 +447,7 @@ def sync(
     _pull(client, session, p, proj, ctl, target, on_conflict, res)
     session = Session(p.path)
     _maybe_query(pool, session, every, budget, strategy, index_dir, res)
-    _push(client, Session(p.path), p, proj, ctl, target, res, image_root, image_url_prefix)
+    _push(client, Session(p.path), p, proj, ctl, target, res, image_url_prefix)
     res.seconds = time.perf_counter() - t0
     return res
 
