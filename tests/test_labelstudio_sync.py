@@ -8,6 +8,7 @@ annotation, a disagreement, a tie and an annotation changed after it was pulled.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -66,7 +67,7 @@ def _image_pool_round_trip(server: _Server, tmp: Path) -> None:
     assert Session(index_dir / "digits").labels == {t["data"]["fmal_id"]: gold[t["data"]["fmal_id"]] for t in tasks[:4]}
 
 
-def test_sync_multi_round_loop(private_tmp: Path) -> None:  # noqa: F811
+def test_sync_multi_round_loop(private_tmp: Path, cli, monkeypatch) -> None:  # noqa: F811
     tmp = private_tmp
     X, y = clustered(n=150, d=16, k=3, seed=5)
     index_dir = tmp / "indexes"
@@ -100,6 +101,13 @@ def test_sync_multi_round_loop(private_tmp: Path) -> None:  # noqa: F811
         assert not any(t["total_predictions"] for t in _tasks(server, pid))
         again = run("rerun, nothing new", project=pid, every=8, budget=10)
         assert (again.pushed, again.pulled, again.n_tasks) == (0, 0, 12)
+        monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)  # the CLI, --json: one document on stdout
+        out = cli("sync", "label-studio", "--pool", "loop", "--url", server.url, "--project", pid, "--index-dir", index_dir, "--json")
+        assert out.exit_code == 0, out.output
+        doc = json.loads(out.stdout)
+        assert doc["command"] == "sync label-studio" and doc["ok"] and out.stdout.count("\n") == 1
+        assert (doc["result"]["project"], doc["result"]["pushed"], doc["result"]["n_tasks"]) == (pid, 0, 12)
+        assert "project" in out.stderr  # the text goes to stderr
 
         # annotate the seed round: two annotators on tasks 0-2, one skipped, one cancelled, one left
         tasks = sorted(_tasks(server, pid), key=lambda t: t["id"])

@@ -460,10 +460,12 @@ def watch(
     interval: float = 10.0,
     on_event: Callable[[str], None] = print,
     max_passes: int | None = None,
+    on_pass: Callable[[SyncResult], None] | None = None,
     **kwargs: Any,
 ) -> int:
-    """Run :func:`sync` every ``interval`` seconds, one line per event; a server that is down is
-    reported and retried. Returns the number of passes (``max_passes``: stop after that many)."""
+    """Run :func:`sync` every ``interval`` seconds, one line per event (``on_pass``: also called
+    with each pass's result); a server that is down is reported and retried. Returns the number of
+    passes (``max_passes``: stop after that many)."""
     passes = 0
     project_id = project
     while max_passes is None or passes < max_passes:
@@ -473,6 +475,8 @@ def watch(
             kwargs.pop("classes", None)  # declared once
             for e in res.events:
                 on_event(e)
+            if on_pass is not None:
+                on_pass(res)
         except ServiceError as exc:
             on_event(f"error: {exc} (retrying in {interval:.0f} s)")
         passes += 1
