@@ -1,7 +1,8 @@
 """How far to trust ``fmal audit`` at a given number of labels: trec6 (MiniLM embeddings), n random
 labels of the train rows with 10% of them flipped to another class at random, audited; precision
 (flagged rows that were flipped), recall (flipped rows flagged), and what the audit said about its
-own reliability. 5 seeds per size. Writes benchmarks/results/audit_precision.json.
+own reliability. 5 seeds per size. Writes benchmarks/results/audit_precision.json (the README's
+table is rendered from it).
 
     python benchmarks/audit_precision.py [--sizes 50,100,200,400] [--seeds 5]
 """
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import numpy as np
 
-from _trec6_pool import REPO, trec6_pool
+import _results
+from _trec6_pool import trec6_pool
 
 
 def main() -> None:
@@ -24,7 +25,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--flip", type=float, default=0.10)
     args = ap.parse_args()
-    from fmal import __version__
+    t_start = time.perf_counter()
     from fmal.audit import audit_labels
     from fmal.pool import open_pool
 
@@ -63,13 +64,9 @@ def main() -> None:
                       "recall": round(tp / sum(r["flipped"] for r in rs), 3),
                       "probe_agreement": round(sum(r["probe_agreement"] for r in rs) / len(rs), 3),
                       "said_unreliable": sum(not r["reliable"] for r in rs)})
-    out = REPO / "benchmarks" / "results" / "audit_precision.json"
-    out.write_text(json.dumps({"dataset": "trec6 train rows (shared/data/trec6.csv)", "model": "all-MiniLM-L6-v2 (bundled)",
-                               "flip": args.flip, "fmal": __version__, "python": platform.python_version(),
-                               "summary": table, "runs": rows}, indent=2) + "\n")
     print(json.dumps(table, indent=2))
-    print(f"wrote {out}")
-
+    _results.write("audit_precision", {"summary": table, "runs": rows}, seconds=time.perf_counter() - t_start,
+                   settings={"dataset": "trec6 train rows", "sizes": args.sizes, "seeds": args.seeds, "flip": args.flip})
 
 if __name__ == "__main__":
     main()

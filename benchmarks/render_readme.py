@@ -305,6 +305,37 @@ def render_interactive(name: str) -> str:
     return "\n".join(out).rstrip("\n")
 
 
+def render_audit_precision(name: str) -> str:
+    """benchmarks/audit_precision.py: how far the audit's flags can be trusted, per number of labels."""
+    d = load(name)
+    out = ["| labels | flagged | flipped | precision | recall | probe agreement | said unreliable |", "|---|---|---|---|---|---|---|"]
+    for r in d["numbers"]["summary"]:
+        prec = "-" if r["precision"] is None else f"{r['precision']:.2f}"
+        out.append(f"| {r['labels']} | {r['flagged_per_run']:.1f} | {r['flipped_per_run']:.0f} | {prec} | {r['recall']:.2f} | "
+                   f"{r['probe_agreement']:.2f} | {r['said_unreliable']} of {r['runs']} |")
+    return "\n".join(out + ["", provenance(d)])
+
+
+def render_sync_loop(name: str) -> str:
+    """benchmarks/sync_loop.py: the first and last passes' event lines, then the wall time per pass."""
+    d = load(name)
+    passes = d["numbers"]["passes"]
+    answered = [p for p in passes if p.get("events")]
+    lines = [*answered[0]["events"], "...", *answered[-1]["events"]] if len(answered) > 1 else [*(answered[0]["events"] if answered else [])]
+    out = ["```text", *lines, "```", "", "| sync pass | pulled | new round | pushed | wall time | annotating through the API |",
+           "|---|---:|---|---:|---:|---:|"]
+    for p in passes:
+        if p["pass"] == 0:
+            out.append(f"| project + config + seed round pushed | 0 | - | {p['pushed']} | {p['sync_seconds']:.1f} s | - |")
+            continue
+        new = ", ".join(map(str, p["rounds_run"])) or "-"
+        out.append(f"| round {p['pass']} answered ({p['annotated']} tasks) | {p['pulled']} | {new} | {p['pushed']} | "
+                   f"{p['sync_seconds']:.1f} s | {p['annotate_api_seconds']:.0f} s |")
+    s = d["settings"]
+    return "\n".join(out + ["", f"{d['numbers']['pool_rows']:,} pool rows, {s['budget']}-row rounds, Label Studio "
+                                f"{s['label_studio']}. " + provenance(d)])
+
+
 def render_run_all(name: str) -> str:
     out = []
     for n in name.split("+"):
@@ -324,8 +355,9 @@ def render_run_all(name: str) -> str:
 TARGET_FILES = {
     "run_all_quick": ["simulate_trec6", "simulate_sms_spam", "seed_quality_probcover", "embed_backends_2000"],
     "run_all_full": ["simulate_trec6", "simulate_sms_spam", "simulate_rotten_tomatoes", "seed_quality_probcover",
-                     "embed_accuracy", "embed_backends_2000", "embed_backends_20000", "seed_two_level", "scale",
-                     "query_quality"],
+                     "simulate_multilabel", "embed_accuracy", "embed_backends_2000", "embed_backends_20000",
+                     "seed_two_level", "scale", "embed_throughput_processes", "ingest", "query_quality", "interactive",
+                     "interactive-1m", "audit_precision", "sync_loop"],
 }
 
 
@@ -417,6 +449,8 @@ def render_ingest(name: str) -> str:
 
 
 RENDERERS: dict[str, Callable[[str], str]] = {
+    "audit_precision": render_audit_precision,
+    "sync_loop": render_sync_loop,
     "ingest": render_ingest,
     "interactive": render_interactive,
     "run_all": render_run_all,

@@ -41,6 +41,12 @@ FULL = [
     ["benchmarks/embed_throughput.py", "--processes", "--n", "6000", "--repeats", "2"],
     ["benchmarks/ingest.py"],  # 1M x 384: ~5 min, ~3.5 GiB
     ["benchmarks/query_quality.py", "--seeds", "20", "--jobs", "2"],  # ~6 min on 2 quiet cores: not in QUICK
+    ["benchmarks/simulate_multilabel.py"],
+    ["benchmarks/audit_precision.py"],
+    ["benchmarks/sync_loop.py"],  # a real Label Studio (the tests' venv: installed on first use)
+    ["benchmarks/interactive.py", "--sizes", "100000", "--reps", "2", "--peer-timeout", "120"],
+    ["benchmarks/interactive.py", "--sizes", "1000000", "--no-peers", "--steps", "index", "seed", "query",
+     "--name", "interactive-1m"],  # ~1.5 GiB pool written under runs/bench
 ]
 
 

@@ -3,7 +3,7 @@ on this machine: trec6 train rows (MiniLM embeddings), 100-row rounds; each roun
 annotated through the server's API with the gold label (a simulated annotator, timed apart), then
 one sync pass pulls the answers, runs the next query round (``--every 100``) and pushes it.
 Label Studio comes from the test's venv (tests/test_labelstudio.py). Writes
-benchmarks/results/sync_loop.json.
+benchmarks/results/sync_loop.json (the README's table is rendered from it).
 
     python benchmarks/sync_loop.py [--rounds 4] [--budget 100]
 """
@@ -11,17 +11,16 @@ benchmarks/results/sync_loop.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _trec6_pool import REPO, trec6_pool
+import _results
+from _trec6_pool import trec6_pool
 
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(_results.REPO / "tests"))
 
 
 def main() -> None:
@@ -29,9 +28,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--budget", type=int, default=100)
     args = ap.parse_args()
+    t_start = time.perf_counter()
     import test_labelstudio as T
 
-    from fmal import __version__, api
+    from fmal import api
     from fmal.export.labelstudio import choice_result
     from fmal.sync import labelstudio as ls
 
@@ -74,15 +74,10 @@ def main() -> None:
                 print({k: v for k, v in rounds[-1].items() if k != "events"}, flush=True)
         finally:
             server.stop()
-    import os
-
-    out = REPO / "benchmarks" / "results" / "sync_loop.json"
-    out.write_text(json.dumps({"dataset": "trec6 train rows", "pool_rows": len(gold), "budget": args.budget,
-                               "label_studio": "1.23.2 on 127.0.0.1 (tests/test_labelstudio.py venv)", "fmal": __version__,
-                               "python": platform.python_version(), "cores": os.cpu_count(), "seed_seconds": round(seed_s, 2),
-                               "passes": rounds}, indent=2) + "\n")
-    print(f"wrote {out}")
-
+    _results.write("sync_loop", {"pool_rows": len(gold), "seed_seconds": round(seed_s, 2), "passes": rounds},
+                   seconds=time.perf_counter() - t_start,
+                   settings={"dataset": "trec6 train rows", "budget": args.budget, "rounds": args.rounds,
+                             "label_studio": f"{T.LABEL_STUDIO_VERSION} on 127.0.0.1 (the venv of tests/test_labelstudio.py)"})
 
 if __name__ == "__main__":
     main()

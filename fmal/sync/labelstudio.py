@@ -397,7 +397,8 @@ def _maybe_query(pool_name: str, session: Session, every: int | None, budget: in
         res.rounds_run.append(sel.round)
         acc = sel.info.get("probe_cv_accuracy")
         res.events.append(f"{new} new label(s) since round {last['round']}: round {sel.round} ({sel.strategy}) picked {len(sel.picks)}"
-                          f"{f', probe cv accuracy {acc}' if acc is not None else ''}")
+                          f"{f', probe cv accuracy {acc:.2f}' if acc is not None else ''}"
+                          + (f"; {sel.info['mix']}" if sel.info.get("mix") else ""))
 
 
 def sync(
