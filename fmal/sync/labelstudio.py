@@ -242,8 +242,9 @@ def _setup(client: Client, session: Session, pool_name: str, project: int | None
         other = TEXT_KEY if image else IMAGE_KEY
         if parse_config(proj.get("label_config") or "", other):
             raise ServiceError(f"project {proj['id']}: its labeling config labels ${other} (made for {'a text' if image else 'an image'} "
-                               f"pool) but pool {pool_name!r} holds {'images' if image else 'texts'}: pass --project of another "
-                               f"project, or rename or delete project {proj['id']} and fmal creates one")
+                               f"pool) but pool {pool_name!r} holds {'images' if image else 'texts'}: sync with a project set up "
+                               f"for {'images' if image else 'texts'} (--project ID), or rename or delete project {proj['id']} in "
+                               f"Label Studio and leave --project out, so that fmal creates one")
         if (proj.get("label_config") or "").strip() not in ("", "<View></View>", "<View/>"):
             raise ServiceError(f"project {proj['id']}: its labeling config has no choices control on an object showing "
                                f"${shows}; fmal writes tasks with data.{shows} and reads one choices control")
