@@ -11,10 +11,11 @@ from fmal.exceptions import InvalidInputError
 from fmal.probe import LinearProbe
 from fmal.query import QUERY_STRATEGIES, QueryContext, cohen_kappa, parse_candidates, stop_sample, stop_signal
 from fmal.query.candidates import knn_candidates
-from fmal.query.diverse import gradient_factors
+from fmal.query.diverse import dropout_flips, gradient_factors
 from fmal.query.stopping import advice
 
-ALL = ("entropy", "margin", "least-confidence", "random", "cluster-margin", "badge", "typical-margin", "auto", "adaptive")
+ALL = ("entropy", "margin", "least-confidence", "random", "cluster-margin", "badge", "typical-margin", "dropquery", "auto",
+       "adaptive")
 
 
 def _ctx(X, labeled, y, seed=0, with_index=False):
@@ -98,6 +99,27 @@ def test_typical_margin_prefers_dense_uncertain_rows_over_outliers():
     y = np.array(["?"] * 90 + ["neg"] * 10 + ["pos"] * 10)
     res = QUERY_STRATEGIES.get("typical-margin")(_ctx(X, np.arange(90, 110), y), 10)
     assert not np.isin(res.indices, np.arange(80, 90)).any()
+
+
+def test_dropquery_picks_unstable_rows_spread_over_the_boundary():
+    """Rows along a in [-1, 1] with a probe splitting at a = 0: dropout flips the class of rows
+    near the boundary, hardly ever of rows far from it; the picks are one per cluster of those rows."""
+    rng = np.random.default_rng(3)
+    d = 64
+    u, v = np.linalg.qr(rng.normal(size=(d, 2)))[0].T * np.sqrt(d)  # dense directions: dropout keeps a share of each
+    a, b = rng.uniform(-1, 1, 1000), rng.uniform(-1, 1, 1000)  # b: a direction the label ignores, to spread over
+    X = (np.outer(a, u) + np.outer(b, v) + 0.3 * rng.normal(size=(1000, d))).astype(np.float32)
+    y = np.where(a > 0, "pos", "neg")
+    labeled = np.concatenate([np.nonzero(a < -0.8)[0][:10], np.nonzero(a > 0.8)[0][:10]])
+    ctx = _ctx(X, labeled, y)
+    flips = dropout_flips(ctx, np.arange(ctx.candidates.size), 0.75, 8)
+    x0 = np.abs(a[ctx.candidates])
+    assert flips[x0 < 0.1].mean() > 0.2 and flips[x0 > 0.5].mean() < 0.01
+    res = QUERY_STRATEGIES.get("dropquery")(ctx, 6, n_drop=8)
+    assert res.info["uncertain"] > 6 == res.info["clusters"] and (res.scores > 0.5).all()
+    assert np.abs(a[res.indices]).max() < 0.3 and np.ptp(b[res.indices]) > 1.0  # near the boundary, spread along it
+    with pytest.raises(InvalidInputError, match="dropout"):
+        QUERY_STRATEGIES.get("dropquery")(ctx, 8, dropout=1.0)
 
 
 def test_gradient_factors_are_zero_for_certain_rows():

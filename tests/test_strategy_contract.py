@@ -50,6 +50,7 @@ QUERY_PARAMS: dict[str, dict[str, list[tuple[object, object]]]] = {
     "cluster-margin": {"pool_factor": [(3.0, OK), (1, OK), (0, BAD), (-1.0, BAD)]},
     "badge": {"pool_factor": [(3.0, OK), (0, BAD)]},
     "typical-margin": {"pool_factor": [(3.0, OK), (0, BAD)], "k_neighbors": [(5, OK), (0, BAD)]},
+    "dropquery": {"dropout": [(0.5, OK), (0.75, OK), (0.0, BAD), (1.0, BAD)], "n_drop": [(1, OK), (5, OK), (0, BAD), (2.5, BAD)]},
     "auto": {
         "switch_per_class": [(0, OK), (100, OK), (-1, BAD)],
         "random_share": [(0.0, OK), (0.5, OK), (1.0, OK), (2.0, BAD)],
