@@ -217,7 +217,7 @@ def test_auto_turns_to_random_only_on_strong_evidence_and_says_why():
     a = worse.info["adaptive"]
     assert a["delta"] < -2 * a["delta_se"] and a["random_share"] == pytest.approx(0.5) and a["p_active"] < 0.05
     assert int(worse.is_random.sum()) == 10 and np.isnan(worse.scores[worse.is_random]).all()
-    assert worse.info["mix"].startswith("50% random (10 picks), rest badge; active vs random -")
+    assert worse.info["mix"].startswith("50% random (10 picks), rest dropquery; active vs random -")
     assert few.info["adaptive"]["delta"] is None and "needs 8" in few.info["mix"] and few.info["adaptive"]["p_active"] == 0.5
     X, y, labeled, origin = _biased(*_pool(follow=True, n=160))
     never = fn(_ctx(X, y, labeled, origin), 20, evidence_z=100.0)  # the gate can be shut
@@ -261,6 +261,6 @@ def test_cli_default_query_prints_its_mix_and_status_shows_it(tmp_path, cli):
     pd.DataFrame({"id": list(gold)[:30], "label": list(gold.values())[:30]}).to_csv(f, index=False)
     r = cli("query", "--pool", "vp", "--labels", f, "--budget", 10, "--index-dir", d)
     assert r.exit_code == 0, r.output
-    assert "picked by auto" in r.stdout and "mix: 10% random (1 picks), rest badge; active vs random:" in r.stdout
+    assert "picked by auto" in r.stdout and "mix: 10% random (1 picks), rest dropquery; active vs random:" in r.stdout
     r = cli("status", "--pool", "vp", "--index-dir", d)
     assert r.exit_code == 0 and "10% random (P(active) 0.50)" in r.stdout

@@ -57,14 +57,15 @@ def _kmeans_assign(X: np.ndarray, k: int, random_state: int, niter: int = 20) ->
     return _kmeans(X, k, random_state, niter)[0]
 
 
-def _kmeans(X: np.ndarray, k: int, random_state: int, niter: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_kmeans_assign`, and each row's squared distance to its cluster's centroid."""
+def _kmeans(X: np.ndarray, k: int, random_state: int, niter: int = 20, max_points: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_kmeans_assign`, and each row's squared distance to its cluster's centroid; trained
+    on at most ``max_points`` rows per centroid (FAISS samples them), every row assigned."""
     k = int(min(k, X.shape[0]))
     if k <= 1:
         X = np.asarray(X, dtype=np.float64)
         return np.zeros(X.shape[0], dtype=np.int64), ((X - X.mean(axis=0)) ** 2).sum(axis=1)
     km = faiss.Kmeans(X.shape[1], k, niter=niter, seed=int(random_state) % (2**31), verbose=False,
-                      min_points_per_centroid=1, max_points_per_centroid=256)
+                      min_points_per_centroid=1, max_points_per_centroid=max_points)
     km.train(np.ascontiguousarray(X, dtype=np.float32))
     d, a = km.index.search(np.ascontiguousarray(X, dtype=np.float32), 1)
     return a[:, 0].astype(np.int64), d[:, 0].astype(np.float64)
@@ -218,6 +219,9 @@ def _badge(ctx: QueryContext, budget: int, pool_factor: float) -> QueryResult:
 
 #: dropout copies scored per block of candidates (bounds the masked copies' memory)
 DROPOUT_BLOCK = 4096
+#: dropquery's k-means trains on at most this many uncertain rows per cluster (a seeded FAISS
+#: sample; every row is assigned): 256 cost 0.29 s a round at 100k rows, most of the round
+DROPQUERY_POINTS_PER_CENTROID = 64
 
 
 def dropout_flips(ctx: QueryContext, pos: np.ndarray, dropout: float, n_drop: int) -> np.ndarray:
@@ -257,9 +261,9 @@ def dropquery(ctx: QueryContext, budget: int, *, dropout: float = 0.75, n_drop: 
     Without a probe in the context (``ctx.probe`` None) it is cluster-margin. Score: the share of
     copies whose class changed.
 
-    As ``auto``'s ``then`` (benchmarks/query_quality.py --tune, train rows only, six pools, seeds
-    100-139) it gained +0.18 [+0.05, +0.31] AULC points over badge, mean of the six pools: too
-    small to make it the default (dropout 0.25-0.9 with 3-10 copies did no better).
+    ``auto``'s ``then``: on benchmarks/query_quality.py --tune (train rows only, six pools, seeds
+    100-139) it gained +0.18 [+0.05, +0.31] AULC points over badge, mean of the six pools, most on
+    the sentiment pool (dropout 0.25-0.9 with 3-10 copies did no better than 0.75 with 3).
 
     Parameters
     ----------
@@ -308,7 +312,7 @@ def _dropquery(ctx: QueryContext, budget: int, dropout: float, n_drop: int) -> Q
     k = 0
     if unsure.size > budget:
         k = int(budget)
-        a, d = _kmeans(_rows(ctx, short[unsure]), k, ctx.random_state)
+        a, d = _kmeans(_rows(ctx, short[unsure]), k, ctx.random_state, max_points=DROPQUERY_POINTS_PER_CENTROID)
         sizes = np.bincount(a, minlength=k)
         rng = np.random.default_rng(ctx.random_state)
         for c in np.lexsort((rng.random(k), -sizes)):
