@@ -68,9 +68,11 @@ DATASETS = (*SHIPPED, *DERIVED)
 DEFAULT = "auto+auto"  # fmal seed auto, then fmal query auto: the default loop
 #: short names for specs: ``previous`` is the default loop before issue 20 (no agreement gate on the
 #: typical phase, a fixed 10% random share: the evidence gate can never fire at z 1000)
-ALIASES = {"previous": "auto+auto:agreement_threshold=-1,evidence_z=1000"}
+ALIASES = {"previous": "auto+auto:agreement_threshold=-1,evidence_z=1000,then=badge"}
+#: the default before its uncertainty phase became dropquery (after issue 20's first changes)
+BADGE = "auto+auto:then=badge"
 REFERENCE = "previous"  # issue 20: no loss against the previous default where uncertainty pays
-DEFAULT_STRATEGIES = ("random", REFERENCE, "auto+adaptive", DEFAULT)
+DEFAULT_STRATEGIES = ("random", REFERENCE, "auto+adaptive", BADGE, DEFAULT)
 #: the goals of issue 20, in AULC points
 GOAL_WORST = -0.3
 GOAL_MEAN = 2.5
@@ -241,7 +243,7 @@ def summarise(results: list[dict], budgets: list[int], reference: str) -> dict:
                                                "reached": f"{len(hit)}/{len(reach)}"},
                    "random_share_per_step": [round(float(v), 3) for v in np.mean(np.stack(gs["random_share"].to_list()), axis=0)],
                    "query_seconds_per_round": round(float(gs["query_s"].mean()) / max(1, len(budgets) - 1), 3)}
-            for other in ("random", reference):
+            for other in dict.fromkeys(("random", reference, BADGE)):
                 if other != st and other in per.index.get_level_values(0):
                     o = per.loc[other]["aulc"]
                     common = gs.index.intersection(o.index)

@@ -390,9 +390,12 @@ def render_query_quality(name: str) -> str:
         m = r["labels_to_random_at_max"]["median"]
         return (f"> {mb}" if m is None else f"{m:.0f}") + f" ({r['labels_to_random_at_max']['reached']})"
 
+    also = "auto+auto:then=badge"  # the default before dropquery, when the run has it
+    has_also = any(also in n["datasets"][ds]["strategies"] for ds in n["datasets"])
     out = [f"| dataset | random | {default} (default) | {ref} | default vs random | default vs {ref} | "
-           f"labels to random's {mb}-label accuracy: default / {ref} | the default's random share, first / highest round |",
-           "|---|---:|---:|---:|---|---|---|---|"]
+           + (f"default vs {also} | " if has_also else "")
+           + f"labels to random's {mb}-label accuracy: default / {ref} | the default's random share, first / highest round |",
+           "|---|---:|---:|---:|---|---|" + ("---|" if has_also else "") + "---|---|"]
     for ds in [x for x in st["datasets"] if x in n["datasets"]]:
         s = n["datasets"][ds]["strategies"]
         if default not in s:
@@ -400,8 +403,9 @@ def render_query_quality(name: str) -> str:
         r, a, o = s.get("random"), s.get(ref), s[default]
         share = o["random_share_per_step"]
         out.append(f"| {ds} | {r['aulc']['mean']:.1f} | {o['aulc']['mean']:.1f} | {a['aulc']['mean']:.1f} | "
-                   f"{diff(o.get('vs_random'))} | {diff(o.get('vs_' + ref))} | {reach(o)} / {reach(a)} | "
-                   f"{share[0]:.2f} / {max(share):.2f} |")
+                   f"{diff(o.get('vs_random'))} | {diff(o.get('vs_' + ref))} | "
+                   + (f"{diff(o.get('vs_' + also))} | " if has_also else "")
+                   + f"{reach(o)} / {reach(a)} | {share[0]:.2f} / {max(share):.2f} |")
     secs = {k: [n["datasets"][ds]["strategies"][k]["query_seconds_per_round"] for ds in n["datasets"]
                 if "query_seconds_per_round" in n["datasets"][ds]["strategies"].get(k, {})] for k in (ref, default)}
     g = n.get("goals", {})
