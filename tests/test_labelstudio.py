@@ -52,6 +52,8 @@ HTTP_TIMEOUT = 60  # s: one API call
 
 def _ls_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "LABEL_STUDIO"))}
+    if not env.get("CI", "x").strip():  # Label Studio reads CI as a bool and will not start on an empty one
+        env.pop("CI")
     env.update({
         "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false",
         "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "", "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
