@@ -36,7 +36,7 @@ TASKS = (SINGLE, MULTI)
 TASK_KEY = "task"
 #: query strategies that read per-class (one-vs-rest) probabilities: the only ones a multi-label pool runs
 MULTI_LABEL_QUERY = ("mean-margin", "max-entropy", "auto", "random")
-#: what ``auto`` runs after its typical phase on a multi-label pool (its default, badge, assumes a softmax)
+#: what ``auto`` runs after its typical phase on a multi-label pool (its default, dropquery, assumes one class a row)
 MULTI_LABEL_AUTO_THEN = "mean-margin"
 
 

@@ -25,7 +25,7 @@ random. Active learning's gains are rarely detectable with a few hundred labels 
 (a probe at chance, biased picks) show; a symmetric rule paid for its hedge where active picks pay
 (first measured version: 1.4 AULC points below ``auto`` on trec6). The batch's other picks
 are typical rows of uncovered clusters while labels are few and the agreement
-supports clustering, else ``then`` (``badge``). The decision is stateless (recomputed from the
+supports clustering, else ``then`` (auto's, ``dropquery``). The decision is stateless (recomputed from the
 labels and the record of which picks were random), so an undone round leaves no trace. With
 ``--candidates knn:K`` the random picks are uniform over the candidates, not the pool, and the
 online comparison measures that neighbourhood only.
