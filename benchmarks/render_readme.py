@@ -320,8 +320,8 @@ def render_sync_loop(name: str) -> str:
     """benchmarks/sync_loop.py: the first and last passes' event lines, then the wall time per pass."""
     d = load(name)
     passes = d["numbers"]["passes"]
-    answered = [p for p in passes if p.get("events")]
-    lines = [*answered[0]["events"], "...", *answered[-1]["events"]] if len(answered) > 1 else [*(answered[0]["events"] if answered else [])]
+    answered = [p["events"] for p in passes if p.get("events")]
+    lines = answered[0] + ["...", *answered[-1]] if len(answered) > 1 else [e for ev in answered for e in ev]
     out = ["```text", *lines, "```", "", "| sync pass | pulled | new round | pushed | wall time | annotating through the API |",
            "|---|---:|---|---:|---:|---:|"]
     for p in passes:

@@ -205,15 +205,19 @@ def test_a_text_model_or_an_onnx_backend_given_images(cli, cli_error, tiny_model
     assert not (index_dir / "im" / "manifest.json").exists()
 
 
-def test_image_options_on_a_text_pool_are_refused(tiny_pool):
+def test_image_options_on_a_text_pool_are_refused(tiny_pool, cli, cli_error):
     index_dir, name, _ = tiny_pool
     api.seed(name, 4, index_dir=index_dir)
     with pytest.raises(InvalidInputError, match="holds texts"):
         api.export(name, format="label-studio", index_dir=index_dir, image_url_prefix="http://x/")
+    assert not list((index_dir / name).glob("exports/*"))  # nothing written
     from fmal.sync import labelstudio as ls
 
     with pytest.raises(InvalidInputError, match="holds texts"):  # refused before any server is called
         ls.sync(name, "http://127.0.0.1:9", index_dir=index_dir, token="t", image_url_prefix="http://x/")
+    r = cli("sync", "label-studio", "--pool", name, "--url", "http://127.0.0.1:9", "--index-dir", index_dir,
+            "--image-url-prefix", "http://x/", "--json")
+    cli_error(r, "--image-url-prefix says where an image pool's images are", "holds texts")  # before the token is read
 
 
 class _FakeLabelStudio:

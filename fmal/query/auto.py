@@ -77,14 +77,14 @@ def _evidence(ctx: QueryContext, origin: np.ndarray | None, min_random: int) -> 
         return None
     y = np.asarray(ctx.labels).astype(str)
     lab = np.asarray(ctx.labeled, dtype=np.int64)
-    rnd = np.nonzero(origin == RANDOM)[0]
-    if rnd.size < min_random or not (origin == ACTIVE).any():
+    rnd, act = np.nonzero(origin == RANDOM)[0], np.nonzero(origin == ACTIVE)[0]
+    if rnd.size < min_random or act.size == 0:
         return None
-    rng = np.random.default_rng(ESTIMATE_SEED)
-    act, base = np.nonzero(origin == ACTIVE)[0], np.nonzero((origin != RANDOM) & (origin != ACTIVE))[0]
+    base = np.nonzero((origin != RANDOM) & (origin != ACTIVE))[0]
     if rnd.size + act.size + base.size > MAX_EVIDENCE_ROWS:
         # a cap per arm (random picks, the test rows, first): a uniform cap over the non-random rows
         # would let thousands of imported labels crowd out the active picks the comparison is about
+        rng = np.random.default_rng(ESTIMATE_SEED)
         rnd, act = (np.sort(rng.choice(r, cap, replace=False)) if r.size > cap else r
                     for r, cap in ((rnd, MAX_EVIDENCE_ROWS // 2), (act, MAX_EVIDENCE_ROWS // 3)))
         if base.size > MAX_EVIDENCE_ROWS - rnd.size - act.size:

@@ -224,17 +224,20 @@ DROPOUT_BLOCK = 4096
 DROPQUERY_POINTS_PER_CENTROID = 64
 
 
-def dropout_flips(ctx: QueryContext, pos: np.ndarray, dropout: float, n_drop: int) -> np.ndarray:
+def dropout_flips(ctx: QueryContext, pos: np.ndarray, dropout: float, n_drop: int,
+                  rows: np.ndarray | None = None) -> np.ndarray:
     """Share of ``n_drop`` dropout copies (features zeroed with probability ``dropout``, the rest
     scaled by 1 / (1 - dropout)) on which the fitted probe's class differs from its class on the
-    clean row, for the candidates at ``pos``; seeded by ``ctx.random_state``."""
+    clean row, for the candidates at ``pos`` (``rows``: their embeddings, when gathered already);
+    seeded by ``ctx.random_state``."""
+    rows = _rows(ctx, pos) if rows is None else rows
     rng = np.random.default_rng(ctx.random_state)
     W = np.asarray(ctx.probe.coef_, dtype=np.float32)
     b = np.asarray(ctx.probe.intercept_, dtype=np.float32)
     keep = np.float32(1.0 / (1.0 - dropout))
     out = np.empty(pos.size)
     for lo in range(0, pos.size, DROPOUT_BLOCK):
-        X = _rows(ctx, pos[lo : lo + DROPOUT_BLOCK])
+        X = rows[lo : lo + DROPOUT_BLOCK]
         base = _predicted(X @ W.T + b)
         flips = np.zeros(X.shape[0])
         for _ in range(n_drop):
@@ -306,13 +309,14 @@ def _dropquery(ctx: QueryContext, budget: int, dropout: float, n_drop: int) -> Q
     scores = margin(ctx.proba)
     m = int(min(ctx.candidates.size, MAX_SHORTLIST))
     short = top_k(scores, m, ctx.random_state)
-    flips = dropout_flips(ctx, short, dropout, n_drop)
+    rows = _rows(ctx, short)  # gathered once: the dropout copies and the k-means read them
+    flips = dropout_flips(ctx, short, dropout, n_drop, rows)
     unsure = np.nonzero(flips > 0.5)[0]
     picks: list[int] = []
     k = 0
     if unsure.size > budget:
         k = int(budget)
-        a, d = _kmeans(_rows(ctx, short[unsure]), k, ctx.random_state, max_points=DROPQUERY_POINTS_PER_CENTROID)
+        a, d = _kmeans(rows[unsure], k, ctx.random_state, max_points=DROPQUERY_POINTS_PER_CENTROID)
         sizes = np.bincount(a, minlength=k)
         rng = np.random.default_rng(ctx.random_state)
         for c in np.lexsort((rng.random(k), -sizes)):
